@@ -1,0 +1,93 @@
+"""An issue rendered once: Jinja2 and the CSS inliner run here and nowhere else.
+
+What differs between subscribers (name, address, unsubscribe and preferences links) is left in the
+HTML and text as placeholders, made of characters the HTML parser behind premailer leaves alone and
+carrying a random marker so that no commentary text can ever look like one.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from dataclasses import dataclass
+
+import premailer
+
+from mailer.config import NewsletterSettings
+from mailer.content import Issue
+from mailer.errors import Problem
+from mailer.theme import Theme
+
+PERSONAL_FIELDS = ("name", "email", "unsubscribe_url", "preferences_url")
+GMAIL_CLIP_BYTES = 100 * 1024
+"""Gmail clips a message's HTML at about 102 KB; we warn before that."""
+
+
+@dataclass(frozen=True)
+class RenderedIssue:
+    """The issue's subject, inlined HTML and plain text, with placeholders for personal fields."""
+
+    issue: Issue
+    subject: str
+    html: str
+    text: str
+    marker: str
+
+    def placeholder(self, field: str) -> str:
+        return f"{self.marker}{field}x"
+
+    @property
+    def placeholder_pattern(self) -> re.Pattern[str]:
+        fields = "|".join(PERSONAL_FIELDS)
+        return re.compile(f"{self.marker}({fields})x")
+
+    def size_warning(self) -> Problem | None:
+        size = len(self.html.encode("utf-8"))
+        if size <= GMAIL_CLIP_BYTES:
+            return None
+        return Problem(
+            self.issue.lead.path,
+            None,
+            f"the HTML email is {size / 1024:.0f} KB; Gmail clips messages over about 102 KB, "
+            "hiding the end and the unsubscribe link: shorten the commentary",
+            warning=True,
+        )
+
+
+class _Placeholders:
+    """What the templates see as `recipient`: every personal field is its placeholder."""
+
+    def __init__(self, marker: str) -> None:
+        for field in PERSONAL_FIELDS:
+            setattr(self, field, f"{marker}{field}x")
+
+
+def render_issue(issue: Issue, theme: Theme, newsletter: NewsletterSettings) -> RenderedIssue:
+    marker = "mlr" + secrets.token_hex(6)
+    context = {
+        "newsletter": newsletter,
+        "issue": issue,
+        "lead": issue.lead,
+        "view_url": issue.lead.archive_url,
+        "recipient": _Placeholders(marker),
+        "css": theme.source("email.css"),
+    }
+    html = inline_css(theme.render("email.html", **context))
+    text = theme.render("email.txt", **context)
+    return RenderedIssue(issue=issue, subject=issue.subject, html=html, text=text, marker=marker)
+
+
+def inline_css(html: str) -> str:
+    """Every style copied onto its element; @media rules kept in <style> with their !important."""
+    return str(
+        premailer.Premailer(
+            html,
+            allow_network=False,
+            strip_important=False,
+            keep_style_tags=False,
+            remove_classes=False,
+            disable_validation=True,
+            cssutils_logging_level=logging.CRITICAL,
+        ).transform()
+    )

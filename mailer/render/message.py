@@ -1,0 +1,214 @@
+"""Complete MIME messages, one per recipient, from an issue rendered once.
+
+Compiling a MessageTemplate does the costly part once: the headers every recipient shares and the
+quoted-printable encoding of both parts. Personalising then only encodes the few personal values and
+joins bytes. Each personal value is spliced in between quoted-printable soft line breaks (`=` at a
+line's end), which decoders remove, so the static text around it can be encoded in advance while
+every line stays within the 76 characters the encoding allows.
+
+Nothing from a commentary, the configuration or a subscriber reaches a header with a CR or LF in it:
+`header_safe` refuses them before anything is built.
+"""
+
+from __future__ import annotations
+
+import binascii
+import datetime as dt
+import hashlib
+import html
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.header import Header
+from email.utils import format_datetime, formataddr, parseaddr
+
+from mailer.render.email import PERSONAL_FIELDS, RenderedIssue
+
+CRLF = b"\r\n"
+SOFT_BREAK = b"=\r\n"
+
+
+class HeaderInjection(ValueError):
+    """A value bound for a header holds a line break."""
+
+
+@dataclass(frozen=True)
+class Recipient:
+    email: str
+    name: str
+    unsubscribe_url: str
+    preferences_url: str
+
+
+@dataclass(frozen=True)
+class Sender:
+    """Who the issue is from, and the list it goes to."""
+
+    address: str
+    """`Name <address@domain>` as in config.toml's `from`."""
+    list_name: str
+    list_label: str
+    """The list's name as a dot-atom label, e.g. `commentaries`; List-Id is label.sender-domain."""
+    reply_to: str = ""
+    unsubscribe_mailto: str = ""
+    feedback_id: str = ""
+
+    @property
+    def domain(self) -> str:
+        return idna_address(parseaddr(self.address)[1]).rpartition("@")[2]
+
+
+def header_safe(value: str, what: str) -> str:
+    if "\r" in value or "\n" in value:
+        raise HeaderInjection(
+            f"{what} holds a line break, which could forge mail headers: {value!r}"
+        )
+    return value
+
+
+def idna_address(address: str) -> str:
+    """The address with its domain in ASCII (IDNA), which every mail server understands."""
+    local, _, domain = address.rpartition("@")
+    try:
+        return f"{local}@{domain.encode('idna').decode('ascii')}"
+    except UnicodeError:
+        return address
+
+
+def mailbox(name: str, address: str) -> str:
+    """`Name <address>` with the name RFC 2047-encoded when it is not ASCII.
+
+    An internationalised domain is written in IDNA; a non-ASCII local part stays UTF-8, which only
+    servers offering SMTPUTF8 accept.
+    """
+    header_safe(name, "a name")
+    header_safe(address, "an address")
+    return formataddr((name, idna_address(address)), "utf-8")
+
+
+def phrase(text: str) -> str:
+    """A display name on its own (as List-Id has it): quoted, or RFC 2047-encoded if not ASCII."""
+    header_safe(text, "a name")
+    if text.isascii():
+        return '"{}"'.format(text.replace("\\", "\\\\").replace('"', '\\"'))
+    return Header(text, "utf-8").encode()
+
+
+def encoded(name: str, value: str) -> bytes:
+    """A whole header line, folded, encoded as RFC 2047 words only where the text is not ASCII."""
+    header_safe(value, name)
+    charset = "us-ascii" if value.isascii() else "utf-8"
+    line = Header(value, charset, header_name=name).encode(linesep="\r\n")
+    return f"{name}: {line}".encode("ascii") + CRLF
+
+
+def quoted_printable(text: str) -> bytes:
+    return binascii.b2a_qp(text.encode("utf-8"), istext=True).replace(b"\n", CRLF)
+
+
+class _Part:
+    """One body part: static text encoded in advance, personal values spliced in per recipient."""
+
+    def __init__(self, rendered: RenderedIssue, text: str, escape: Callable[[str], str]) -> None:
+        pieces = rendered.placeholder_pattern.split(text)
+        self.statics = [quoted_printable(piece) for piece in pieces[0::2]]
+        self.fields = pieces[1::2]
+        self.escape = escape
+
+    def fill(self, values: dict[str, str]) -> bytes:
+        out = [self.statics[0]]
+        for field, static in zip(self.fields, self.statics[1:], strict=True):
+            out += (SOFT_BREAK, quoted_printable(self.escape(values[field])), SOFT_BREAK, static)
+        return b"".join(out)
+
+
+class MessageTemplate:
+    """The issue as a message, ready to be personalised for each recipient."""
+
+    def __init__(
+        self,
+        rendered: RenderedIssue,
+        sender: Sender,
+        *,
+        clock: Callable[[], float] = time.time,
+        unique: Callable[[], str] = lambda: secrets.token_hex(8),
+    ) -> None:
+        self.rendered = rendered
+        self.sender = sender
+        self.clock = clock
+        self.unique = unique
+        self.domain = sender.domain
+        content = f"{rendered.html}\0{rendered.text}".replace(rendered.marker, "")
+        digest = hashlib.sha256(content.encode()).hexdigest()
+        self.boundary = f"=_mailer_{digest[:28]}"
+        """Derived from the content so that a build is repeatable; `=_` never occurs in
+        quoted-printable text, so the boundary cannot appear in a part."""
+        self.head_from, self.head_subject, self.head_rest = self._shared_headers()
+        self.text = _Part(rendered, rendered.text, escape=str)
+        self.html = _Part(rendered, rendered.html, escape=lambda v: html.escape(v, quote=True))
+        self.text_head = (
+            f"--{self.boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+        ).encode("ascii")
+        self.html_head = (
+            f"\r\n--{self.boundary}\r\nContent-Type: text/html; charset=utf-8\r\n"
+            "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+        ).encode("ascii")
+        self.tail = f"\r\n--{self.boundary}--\r\n".encode("ascii")
+
+    def _shared_headers(self) -> tuple[bytes, bytes, bytes]:
+        """From; Subject; then the rest. To goes after From, Date and Message-ID after Subject."""
+        sender = self.sender
+        name, address = parseaddr(header_safe(sender.address, "the sender"))
+        head_from = f"From: {mailbox(name, address)}\r\n".encode("ascii")
+        head_subject = encoded("Subject", self.rendered.subject)
+        lines = []
+        if sender.reply_to:
+            reply_name, reply_address = parseaddr(header_safe(sender.reply_to, "reply_to"))
+            lines.append(f"Reply-To: {mailbox(reply_name, reply_address)}\r\n".encode("ascii"))
+        list_id = f"<{header_safe(sender.list_label, 'the list')}.{self.domain}>"
+        lines.append(f"List-Id: {phrase(sender.list_name)} {list_id}\r\n".encode("ascii"))
+        lines.append(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n")
+        if sender.feedback_id:
+            lines.append(
+                f"Feedback-ID: {header_safe(sender.feedback_id, 'feedback_id')}\r\n".encode()
+            )
+        lines.append(b"MIME-Version: 1.0\r\n")
+        lines.append(
+            f'Content-Type: multipart/alternative; boundary="{self.boundary}"\r\n'.encode("ascii")
+        )
+        return head_from, head_subject, b"".join(lines)
+
+    def message_id(self) -> str:
+        return f"<{int(self.clock())}.{self.unique()}@{self.domain}>"
+
+    def personalise(self, recipient: Recipient, message_id: str | None = None) -> bytes:
+        """The complete message for one recipient, CRLF line endings, ready for SMTP."""
+        values = {field: getattr(recipient, field) for field in PERSONAL_FIELDS}
+        unsubscribe = header_safe(recipient.unsubscribe_url, "the unsubscribe URL")
+        list_unsubscribe = f"<{unsubscribe}>"
+        if self.sender.unsubscribe_mailto:
+            list_unsubscribe += f", <mailto:{self.sender.unsubscribe_mailto}>"
+        date = format_datetime(dt.datetime.fromtimestamp(self.clock(), dt.UTC))
+        to = f"To: {mailbox(recipient.name, recipient.email)}\r\n".encode()
+        dated = (
+            f"Date: {date}\r\n"
+            f"Message-ID: {message_id or self.message_id()}\r\n"
+            f"List-Unsubscribe: {list_unsubscribe}\r\n"
+        ).encode("ascii")
+        return b"".join(
+            (
+                self.head_from,
+                to,
+                self.head_subject,
+                dated,
+                self.head_rest,
+                CRLF,
+                self.text_head,
+                self.text.fill(values),
+                self.html_head,
+                self.html.fill(values),
+                self.tail,
+            )
+        )

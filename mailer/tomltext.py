@@ -1,0 +1,61 @@
+"""TOML text with its line numbers kept, so every error can say `file:line`.
+
+tomllib reports a parse error's line only inside its message ("… (at line 3, column 7)"), and says
+nothing of where a key stands once parsed; both are recovered here from the text itself.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mailer.errors import Problem
+
+_AT_LINE = re.compile(r"\(at (?:line (\d+), column \d+|end of document)\)")
+_TABLE = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+
+
+def parse(text: str, path: Path, first_line: int = 1) -> dict[str, Any] | Problem:
+    """The parsed table, or the problem that stops it; `first_line` is where the text starts."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        message = str(error)
+        found = _AT_LINE.search(message)
+        if found and found.group(1):
+            line = first_line + int(found.group(1)) - 1
+        else:  # "at end of document"
+            line = first_line + max(text.count("\n") - (1 if text.endswith("\n") else 0), 0)
+        reason = _AT_LINE.sub("", message).strip().rstrip(".")
+        return Problem(path, line, f"this is not valid TOML: {reason[:1].lower()}{reason[1:]}")
+
+
+def _bare_key(name: str) -> str:
+    return name.strip().strip('"').strip("'")
+
+
+def key_line(text: str, table: Sequence[str], key: str | None, first_line: int = 1) -> int:
+    """The line where `key` is set inside `[table]` (or where the table starts when key is None).
+
+    Falls back to the table's header, then to the first line, when the key is written in a form this
+    simple scan does not follow (an inline table, a dotted key).
+    """
+    wanted = ".".join(table)
+    current = ""
+    table_line = first_line
+    key_pattern = re.compile(rf"""^\s*["']?{re.escape(key)}["']?\s*=""") if key else None
+    for number, line in enumerate(text.splitlines(), start=first_line):
+        header = _TABLE.match(line)
+        if header:
+            current = ".".join(_bare_key(part) for part in header.group(1).split("."))
+            if current == wanted:
+                table_line = number
+                if key_pattern is None:
+                    return number
+            continue
+        if current == wanted and key_pattern and key_pattern.match(line):
+            return number
+    return table_line
