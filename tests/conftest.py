@@ -1,0 +1,112 @@
+"""Tiny fixtures shared by the tests: a newsletter folder, the command line, options."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from mailer import config
+from mailer.cli import main
+from mailer.newsletter import Newsletter
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+EXAMPLES = REPOSITORY / "commentaries"
+SECRET = "test-secret-0123456789abcdef"
+REQUIRE_ALL = os.environ.get("MAILER_TEST_REQUIRE_ALL") == "1"
+"""Set in CI: a test that would skip for want of PostgreSQL or a browser fails instead."""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        help="rewrite tests/golden/ from the current output instead of comparing with it",
+    )
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip with a reason; in CI (MAILER_TEST_REQUIRE_ALL=1) fail, since nothing may be skipped."""
+    if REQUIRE_ALL:
+        pytest.fail(f"required in CI: {reason}")
+    pytest.skip(reason)
+
+
+@dataclass
+class Folder:
+    """A newsletter folder in a temporary directory, made from this repository's example."""
+
+    path: Path
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.toml"
+
+    @property
+    def commentaries(self) -> Path:
+        return self.path / "commentaries"
+
+    @property
+    def output(self) -> Path:
+        return self.path / "public"
+
+    def write(self, name: str, text: str) -> Path:
+        """Write a file of the folder from an indented triple-quoted string."""
+        target = self.path / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+        return target
+
+    def configure(self, old: str, new: str) -> None:
+        text = self.config_path.read_text(encoding="utf-8")
+        assert old in text, f"{old!r} is not in config.toml"
+        self.config_path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+    def newsletter(self) -> Newsletter:
+        return Newsletter(config.load(self.config_path, {"MAILER_SECRET": SECRET}))
+
+    def output_files(self) -> dict[str, bytes]:
+        return {
+            str(p.relative_to(self.output)): p.read_bytes()
+            for p in sorted(self.output.rglob("*"))
+            if p.is_file()
+        }
+
+
+@pytest.fixture
+def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Folder:
+    """The example newsletter (config and commentaries), in a folder of its own."""
+    root = tmp_path / "newsletter"
+    shutil.copytree(EXAMPLES, root / "commentaries")
+    shutil.copyfile(REPOSITORY / "config.example.toml", root / "config.toml")
+    (root / "subscribers").mkdir()
+    monkeypatch.setenv("MAILER_SECRET", SECRET)
+    monkeypatch.delenv("MAILER_CONFIG", raising=False)
+    return Folder(root)
+
+
+Run = Callable[..., Result]
+
+
+@pytest.fixture
+def run(folder: Folder) -> Run:
+    """Runs `mailer --config FOLDER/config.toml ARGS...`, returning exit code and output."""
+
+    def invoke(*args: str, input: str | None = None) -> Result:
+        runner = CliRunner()
+        return runner.invoke(
+            main, ["--config", str(folder.config_path), *args], input=input, catch_exceptions=False
+        )
+
+    return invoke
+
+
+@pytest.fixture
+def update_golden(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--update-golden"))
