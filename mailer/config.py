@@ -305,12 +305,18 @@ class _Reader:
             if spec.name in values:
                 continue
             if isinstance(kind, type) and issubclass(kind, _Section):
-                values[spec.name] = kind(**self.table(kind, {}, (*where, key), set()))
+                values[spec.name] = self.section(kind, {}, (*where, key))
             elif spec.default is dataclasses.MISSING:
                 self.problem(where, None, f"{_name(where, key)} is missing; add `{key} = …`")
             elif isinstance(spec.default, Path):
                 values[spec.name] = self.path.parent / spec.default
         return values
+
+    def section(self, kind: type[_Section], raw: dict[str, Any], where: tuple[str, ...]) -> Any:
+        """The table as its dataclass; None when a required key is missing (a problem says so)."""
+        values = self.table(kind, raw, where, set())
+        required = {f.name for f in dataclasses.fields(kind) if f.default is dataclasses.MISSING}  # type: ignore[arg-type]
+        return kind(**values) if required <= values.keys() else None
 
     def value(
         self, kind: Any, spec: dataclasses.Field[Any], value: Any, where: tuple[str, ...], key: str
@@ -321,7 +327,7 @@ class _Reader:
                     where, key, f"{_name(where, key)} must be a table: [{_name(where, key)}]"
                 )
                 return spec.default
-            return kind(**self.table(kind, value, (*where, key), set()))
+            return self.section(kind, value, (*where, key))
         optional = isinstance(kind, types.UnionType) and type(None) in typing.get_args(kind)
         base = next(a for a in typing.get_args(kind) if a is not type(None)) if optional else kind
         expected: Any = {Path: str, float: (int, float)}.get(base, base)

@@ -56,3 +56,7 @@ class TemplateError(ProblemsError):
 
 class UsageError(MailerError):
     """A command was asked for something it cannot do (an unknown slug, say)."""
+
+
+class DatabaseError(MailerError):
+    """The database cannot be opened, or its schema is not the one this mailer expects."""

@@ -19,6 +19,7 @@ from mailer.render.email import RenderedIssue, render_issue
 from mailer.render.feeds import render_feeds
 from mailer.render.message import MessageTemplate, Recipient, Sender
 from mailer.render.site import render_site
+from mailer.store import Store
 from mailer.theme import Theme
 
 PREVIEW_ADDRESS = "reader@example.org"
@@ -46,6 +47,10 @@ class Newsletter:
     def site(self) -> Site:
         newsletter = self.config.newsletter
         return Site(site_url=newsletter.site_url, zone=newsletter.zone)
+
+    @cached_property
+    def store(self) -> Store:
+        return Store.open(self.config.database.url, self.config.folder)
 
     @cached_property
     def links(self) -> Links:

@@ -153,3 +153,27 @@ def test_text_is_escaped_in_feeds(folder: Folder, run: Run) -> None:
         assert parsed.entries[0].title == 'Tariffs & <Trade> "Wars"'
         assert "<script>" not in parsed.entries[0].content[0].value
     assert json.loads(files["feed.json"])["items"][0]["title"] == 'Tariffs & <Trade> "Wars"'
+
+
+def test_commentaries_of_the_same_day_get_distinct_atom_updated_times(
+    folder: Folder, run: Run
+) -> None:
+    for slug in ("a-first", "b-second"):
+        folder.write(
+            f"commentaries/2025-11-05-{slug}.md",
+            f"""
+            +++
+            title = "{slug}"
+            authors = ["Somebody"]
+            date = 2025-11-05
+            +++
+
+            Body.
+            """,
+        )
+    tree = etree.fromstring(build(folder, run)["atom.xml"])
+    ns = {"a": "http://www.w3.org/2005/Atom"}
+    updated = [e.findtext("a:updated", namespaces=ns) for e in tree.findall("a:entry", ns)]
+    assert len(set(updated)) == len(updated)
+    times = [dt.datetime.fromisoformat(u) for u in updated]  # type: ignore[arg-type]
+    assert times == sorted(times, reverse=True)

@@ -69,7 +69,7 @@ def _rss(commentaries: Sequence[Commentary], newsletter: NewsletterSettings) -> 
     feed.link(href=newsletter.site_url + "archive/", rel="alternate")
     feed.lastBuildDate(_updated(commentaries))
     for commentary in commentaries:
-        entry = _entry(feed, commentary)
+        entry = _entry(feed, commentary, commentary.date)
         entry.link(href=commentary.link, rel="alternate")
         entry.guid(commentary.archive_url, permalink=True)
         entry.description(_summary(commentary))
@@ -89,8 +89,8 @@ def _atom(commentaries: Sequence[Commentary], newsletter: NewsletterSettings) ->
     feed.updated(_updated(commentaries))
     feed.author(name=newsletter.name)
     feed.register_extension("pdf", BaseExtension, _AtomEnclosure, atom=True, rss=False)
-    for commentary in commentaries:
-        entry = _entry(feed, commentary)
+    for commentary, updated in zip(commentaries, _distinct(commentaries), strict=True):
+        entry = _entry(feed, commentary, updated)
         entry.id(commentary.archive_url)
         entry.link(href=commentary.link, rel="alternate", type="text/html")
         entry.summary(_summary(commentary))
@@ -102,11 +102,21 @@ def _atom(commentaries: Sequence[Commentary], newsletter: NewsletterSettings) ->
     return bytes(feed.atom_str(pretty=True))
 
 
-def _entry(feed: FeedGenerator, commentary: Commentary) -> FeedEntry:
+def _distinct(commentaries: Sequence[Commentary]) -> list[dt.datetime]:
+    """Each entry's atom:updated, a second apart where two share a date (feed validators warn
+    when entries have the same one), keeping newest-first order and repeatable builds."""
+    result: list[dt.datetime] = []
+    for index, commentary in enumerate(commentaries):
+        later_twins = sum(1 for other in commentaries[index + 1 :] if other.date == commentary.date)
+        result.append(commentary.date + dt.timedelta(seconds=later_twins))
+    return result
+
+
+def _entry(feed: FeedGenerator, commentary: Commentary, updated: dt.datetime) -> FeedEntry:
     entry = feed.add_entry(order="append")
     entry.title(commentary.title)
     entry.published(commentary.date)
-    entry.updated(commentary.date)
+    entry.updated(updated)  # feedgen's default is now, which would change every build
     for tag in commentary.tags:
         entry.category(term=tag)
     return entry

@@ -1,0 +1,44 @@
+"""What every command shares: the newsletter named by --config, read on demand, and wording."""
+
+from __future__ import annotations
+
+import sys
+from functools import cached_property
+from pathlib import Path
+
+import click
+
+from mailer import config
+from mailer.errors import UsageError
+from mailer.newsletter import Newsletter
+
+
+class State:
+    """The config file named on the command line, read the first time a command needs it."""
+
+    def __init__(self, config_path: Path | None) -> None:
+        self.config_path = config.locate(config_path)
+
+    @cached_property
+    def newsletter(self) -> Newsletter:
+        return Newsletter(config.load(self.config_path))
+
+
+pass_state = click.make_pass_decorator(State)
+
+
+def count(number: int, singular: str, plural: str = "") -> str:
+    """`1 commentary`, `3 commentaries`."""
+    return f"{number:,} {singular if number == 1 else plural or singular + 's'}"
+
+
+def confirm(question: str, yes: bool) -> None:
+    """Ask before a destructive step on a terminal; elsewhere demand --yes."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError(
+            f"{question.rstrip('?')}: not confirmed; add --yes to do it without asking"
+        )
+    if not click.confirm(question, default=False):
+        raise click.exceptions.Exit(1)

@@ -1,0 +1,105 @@
+"""Opening the database, and keeping its schema current through Alembic migrations.
+
+A new, empty database gets the current schema on first use. A database made by an older mailer is
+never changed behind anybody's back: mailer stops and asks for `mailer db upgrade`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from mailer.errors import DatabaseError
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+SQLITE_BUSY_SECONDS = 30
+
+
+def resolve_url(url: str, folder: Path) -> str:
+    """A SQLite path relative to the config file's folder made absolute; other URLs as given."""
+    parsed = make_url(url)
+    if (
+        parsed.get_backend_name() != "sqlite"
+        or not parsed.database
+        or parsed.database == ":memory:"
+    ):
+        return url
+    path = Path(parsed.database)
+    if not path.is_absolute():
+        path = folder / path
+    return parsed.set(database=str(path)).render_as_string(hide_password=False)
+
+
+def open_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_SECONDS * 1000}")
+    cursor.close()
+
+
+def _alembic(connection: Any) -> AlembicConfig:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    script = ScriptDirectory.from_config(_alembic(None))
+    head = script.get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(engine: Engine) -> tuple[str | None, str]:
+    """Apply every migration not yet applied; returns (revision before, revision after)."""
+    before = current_revision(engine)
+    with engine.begin() as connection:
+        command.upgrade(_alembic(connection), "head")
+    return before, head_revision()
+
+
+def ensure_current(engine: Engine, shown_url: str) -> None:
+    """Create the schema in a new database; refuse an old one until `mailer db upgrade`."""
+    try:
+        revision = current_revision(engine)
+        if revision == head_revision():
+            return
+        if revision is None and not inspect(engine).get_table_names():
+            upgrade(engine)
+            return
+    except OperationalError as error:
+        raise DatabaseError(f"cannot open the database {shown_url}: {error.orig}") from None
+    except SQLAlchemyError as error:
+        raise DatabaseError(f"the database {shown_url} failed: {error}") from None
+    found = f"revision {revision}" if revision else "tables mailer did not make"
+    raise DatabaseError(
+        f"the database {shown_url} holds {found}, not the current revision {head_revision()}: "
+        "run `mailer db upgrade` to migrate it (back it up first)"
+    )

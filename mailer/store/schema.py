@@ -1,0 +1,158 @@
+"""The tables. Changing them means a new migration in migrations/versions/.
+
+Designed for sending as much as for keeping subscribers: a campaign fixes its recipients in
+`deliveries`, one row each, which several workers claim in batches under a lease (`claimed_by`,
+`lease_until`) so that a dead worker's batch is taken over when its lease runs out.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.engine import Dialect
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# SQLite has no 64-bit autoincrement type of its own: INTEGER PRIMARY KEY is its rowid.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UtcDateTime(TypeDecorator[dt.datetime]):
+    """Times stored in UTC and read back aware, on SQLite (which keeps no zone) as on PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database")
+        utc = value.astimezone(dt.UTC)
+        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+subscribers = Table(
+    "subscribers",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("email", String(320), nullable=False),
+    Column("email_key", String(320), nullable=False, unique=True),
+    Column("name", String(200), nullable=False, default=""),
+    Column("status", String(20), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index("ix_subscribers_status", "status"),
+)
+
+lists = Table(
+    "lists",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+memberships = Table(
+    "memberships",
+    metadata,
+    Column("subscriber_id", Id, ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True),
+    Column("list_id", Id, ForeignKey("lists.id", ondelete="CASCADE"), primary_key=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index("ix_memberships_list_id", "list_id", "subscriber_id"),
+)
+
+consents = Table(
+    "consents",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("subscriber_id", Id, ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("source", String(40), nullable=False),
+    Column("detail", Text, nullable=False, default=""),
+    Column("ip", String(45), nullable=False, default=""),
+    Index("ix_consents_subscriber_id", "subscriber_id"),
+)
+
+status_changes = Table(
+    "status_changes",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("subscriber_id", Id, ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("old_status", String(20), nullable=True),
+    Column("new_status", String(20), nullable=False),
+    Column("reason", String(40), nullable=False),
+    Column("detail", Text, nullable=False, default=""),
+    Index("ix_status_changes_subscriber_id", "subscriber_id"),
+)
+
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("email_hash", String(64), primary_key=True),
+    Column("reason", String(40), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+)
+
+campaigns = Table(
+    "campaigns",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("issue", Text, nullable=False),
+    Column("list_id", Id, ForeignKey("lists.id"), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("status_detail", Text, nullable=False, default=""),
+    Column("recipients", Integer, nullable=False, default=0),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("finished_at", UtcDateTime, nullable=True),
+    Index("ix_campaigns_issue_list_id", "issue", "list_id"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("campaign_id", Id, ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True),
+    Column("subscriber_id", Id, ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True),
+    Column("state", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("not_before", UtcDateTime, nullable=True),
+    Column("claimed_by", String(80), nullable=True),
+    Column("lease_until", UtcDateTime, nullable=True),
+    Column("message_id", String(255), nullable=True),
+    Column("error", Text, nullable=True),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index("ix_deliveries_campaign_id_state", "campaign_id", "state", "subscriber_id"),
+    Index("ix_deliveries_subscriber_id", "subscriber_id"),
+)

@@ -1,0 +1,452 @@
+"""Subscribers: who they are, which lists they are on, their consent and every change of status.
+
+An address is one person whatever its case (`email_key` is the whole address case-folded); it is
+stored as given. Erasing a subscriber deletes everything about them and leaves only a hash of the
+address on the suppression list, so that an old export re-imported by mistake cannot bring it back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
+
+from mailer.addresses import key, suppression_hash
+from mailer.lifecycle import LEFT, Reason, Status, can_become
+from mailer.store.lists import Lists
+from mailer.store.schema import (
+    consents,
+    lists,
+    memberships,
+    status_changes,
+    subscribers,
+    suppressions,
+    utcnow,
+)
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    id: int
+    email: str
+    name: str
+    status: Status
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    lists: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One person to add or merge, already validated (an import row, a form, a staff command)."""
+
+    email: str
+    name: str
+    lists: frozenset[str]
+    line: int = 0
+
+
+@dataclass
+class Merged:
+    """What adding a batch of candidates did."""
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    kept_out: int = 0
+    """Addresses that unsubscribed, bounced, complained or were erased: left as they are."""
+    lists_created: list[str] = field(default_factory=list)
+
+    def __iadd__(self, other: Merged) -> Merged:
+        self.added += other.added
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.kept_out += other.kept_out
+        self.lists_created += other.lists_created
+        return self
+
+
+@dataclass(frozen=True)
+class Consent:
+    at: dt.datetime
+    source: str
+    detail: str
+    ip: str
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    at: dt.datetime
+    old_status: str | None
+    new_status: str
+    reason: str
+    detail: str
+
+
+_COLUMNS = (
+    subscribers.c.id,
+    subscribers.c.email,
+    subscribers.c.name,
+    subscribers.c.status,
+    subscribers.c.created_at,
+    subscribers.c.updated_at,
+)
+
+
+def _subscriber(row: Any, list_names: Sequence[str] = ()) -> Subscriber:
+    return Subscriber(
+        id=row.id,
+        email=row.email,
+        name=row.name,
+        status=Status(row.status),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        lists=tuple(sorted(list_names)),
+    )
+
+
+class Subscribers:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # Reading -----------------------------------------------------------------------------------
+
+    def find(self, email: str) -> Subscriber | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(*_COLUMNS).where(subscribers.c.email_key == key(email))
+            ).first()
+            return _subscriber(row, _lists_of(connection, [row.id])[row.id]) if row else None
+
+    def get(self, subscriber_id: int) -> Subscriber | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(*_COLUMNS).where(subscribers.c.id == subscriber_id)
+            ).first()
+            return _subscriber(row, _lists_of(connection, [row.id])[row.id]) if row else None
+
+    def consents(self, subscriber_id: int) -> list[Consent]:
+        query = (
+            select(consents.c.at, consents.c.source, consents.c.detail, consents.c.ip)
+            .where(consents.c.subscriber_id == subscriber_id)
+            .order_by(consents.c.id)
+        )
+        with self.engine.connect() as connection:
+            return [Consent(*row) for row in connection.execute(query)]
+
+    def history(self, subscriber_id: int) -> list[StatusChange]:
+        query = (
+            select(
+                status_changes.c.at,
+                status_changes.c.old_status,
+                status_changes.c.new_status,
+                status_changes.c.reason,
+                status_changes.c.detail,
+            )
+            .where(status_changes.c.subscriber_id == subscriber_id)
+            .order_by(status_changes.c.id)
+        )
+        with self.engine.connect() as connection:
+            return [StatusChange(*row) for row in connection.execute(query)]
+
+    def each(
+        self,
+        statuses: Sequence[Status] = (),
+        list_name: str | None = None,
+        search: str = "",
+        page: int = 2000,
+    ) -> Iterator[Subscriber]:
+        """Every subscriber matching the filters, by id, a page at a time (memory stays flat)."""
+        query = select(*_COLUMNS).order_by(subscribers.c.id).limit(page)
+        if statuses:
+            query = query.where(subscribers.c.status.in_([s.value for s in statuses]))
+        if list_name is not None:
+            query = query.where(
+                subscribers.c.id.in_(
+                    select(memberships.c.subscriber_id)
+                    .join(lists, lists.c.id == memberships.c.list_id)
+                    .where(lists.c.name == list_name)
+                )
+            )
+        if search:
+            query = query.where(subscribers.c.email_key.contains(key(search), autoescape=True))
+        last = 0
+        while True:
+            with self.engine.connect() as connection:
+                rows = connection.execute(query.where(subscribers.c.id > last)).all()
+                if not rows:
+                    return
+                names = _lists_of(connection, [row.id for row in rows])
+            for row in rows:
+                yield _subscriber(row, names[row.id])
+            last = rows[-1].id
+
+    def counts(self) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+        """(subscribers by status, and by list then status)."""
+        with self.engine.connect() as connection:
+            by_status: dict[str, int] = {
+                status: count
+                for status, count in connection.execute(
+                    select(subscribers.c.status, func.count()).group_by(subscribers.c.status)
+                )
+            }
+            by_list: dict[str, dict[str, int]] = {}
+            rows = connection.execute(
+                select(lists.c.name, subscribers.c.status, func.count())
+                .select_from(lists)
+                .join(memberships, memberships.c.list_id == lists.c.id)
+                .join(subscribers, subscribers.c.id == memberships.c.subscriber_id)
+                .group_by(lists.c.name, subscribers.c.status)
+            )
+            for name, status, count in rows:
+                by_list.setdefault(name, {})[status] = count
+        return by_status, by_list
+
+    def is_suppressed(self, email: str) -> bool:
+        with self.engine.connect() as connection:
+            found = connection.scalar(
+                select(suppressions.c.email_hash).where(
+                    suppressions.c.email_hash == suppression_hash(email)
+                )
+            )
+            return found is not None
+
+    # Changing ----------------------------------------------------------------------------------
+
+    def merge(
+        self,
+        candidates: Sequence[Candidate],
+        *,
+        status: Status,
+        reason: Reason,
+        detail: str = "",
+        ip: str = "",
+    ) -> Merged:
+        """Add new people with `status`, merge names and lists into existing ones, in one commit.
+
+        Never brings back an address that left (unsubscribed, bounced, complained) or was erased:
+        those are counted as kept out and not touched at all.
+        """
+        merged = Merged()
+        by_key: dict[str, Candidate] = {}
+        for candidate in candidates:  # the same person twice in a batch: one, lists united
+            earlier = by_key.get(key(candidate.email))
+            if earlier is not None:
+                merged.unchanged += 1
+                candidate = Candidate(
+                    earlier.email,
+                    candidate.name or earlier.name,
+                    earlier.lists | candidate.lists,
+                    earlier.line,
+                )
+            by_key[key(candidate.email)] = candidate
+        now = utcnow()
+        with self.engine.begin() as connection:
+            suppressed = _suppressed(connection, list(by_key))
+            merged.kept_out += len(suppressed)
+            for k in suppressed:
+                del by_key[k]
+            list_ids, merged.lists_created = Lists.ensure(
+                connection, {n for c in by_key.values() for n in c.lists}
+            )
+            existing = {
+                row.email_key: row
+                for row in connection.execute(
+                    select(
+                        subscribers.c.id,
+                        subscribers.c.email_key,
+                        subscribers.c.name,
+                        subscribers.c.status,
+                    ).where(subscribers.c.email_key.in_(list(by_key)))
+                )
+            }
+            member_of = _list_ids_of(connection, [row.id for row in existing.values()])
+            new_members: list[dict[str, Any]] = []
+            renamed: list[dict[str, Any]] = []
+            for k, row in existing.items():
+                candidate = by_key.pop(k)
+                if Status(row.status) in LEFT:
+                    merged.kept_out += 1
+                    continue
+                missing = {list_ids[n] for n in candidate.lists} - member_of[row.id]
+                new_members += [
+                    {"subscriber_id": row.id, "list_id": list_id, "created_at": now}
+                    for list_id in sorted(missing)
+                ]
+                if candidate.name and candidate.name != row.name:
+                    renamed.append({"key": row.email_key, "name": candidate.name, "now": now})
+                if missing or (candidate.name and candidate.name != row.name):
+                    merged.updated += 1
+                else:
+                    merged.unchanged += 1
+            if renamed:
+                connection.execute(
+                    update(subscribers)
+                    .where(subscribers.c.email_key == bindparam("key"))
+                    .values(name=bindparam("name"), updated_at=bindparam("now")),
+                    renamed,
+                )
+            if by_key:
+                new_members += self._insert(
+                    connection, by_key, list_ids, status, reason, detail, ip, now
+                )
+                merged.added += len(by_key)
+            if new_members:
+                connection.execute(insert(memberships), new_members)
+        return merged
+
+    @staticmethod
+    def _insert(
+        connection: Connection,
+        by_key: dict[str, Candidate],
+        list_ids: dict[str, int],
+        status: Status,
+        reason: Reason,
+        detail: str,
+        ip: str,
+        now: dt.datetime,
+    ) -> list[dict[str, Any]]:
+        """Insert new subscribers with their consent and first status; returns their memberships."""
+        connection.execute(
+            insert(subscribers),
+            [
+                {
+                    "email": c.email,
+                    "email_key": k,
+                    "name": c.name,
+                    "status": status.value,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for k, c in by_key.items()
+            ],
+        )
+        ids = dict(
+            connection.execute(
+                select(subscribers.c.email_key, subscribers.c.id).where(
+                    subscribers.c.email_key.in_(list(by_key))
+                )
+            ).all()
+        )
+        connection.execute(
+            insert(consents),
+            [
+                {
+                    "subscriber_id": ids[k],
+                    "at": now,
+                    "source": reason.value,
+                    "detail": detail,
+                    "ip": ip,
+                }
+                for k in by_key
+            ],
+        )
+        connection.execute(
+            insert(status_changes),
+            [
+                {
+                    "subscriber_id": ids[k],
+                    "at": now,
+                    "old_status": None,
+                    "new_status": status.value,
+                    "reason": reason.value,
+                    "detail": detail,
+                }
+                for k in by_key
+            ],
+        )
+        return [
+            {"subscriber_id": ids[k], "list_id": list_ids[name], "created_at": now}
+            for k, candidate in by_key.items()
+            for name in sorted(candidate.lists)
+        ]
+
+    def change_status(
+        self, subscriber_id: int, new: Status, reason: Reason, detail: str = ""
+    ) -> bool:
+        """Move a subscriber to `new` if the lifecycle allows it; False when it does not apply."""
+        with self.engine.begin() as connection:
+            return change_status(connection, subscriber_id, new, reason, detail)
+
+    def erase(self, email: str, reason: str = "erased") -> bool:
+        """Delete everything held on this address, keeping only its hash on the suppression list."""
+        with self.engine.begin() as connection:
+            subscriber_id = connection.scalar(
+                select(subscribers.c.id).where(subscribers.c.email_key == key(email))
+            )
+            hashed = suppression_hash(email)
+            if not _suppressed(connection, [key(email)]):
+                connection.execute(
+                    insert(suppressions).values(email_hash=hashed, reason=reason, at=utcnow())
+                )
+            if subscriber_id is None:
+                return False
+            connection.execute(delete(subscribers).where(subscribers.c.id == subscriber_id))
+            return True
+
+
+def change_status(
+    connection: Connection, subscriber_id: int, new: Status, reason: Reason, detail: str = ""
+) -> bool:
+    """Within a transaction: the status change and its record, or nothing if not allowed."""
+    old = connection.scalar(select(subscribers.c.status).where(subscribers.c.id == subscriber_id))
+    if old is None or old == new.value or not can_become(Status(old), new):
+        return False
+    now = utcnow()
+    changed = connection.execute(
+        update(subscribers)
+        .where(subscribers.c.id == subscriber_id, subscribers.c.status == old)
+        .values(status=new.value, updated_at=now)
+    ).rowcount
+    if not changed:  # somebody else changed it first
+        return False
+    connection.execute(
+        insert(status_changes).values(
+            subscriber_id=subscriber_id,
+            at=now,
+            old_status=old,
+            new_status=new.value,
+            reason=reason.value,
+            detail=detail,
+        )
+    )
+    return True
+
+
+def _suppressed(connection: Connection, keys: Sequence[str]) -> set[str]:
+    if not keys:
+        return set()
+    hashes = {suppression_hash(k): k for k in keys}
+    found = connection.execute(
+        select(suppressions.c.email_hash).where(suppressions.c.email_hash.in_(list(hashes)))
+    ).scalars()
+    return {hashes[h] for h in found}
+
+
+def _list_ids_of(connection: Connection, ids: Sequence[int]) -> dict[int, set[int]]:
+    result: dict[int, set[int]] = {i: set() for i in ids}
+    if ids:
+        rows = connection.execute(
+            select(memberships.c.subscriber_id, memberships.c.list_id).where(
+                memberships.c.subscriber_id.in_(ids)
+            )
+        )
+        for subscriber_id, list_id in rows:
+            result[subscriber_id].add(list_id)
+    return result
+
+
+def _lists_of(connection: Connection, ids: Sequence[int]) -> dict[int, list[str]]:
+    result: dict[int, list[str]] = {i: [] for i in ids}
+    if ids:
+        rows = connection.execute(
+            select(memberships.c.subscriber_id, lists.c.name)
+            .join(lists, lists.c.id == memberships.c.list_id)
+            .where(memberships.c.subscriber_id.in_(ids))
+        )
+        for subscriber_id, name in rows:
+            result[subscriber_id].append(name)
+    return result
