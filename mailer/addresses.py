@@ -66,6 +66,8 @@ def suppression_hash(address: str) -> str:
 def clean_name(raw: str) -> str:
     """A subscriber's name: any Unicode, but never a line break or other control character."""
     name = raw.strip()
+    if name.isprintable() and len(name) <= MAX_NAME_LENGTH:  # the common case, checked in C
+        return name
     bad = [c for c in name if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") and c != "\u200d"]
     if bad:
         shown = ", ".join(sorted({f"U+{ord(c):04X}" for c in bad}))

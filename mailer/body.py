@@ -49,7 +49,7 @@ class _SafeMarkdown(MarkdownIt):
     def validateLink(self, url: str) -> bool:
         if is_allowed_link(url):
             return True
-        self.refused.append(url)
+        self.refused.append(self.normalizeLinkText(url))  # as written, not percent-encoded
         return False
 
 

@@ -257,10 +257,24 @@ def _front_matter(text: str, path: Path) -> _FrontMatter | Problem:
     return _FrontMatter(_DELIMITERS[opener], parsed, inner, body_text, closing + 2, keys)
 
 
+class _YamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that an impossible date (2025-13-45) stays text, so that
+    it is reported at its line like any other bad date instead of stopping the whole file."""
+
+    def construct_yaml_timestamp(self, node: yaml.ScalarNode) -> Any:
+        try:
+            return super().construct_yaml_timestamp(node)
+        except ValueError:
+            return self.construct_scalar(node)
+
+
+_YamlLoader.add_constructor("tag:yaml.org,2002:timestamp", _YamlLoader.construct_yaml_timestamp)
+
+
 def _yaml(text: str, path: Path) -> tuple[dict[str, Any], dict[str, int]] | Problem:
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=_YamlLoader)
+        data = yaml.load(text, Loader=_YamlLoader)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         line = mark.line + 2 if mark else 1

@@ -9,11 +9,13 @@ email column) is refused before anything is stored.
 from __future__ import annotations
 
 import csv
+import functools
 import io
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, NamedTuple
 
 from mailer.addresses import AddressBook, InvalidAddress, clean_name
 from mailer.errors import MailerError, Problem
@@ -23,6 +25,15 @@ from mailer.store.subscribers import Candidate, Merged, Subscribers
 
 BATCH = 5000
 csv.field_size_limit(1 << 20)
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")
+"""Bytes that are not UTF-8 arrive as these lone surrogates (errors="surrogateescape")."""
+
+
+class Row(NamedTuple):
+    email: str
+    name: str
+    lists: str
+    values: list[str]
 
 
 class UnusableFile(MailerError):
@@ -94,15 +105,15 @@ def _merge(subscribers: Subscribers, batch: list[Candidate], path: Path) -> Merg
     )
 
 
-def _rows(text: IO[str], path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    """(first line of the record, {column: value}) for each data row."""
+def _rows(text: IO[str], path: Path) -> Iterator[tuple[int, Row]]:
+    """(first line of the record, its email, name and lists) for each data row."""
     reader = csv.reader(text)
     try:
         header = next(reader, None)
     except (csv.Error, UnicodeError) as error:
         raise UnusableFile(f"{path}: is not a CSV file ({error})") from None
     columns = [name.strip().lower() for name in header or []]
-    if any("\udc80" <= c <= "\udcff" for name in columns for c in name):
+    if _NOT_UTF8.search("".join(columns)):
         raise UnusableFile(f"{path}:1: is not UTF-8 text; save it as UTF-8 CSV and import again")
     if "email" not in columns:
         found = ", ".join(repr(c) for c in columns[:5]) or "nothing"
@@ -110,6 +121,9 @@ def _rows(text: IO[str], path: Path) -> Iterator[tuple[int, dict[str, str]]]:
             f"{path}:1: there is no 'email' column (the first line holds {found}); "
             "the first line must name the columns: email,name,lists"
         )
+    email_at = columns.index("email")
+    name_at = columns.index("name") if "name" in columns else None
+    lists_at = columns.index("lists") if "lists" in columns else None
     line = reader.line_num + 1
     while True:
         try:
@@ -118,24 +132,36 @@ def _rows(text: IO[str], path: Path) -> Iterator[tuple[int, dict[str, str]]]:
             return
         except csv.Error as error:
             raise UnusableFile(f"{path}:{reader.line_num}: is not a CSV file ({error})") from None
-        if values and any(v.strip() for v in values):
-            yield line, dict(zip(columns, values, strict=False))
+        if values and "".join(values).strip():
+            yield (
+                line,
+                Row(_at(values, email_at), _at(values, name_at), _at(values, lists_at), values),
+            )
         line = reader.line_num + 1
 
 
+def _at(values: list[str], index: int | None) -> str:
+    return values[index] if index is not None and index < len(values) else ""
+
+
 def _candidate(
-    row: dict[str, str], line: int, book: AddressBook, extra: frozenset[str], default_list: str
+    row: Row, line: int, book: AddressBook, extra: frozenset[str], default_list: str
 ) -> Candidate | str:
     """The row as a person to add, or the reason it is rejected."""
-    raw = "".join(row.values())
-    if any("\udc80" <= c <= "\udcff" for c in raw):
+    if _NOT_UTF8.search("".join(row.values)):
         return "this line is not UTF-8 text"
     try:
-        email = book.normalise(row.get("email", ""))
-        name = clean_name(row.get("name", ""))
-        named = frozenset(check_name(n) for n in row.get("lists", "").split(";") if n.strip())
+        email = book.normalise(row.email)
+        name = clean_name(row.name) if row.name else ""
+        named = _list_names(row.lists) if row.lists else frozenset()
     except (InvalidAddress, ValueError) as error:
         return str(error)
     return Candidate(
         email=email, name=name, lists=(named | extra) or frozenset({default_list}), line=line
     )
+
+
+@functools.lru_cache(maxsize=1024)
+def _list_names(field: str) -> frozenset[str]:
+    """The lists of a `lists` cell; most rows of a file repeat a few, hence the cache."""
+    return frozenset(check_name(name) for name in field.split(";") if name.strip())

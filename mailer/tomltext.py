@@ -15,6 +15,7 @@ from typing import Any
 from mailer.errors import Problem
 
 _AT_LINE = re.compile(r"\(at (?:line (\d+), column \d+|end of document)\)")
+_DATE_LINE = re.compile(r"^\s*date\s*=")
 _TABLE = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
 
 
@@ -25,12 +26,16 @@ def parse(text: str, path: Path, first_line: int = 1) -> dict[str, Any] | Proble
     except tomllib.TOMLDecodeError as error:
         message = str(error)
         found = _AT_LINE.search(message)
-        if found and found.group(1):
-            line = first_line + int(found.group(1)) - 1
-        else:  # "at end of document"
-            line = first_line + max(text.count("\n") - (1 if text.endswith("\n") else 0), 0)
+        lines = text.splitlines() or [""]
+        at = int(found.group(1)) - 1 if found and found.group(1) else len(lines) - 1
         reason = _AT_LINE.sub("", message).strip().rstrip(".")
-        return Problem(path, line, f"this is not valid TOML: {reason[:1].lower()}{reason[1:]}")
+        shown = lines[min(at, len(lines) - 1)].strip()
+        hint = "; dates are written like 2025-09-17" if _DATE_LINE.match(shown) else ""
+        return Problem(
+            path,
+            first_line + at,
+            f"this is not valid TOML: {reason[:1].lower()}{reason[1:]} in `{shown}`{hint}",
+        )
 
 
 def _bare_key(name: str) -> str:
@@ -51,6 +56,8 @@ def key_line(text: str, table: Sequence[str], key: str | None, first_line: int =
         header = _TABLE.match(line)
         if header:
             current = ".".join(_bare_key(part) for part in header.group(1).split("."))
+            if key and current == ".".join((*table, key)):  # the key is a table of its own
+                return number
             if current == wanted:
                 table_line = number
                 if key_pattern is None:

@@ -5,16 +5,19 @@ from __future__ import annotations
 import os
 import shutil
 import textwrap
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from sqlalchemy import create_engine, text
 
 from mailer import config
 from mailer.cli import main
 from mailer.newsletter import Newsletter
+from mailer.store import Store
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 EXAMPLES = REPOSITORY / "commentaries"
@@ -110,3 +113,39 @@ def run(folder: Folder) -> Run:
 @pytest.fixture
 def update_golden(request: pytest.FixtureRequest) -> bool:
     return bool(request.config.getoption("--update-golden"))
+
+
+POSTGRES_URL = os.environ.get("MAILER_TEST_POSTGRES_URL", "")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Each database mailer supports, empty: a SQLite file, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'mailer.db'}"
+        return
+    if not POSTGRES_URL:
+        skip_or_fail("MAILER_TEST_POSTGRES_URL is not set, so PostgreSQL is not tested")
+    schema = f"test_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(POSTGRES_URL)
+    with admin.begin() as connection:
+        connection.execute(text(f"CREATE SCHEMA {schema}"))
+    separator = "&" if "?" in POSTGRES_URL else "?"
+    yield f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
+    with admin.begin() as connection:
+        connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()
+
+
+@pytest.fixture
+def db_folder(folder: Folder, database_url: str) -> Folder:
+    """The example newsletter using each supported database in turn."""
+    folder.configure('url = "sqlite:///subscribers/mailer.db"', f'url = "{database_url}"')
+    return folder
+
+
+@pytest.fixture
+def store(database_url: str, tmp_path: Path) -> Iterator[Store]:
+    opened = Store.open(database_url, tmp_path)
+    yield opened
+    opened.close()

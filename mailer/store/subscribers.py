@@ -16,9 +16,11 @@ from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, sele
 
 from mailer.addresses import key, suppression_hash
 from mailer.lifecycle import LEFT, Reason, Status, can_become
+from mailer.store.bulk import bulk_insert, one_of
 from mailer.store.lists import Lists
 from mailer.store.schema import (
     consents,
+    driver_time,
     lists,
     memberships,
     status_changes,
@@ -245,6 +247,7 @@ class Subscribers:
             by_key[key(candidate.email)] = candidate
         now = utcnow()
         with self.engine.begin() as connection:
+            stamp = driver_time(now, connection.dialect.name)
             suppressed = _suppressed(connection, list(by_key))
             merged.kept_out += len(suppressed)
             for k in suppressed:
@@ -260,11 +263,11 @@ class Subscribers:
                         subscribers.c.email_key,
                         subscribers.c.name,
                         subscribers.c.status,
-                    ).where(subscribers.c.email_key.in_(list(by_key)))
+                    ).where(one_of(connection, subscribers.c.email_key, list(by_key)))
                 )
             }
             member_of = _list_ids_of(connection, [row.id for row in existing.values()])
-            new_members: list[dict[str, Any]] = []
+            new_members: list[tuple[Any, ...]] = []
             renamed: list[dict[str, Any]] = []
             for k, row in existing.items():
                 candidate = by_key.pop(k)
@@ -272,10 +275,7 @@ class Subscribers:
                     merged.kept_out += 1
                     continue
                 missing = {list_ids[n] for n in candidate.lists} - member_of[row.id]
-                new_members += [
-                    {"subscriber_id": row.id, "list_id": list_id, "created_at": now}
-                    for list_id in sorted(missing)
-                ]
+                new_members += [(row.id, list_id, stamp) for list_id in sorted(missing)]
                 if candidate.name and candidate.name != row.name:
                     renamed.append({"key": row.email_key, "name": candidate.name, "now": now})
                 if missing or (candidate.name and candidate.name != row.name):
@@ -291,11 +291,12 @@ class Subscribers:
                 )
             if by_key:
                 new_members += self._insert(
-                    connection, by_key, list_ids, status, reason, detail, ip, now
+                    connection, by_key, list_ids, status, reason, detail, ip, stamp
                 )
                 merged.added += len(by_key)
-            if new_members:
-                connection.execute(insert(memberships), new_members)
+            bulk_insert(
+                connection, memberships, ("subscriber_id", "list_id", "created_at"), new_members
+            )
         return merged
 
     @staticmethod
@@ -307,59 +308,36 @@ class Subscribers:
         reason: Reason,
         detail: str,
         ip: str,
-        now: dt.datetime,
-    ) -> list[dict[str, Any]]:
+        stamp: Any,
+    ) -> list[tuple[Any, ...]]:
         """Insert new subscribers with their consent and first status; returns their memberships."""
-        connection.execute(
-            insert(subscribers),
-            [
-                {
-                    "email": c.email,
-                    "email_key": k,
-                    "name": c.name,
-                    "status": status.value,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for k, c in by_key.items()
-            ],
+        bulk_insert(
+            connection,
+            subscribers,
+            ("email", "email_key", "name", "status", "created_at", "updated_at"),
+            [(c.email, k, c.name, status.value, stamp, stamp) for k, c in by_key.items()],
         )
         ids = dict(
             connection.execute(
                 select(subscribers.c.email_key, subscribers.c.id).where(
-                    subscribers.c.email_key.in_(list(by_key))
+                    one_of(connection, subscribers.c.email_key, list(by_key))
                 )
             ).all()
         )
-        connection.execute(
-            insert(consents),
-            [
-                {
-                    "subscriber_id": ids[k],
-                    "at": now,
-                    "source": reason.value,
-                    "detail": detail,
-                    "ip": ip,
-                }
-                for k in by_key
-            ],
+        bulk_insert(
+            connection,
+            consents,
+            ("subscriber_id", "at", "source", "detail", "ip"),
+            [(ids[k], stamp, reason.value, detail, ip) for k in by_key],
         )
-        connection.execute(
-            insert(status_changes),
-            [
-                {
-                    "subscriber_id": ids[k],
-                    "at": now,
-                    "old_status": None,
-                    "new_status": status.value,
-                    "reason": reason.value,
-                    "detail": detail,
-                }
-                for k in by_key
-            ],
+        bulk_insert(
+            connection,
+            status_changes,
+            ("subscriber_id", "at", "old_status", "new_status", "reason", "detail"),
+            [(ids[k], stamp, None, status.value, reason.value, detail) for k in by_key],
         )
         return [
-            {"subscriber_id": ids[k], "list_id": list_ids[name], "created_at": now}
+            (ids[k], list_ids[name], stamp)
             for k, candidate in by_key.items()
             for name in sorted(candidate.lists)
         ]
@@ -421,7 +399,9 @@ def _suppressed(connection: Connection, keys: Sequence[str]) -> set[str]:
         return set()
     hashes = {suppression_hash(k): k for k in keys}
     found = connection.execute(
-        select(suppressions.c.email_hash).where(suppressions.c.email_hash.in_(list(hashes)))
+        select(suppressions.c.email_hash).where(
+            one_of(connection, suppressions.c.email_hash, list(hashes))
+        )
     ).scalars()
     return {hashes[h] for h in found}
 
@@ -431,7 +411,7 @@ def _list_ids_of(connection: Connection, ids: Sequence[int]) -> dict[int, set[in
     if ids:
         rows = connection.execute(
             select(memberships.c.subscriber_id, memberships.c.list_id).where(
-                memberships.c.subscriber_id.in_(ids)
+                one_of(connection, memberships.c.subscriber_id, ids)
             )
         )
         for subscriber_id, list_id in rows:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28 04:24:47.958113
+Create Date: 2026-11-28 04:32:32.687928
 """
 
 from __future__ import annotations
@@ -49,9 +49,6 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_subscribers")),
         sa.UniqueConstraint("email_key", name=op.f("uq_subscribers_email_key")),
     )
-    with op.batch_alter_table("subscribers", schema=None) as batch_op:
-        batch_op.create_index("ix_subscribers_status", ["status"], unique=False)
-
     op.create_table(
         "suppressions",
         sa.Column("email_hash", sa.String(length=64), nullable=False),
@@ -124,6 +121,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("subscriber_id", "list_id", name=op.f("pk_memberships")),
+        sqlite_with_rowid=False,
     )
     with op.batch_alter_table("memberships", schema=None) as batch_op:
         batch_op.create_index("ix_memberships_list_id", ["list_id", "subscriber_id"], unique=False)
@@ -217,8 +215,5 @@ def downgrade() -> None:
 
     op.drop_table("campaigns")
     op.drop_table("suppressions")
-    with op.batch_alter_table("subscribers", schema=None) as batch_op:
-        batch_op.drop_index("ix_subscribers_status")
-
     op.drop_table("subscribers")
     op.drop_table("lists")
