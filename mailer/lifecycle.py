@@ -33,6 +33,9 @@ class Reason(StrEnum):
     COMPLAINT = "complaint"
 
 
+CONSENT = frozenset({Reason.FORM, Reason.CONFIRMATION, Reason.IMPORT, Reason.API, Reason.STAFF})
+"""Reasons that record a person's consent when they make someone pending or active."""
+
 LEFT = frozenset({Status.UNSUBSCRIBED, Status.BOUNCED, Status.COMPLAINED})
 """Statuses an import or a staff `add` never reverses."""
 

@@ -240,8 +240,8 @@ def show(state: State, email: str) -> None:
     Example:
       mailer subscribers show alice@example.org > alice.json
     """
-    subscribers = state.newsletter.store.subscribers
     subscriber = _find(state, email)
+    history = state.newsletter.store.subscribers.history(subscriber.id)
     data: dict[str, Any] = {
         "email": subscriber.email,
         "name": subscriber.name,
@@ -250,8 +250,9 @@ def show(state: State, email: str) -> None:
         "created_at": subscriber.created_at.isoformat(),
         "updated_at": subscriber.updated_at.isoformat(),
         "consent": [
-            {"at": c.at.isoformat(), "source": c.source, "detail": c.detail, "ip": c.ip}
-            for c in subscribers.consents(subscriber.id)
+            {"at": c.at.isoformat(), "source": c.reason, "detail": c.detail, "ip": c.ip}
+            for c in [subscriber.joined, *history]
+            if c.is_consent
         ],
         "history": [
             {
@@ -260,8 +261,9 @@ def show(state: State, email: str) -> None:
                 "to": h.new_status,
                 "reason": h.reason,
                 "detail": h.detail,
+                "ip": h.ip,
             }
-            for h in subscribers.history(subscriber.id)
+            for h in history
         ],
     }
     click.echo(json.dumps(data, ensure_ascii=False, indent=2))

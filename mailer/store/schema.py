@@ -84,6 +84,10 @@ subscribers = Table(
     Column("email_key", String(320), nullable=False, unique=True),
     Column("name", String(200), nullable=False, default=""),
     Column("status", String(20), nullable=False),
+    # How the person came in, their first consent: a form, an import, staff, the API.
+    Column("source", String(40), nullable=False),
+    Column("source_detail", Text, nullable=False, default=""),
+    Column("source_ip", String(45), nullable=False, default=""),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
 )
@@ -106,20 +110,11 @@ memberships = Table(
     sqlite_with_rowid=False,
 )
 
-consents = Table(
-    "consents",
-    metadata,
-    Column("id", Id, primary_key=True, autoincrement=True),
-    Column("subscriber_id", Id, ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
-    Column("at", UtcDateTime, nullable=False),
-    Column("source", String(40), nullable=False),
-    Column("detail", Text, nullable=False, default=""),
-    Column("ip", String(45), nullable=False, default=""),
-    Index("ix_consents_subscriber_id", "subscriber_id"),
-)
-
-status_changes = Table(
-    "status_changes",
+history = Table(
+    # Every change of a subscriber's status after they came in, with why and where from. With
+    # the subscriber's `source`, the changes that gave consent (a confirmation, a form used
+    # again) are the consent record: when, how, from which address.
+    "history",
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("subscriber_id", Id, ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
@@ -128,7 +123,8 @@ status_changes = Table(
     Column("new_status", String(20), nullable=False),
     Column("reason", String(40), nullable=False),
     Column("detail", Text, nullable=False, default=""),
-    Index("ix_status_changes_subscriber_id", "subscriber_id"),
+    Column("ip", String(45), nullable=False, default=""),
+    Index("ix_history_subscriber_id", "subscriber_id"),
 )
 
 suppressions = Table(

@@ -10,20 +10,19 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
 
 from mailer.addresses import key, suppression_hash
-from mailer.lifecycle import LEFT, Reason, Status, can_become
+from mailer.lifecycle import CONSENT, LEFT, Reason, Status, can_become
 from mailer.store.bulk import bulk_insert, one_of
 from mailer.store.lists import Lists
 from mailer.store.schema import (
-    consents,
     driver_time,
+    history,
     lists,
     memberships,
-    status_changes,
     subscribers,
     suppressions,
     utcnow,
@@ -36,13 +35,14 @@ class Subscriber:
     email: str
     name: str
     status: Status
+    joined: Change
+    """How they came in: when, by which means (form, import, staff, API), from where."""
     created_at: dt.datetime
     updated_at: dt.datetime
     lists: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class Candidate:
+class Candidate(NamedTuple):
     """One person to add or merge, already validated (an import row, a form, a staff command)."""
 
     email: str
@@ -72,20 +72,20 @@ class Merged:
 
 
 @dataclass(frozen=True)
-class Consent:
-    at: dt.datetime
-    source: str
-    detail: str
-    ip: str
+class Change:
+    """One change of status; one with no old status is how the person came in."""
 
-
-@dataclass(frozen=True)
-class StatusChange:
     at: dt.datetime
     old_status: str | None
     new_status: str
     reason: str
     detail: str
+    ip: str
+
+    @property
+    def is_consent(self) -> bool:
+        gave = self.old_status is None or self.new_status in (Status.ACTIVE, Status.PENDING)
+        return self.reason in CONSENT and gave
 
 
 _COLUMNS = (
@@ -93,6 +93,9 @@ _COLUMNS = (
     subscribers.c.email,
     subscribers.c.name,
     subscribers.c.status,
+    subscribers.c.source,
+    subscribers.c.source_detail,
+    subscribers.c.source_ip,
     subscribers.c.created_at,
     subscribers.c.updated_at,
 )
@@ -104,6 +107,7 @@ def _subscriber(row: Any, list_names: Sequence[str] = ()) -> Subscriber:
         email=row.email,
         name=row.name,
         status=Status(row.status),
+        joined=Change(row.created_at, None, "", row.source, row.source_detail, row.source_ip),
         created_at=row.created_at,
         updated_at=row.updated_at,
         lists=tuple(sorted(list_names)),
@@ -130,29 +134,16 @@ class Subscribers:
             ).first()
             return _subscriber(row, _lists_of(connection, [row.id])[row.id]) if row else None
 
-    def consents(self, subscriber_id: int) -> list[Consent]:
+    def history(self, subscriber_id: int) -> list[Change]:
+        """Every change of status since they came in, oldest first."""
+        columns = (
+            history.c[name] for name in ("at", "old_status", "new_status", "reason", "detail", "ip")
+        )
         query = (
-            select(consents.c.at, consents.c.source, consents.c.detail, consents.c.ip)
-            .where(consents.c.subscriber_id == subscriber_id)
-            .order_by(consents.c.id)
+            select(*columns).where(history.c.subscriber_id == subscriber_id).order_by(history.c.id)
         )
         with self.engine.connect() as connection:
-            return [Consent(*row) for row in connection.execute(query)]
-
-    def history(self, subscriber_id: int) -> list[StatusChange]:
-        query = (
-            select(
-                status_changes.c.at,
-                status_changes.c.old_status,
-                status_changes.c.new_status,
-                status_changes.c.reason,
-                status_changes.c.detail,
-            )
-            .where(status_changes.c.subscriber_id == subscriber_id)
-            .order_by(status_changes.c.id)
-        )
-        with self.engine.connect() as connection:
-            return [StatusChange(*row) for row in connection.execute(query)]
+            return [Change(*row) for row in connection.execute(query)]
 
     def each(
         self,
@@ -235,7 +226,8 @@ class Subscribers:
         merged = Merged()
         by_key: dict[str, Candidate] = {}
         for candidate in candidates:  # the same person twice in a batch: one, lists united
-            earlier = by_key.get(key(candidate.email))
+            k = key(candidate.email)
+            earlier = by_key.get(k)
             if earlier is not None:
                 merged.unchanged += 1
                 candidate = Candidate(
@@ -244,7 +236,7 @@ class Subscribers:
                     earlier.lists | candidate.lists,
                     earlier.line,
                 )
-            by_key[key(candidate.email)] = candidate
+            by_key[k] = candidate
         now = utcnow()
         with self.engine.begin() as connection:
             stamp = driver_time(now, connection.dialect.name)
@@ -310,12 +302,26 @@ class Subscribers:
         ip: str,
         stamp: Any,
     ) -> list[tuple[Any, ...]]:
-        """Insert new subscribers with their consent and first status; returns their memberships."""
+        """Insert new subscribers with how they came in (their consent); returns memberships."""
+        status_value, reason_value = status.value, reason.value
         bulk_insert(
             connection,
             subscribers,
-            ("email", "email_key", "name", "status", "created_at", "updated_at"),
-            [(c.email, k, c.name, status.value, stamp, stamp) for k, c in by_key.items()],
+            (
+                "email",
+                "email_key",
+                "name",
+                "status",
+                "source",
+                "source_detail",
+                "source_ip",
+                "created_at",
+                "updated_at",
+            ),
+            [
+                (c.email, k, c.name, status_value, reason_value, detail, ip, stamp, stamp)
+                for k, c in by_key.items()
+            ],
         )
         ids = dict(
             connection.execute(
@@ -324,18 +330,6 @@ class Subscribers:
                 )
             ).all()
         )
-        bulk_insert(
-            connection,
-            consents,
-            ("subscriber_id", "at", "source", "detail", "ip"),
-            [(ids[k], stamp, reason.value, detail, ip) for k in by_key],
-        )
-        bulk_insert(
-            connection,
-            status_changes,
-            ("subscriber_id", "at", "old_status", "new_status", "reason", "detail"),
-            [(ids[k], stamp, None, status.value, reason.value, detail) for k in by_key],
-        )
         return [
             (ids[k], list_ids[name], stamp)
             for k, candidate in by_key.items()
@@ -343,11 +337,11 @@ class Subscribers:
         ]
 
     def change_status(
-        self, subscriber_id: int, new: Status, reason: Reason, detail: str = ""
+        self, subscriber_id: int, new: Status, reason: Reason, detail: str = "", ip: str = ""
     ) -> bool:
         """Move a subscriber to `new` if the lifecycle allows it; False when it does not apply."""
         with self.engine.begin() as connection:
-            return change_status(connection, subscriber_id, new, reason, detail)
+            return change_status(connection, subscriber_id, new, reason, detail, ip)
 
     def erase(self, email: str, reason: str = "erased") -> bool:
         """Delete everything held on this address, keeping only its hash on the suppression list."""
@@ -367,7 +361,12 @@ class Subscribers:
 
 
 def change_status(
-    connection: Connection, subscriber_id: int, new: Status, reason: Reason, detail: str = ""
+    connection: Connection,
+    subscriber_id: int,
+    new: Status,
+    reason: Reason,
+    detail: str = "",
+    ip: str = "",
 ) -> bool:
     """Within a transaction: the status change and its record, or nothing if not allowed."""
     old = connection.scalar(select(subscribers.c.status).where(subscribers.c.id == subscriber_id))
@@ -382,20 +381,23 @@ def change_status(
     if not changed:  # somebody else changed it first
         return False
     connection.execute(
-        insert(status_changes).values(
+        insert(history).values(
             subscriber_id=subscriber_id,
             at=now,
             old_status=old,
             new_status=new.value,
             reason=reason.value,
             detail=detail,
+            ip=ip,
         )
     )
     return True
 
 
 def _suppressed(connection: Connection, keys: Sequence[str]) -> set[str]:
-    if not keys:
+    """The keys among these whose address was erased (hashing every key is skipped when no
+    address ever was, as in a newsletter's first import)."""
+    if not keys or connection.scalar(select(suppressions.c.email_hash).limit(1)) is None:
         return set()
     hashes = {suppression_hash(k): k for k in keys}
     found = connection.execute(

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28 04:32:32.687928
+Create Date: 2026-11-28 04:37:45.308071
 """
 
 from __future__ import annotations
@@ -44,6 +44,9 @@ def upgrade() -> None:
         sa.Column("email_key", sa.String(length=320), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("status", sa.String(length=20), nullable=False),
+        sa.Column("source", sa.String(length=40), nullable=False),
+        sa.Column("source_detail", sa.Text(), nullable=False),
+        sa.Column("source_ip", sa.String(length=45), nullable=False),
         sa.Column("created_at", mailer.store.schema.UtcDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", mailer.store.schema.UtcDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_subscribers")),
@@ -79,7 +82,7 @@ def upgrade() -> None:
         batch_op.create_index("ix_campaigns_issue_list_id", ["issue", "list_id"], unique=False)
 
     op.create_table(
-        "consents",
+        "history",
         sa.Column(
             "id",
             sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
@@ -90,19 +93,21 @@ def upgrade() -> None:
             "subscriber_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
         ),
         sa.Column("at", mailer.store.schema.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("source", sa.String(length=40), nullable=False),
+        sa.Column("old_status", sa.String(length=20), nullable=True),
+        sa.Column("new_status", sa.String(length=20), nullable=False),
+        sa.Column("reason", sa.String(length=40), nullable=False),
         sa.Column("detail", sa.Text(), nullable=False),
         sa.Column("ip", sa.String(length=45), nullable=False),
         sa.ForeignKeyConstraint(
             ["subscriber_id"],
             ["subscribers.id"],
-            name=op.f("fk_consents_subscriber_id_subscribers"),
+            name=op.f("fk_history_subscriber_id_subscribers"),
             ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_consents")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_history")),
     )
-    with op.batch_alter_table("consents", schema=None) as batch_op:
-        batch_op.create_index("ix_consents_subscriber_id", ["subscriber_id"], unique=False)
+    with op.batch_alter_table("history", schema=None) as batch_op:
+        batch_op.create_index("ix_history_subscriber_id", ["subscriber_id"], unique=False)
 
     op.create_table(
         "memberships",
@@ -125,33 +130,6 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("memberships", schema=None) as batch_op:
         batch_op.create_index("ix_memberships_list_id", ["list_id", "subscriber_id"], unique=False)
-
-    op.create_table(
-        "status_changes",
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            autoincrement=True,
-            nullable=False,
-        ),
-        sa.Column(
-            "subscriber_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
-        sa.Column("at", mailer.store.schema.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("old_status", sa.String(length=20), nullable=True),
-        sa.Column("new_status", sa.String(length=20), nullable=False),
-        sa.Column("reason", sa.String(length=40), nullable=False),
-        sa.Column("detail", sa.Text(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["subscriber_id"],
-            ["subscribers.id"],
-            name=op.f("fk_status_changes_subscriber_id_subscribers"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_status_changes")),
-    )
-    with op.batch_alter_table("status_changes", schema=None) as batch_op:
-        batch_op.create_index("ix_status_changes_subscriber_id", ["subscriber_id"], unique=False)
 
     op.create_table(
         "deliveries",
@@ -198,18 +176,14 @@ def downgrade() -> None:
         batch_op.drop_index("ix_deliveries_campaign_id_state")
 
     op.drop_table("deliveries")
-    with op.batch_alter_table("status_changes", schema=None) as batch_op:
-        batch_op.drop_index("ix_status_changes_subscriber_id")
-
-    op.drop_table("status_changes")
     with op.batch_alter_table("memberships", schema=None) as batch_op:
         batch_op.drop_index("ix_memberships_list_id")
 
     op.drop_table("memberships")
-    with op.batch_alter_table("consents", schema=None) as batch_op:
-        batch_op.drop_index("ix_consents_subscriber_id")
+    with op.batch_alter_table("history", schema=None) as batch_op:
+        batch_op.drop_index("ix_history_subscriber_id")
 
-    op.drop_table("consents")
+    op.drop_table("history")
     with op.batch_alter_table("campaigns", schema=None) as batch_op:
         batch_op.drop_index("ix_campaigns_issue_list_id")
 
