@@ -1,16 +1,23 @@
 """The signed links in emails: confirm, unsubscribe and preferences.
 
-A token carries a subscriber's id (never the address), signed with the newsletter's secret and a
-salt per purpose, so an unsubscribe token cannot confirm anybody, and with its time of signing, so
-that it can expire.
+A token names a subscriber by id (never by address) and the day it was made, and carries an
+HMAC-SHA256 of both, keyed with the newsletter's secret and the link's purpose: an unsubscribe
+token cannot confirm anybody, a changed id or day breaks the signature, and an old token expires.
+Every issue carries two tokens per recipient, so they are made with the standard library's HMAC
+directly (about a microsecond each) rather than through a serializer.
+
+Format: `<id in hex>.<day in hex>.<first 16 bytes of the HMAC, base64url without padding>`.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import base64
+import hashlib
+import hmac
+import re
+import time
+from collections.abc import Callable
 from enum import StrEnum
-
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 
 class Purpose(StrEnum):
@@ -19,12 +26,14 @@ class Purpose(StrEnum):
     PREFERENCES = "preferences"
 
 
-MAX_AGE = {
-    Purpose.CONFIRM: dt.timedelta(days=7),
+MAX_AGE_DAYS = {
+    Purpose.CONFIRM: 7,
     # Long enough for an old issue found in an inbox still to unsubscribe its reader in one click.
-    Purpose.UNSUBSCRIBE: dt.timedelta(days=730),
-    Purpose.PREFERENCES: dt.timedelta(days=730),
+    Purpose.UNSUBSCRIBE: 730,
+    Purpose.PREFERENCES: 730,
 }
+_TOKEN = re.compile(r"^([0-9a-f]{1,15})\.([0-9a-f]{1,8})\.([A-Za-z0-9_-]{22})$")
+_DAY = 86_400
 
 
 class InvalidLink(Exception):
@@ -36,28 +45,34 @@ class InvalidLink(Exception):
 
 
 class Links:
-    def __init__(self, site_url: str, secret: str) -> None:
+    def __init__(self, site_url: str, secret: str, clock: Callable[[], float] = time.time) -> None:
         self.site_url = site_url
-        self.serializers = {
-            purpose: URLSafeTimedSerializer(secret, salt=f"mailer-{purpose.value}")
+        self.clock = clock
+        self.keys = {
+            purpose: hashlib.sha256(f"mailer-{purpose.value}\0{secret}".encode()).digest()
             for purpose in Purpose
         }
 
+    def _signature(self, purpose: Purpose, subscriber_id: int, day: int) -> str:
+        mac = hmac.digest(self.keys[purpose], f"{subscriber_id:x}.{day:x}".encode(), "sha256")
+        return base64.urlsafe_b64encode(mac[:16]).rstrip(b"=").decode("ascii")
+
     def token(self, purpose: Purpose, subscriber_id: int) -> str:
-        return str(self.serializers[purpose].dumps(subscriber_id))
+        day = int(self.clock()) // _DAY
+        return f"{subscriber_id:x}.{day:x}.{self._signature(purpose, subscriber_id, day)}"
 
     def url(self, purpose: Purpose, subscriber_id: int) -> str:
         return f"{self.site_url}{purpose.value}/{self.token(purpose, subscriber_id)}"
 
     def subscriber_id(self, purpose: Purpose, token: str) -> int:
         """The subscriber a token names; InvalidLink when it is not one we signed, or too old."""
-        max_age = int(MAX_AGE[purpose].total_seconds())
-        try:
-            value = self.serializers[purpose].loads(token, max_age=max_age)
-        except SignatureExpired:
-            raise InvalidLink("this link has expired", expired=True) from None
-        except BadSignature:
-            raise InvalidLink("this link is not valid") from None
-        if not isinstance(value, int) or isinstance(value, bool):
+        found = _TOKEN.match(token)
+        if not found:
             raise InvalidLink("this link is not valid")
-        return value
+        subscriber_id, day = int(found.group(1), 16), int(found.group(2), 16)
+        expected = f"{subscriber_id:x}.{day:x}.{self._signature(purpose, subscriber_id, day)}"
+        if not hmac.compare_digest(expected, token):  # the whole token: no other spelling passes
+            raise InvalidLink("this link is not valid")
+        if int(self.clock()) // _DAY - day > MAX_AGE_DAYS[purpose]:
+            raise InvalidLink("this link has expired", expired=True)
+        return subscriber_id
