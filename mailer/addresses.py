@@ -32,7 +32,8 @@ class InvalidAddress(ValueError):
 class AddressBook:
     """Validates addresses, remembering which domains email-validator accepted."""
 
-    good_domains: set[str] = field(default_factory=set)
+    good_domains: dict[str, str] = field(default_factory=dict)
+    """Each domain email-validator accepted, as written (lower-cased) → as stored (Unicode)."""
 
     def normalise(self, raw: str) -> str:
         """The address as stored: trimmed, domain lower-cased (IDN kept in Unicode)."""
@@ -41,21 +42,25 @@ class AddressBook:
             raise InvalidAddress("the address is empty")
         plain = _PLAIN.match(address)
         if plain and len(address) <= MAX_LENGTH and len(plain["local"]) <= MAX_LOCAL_LENGTH:
-            domain = plain["domain"].lower()
-            if domain in self.good_domains:
+            domain = self.good_domains.get(plain["domain"].lower())
+            if domain is not None:
                 return f"{plain['local']}@{domain}"
         try:
             checked = validate_email(address, check_deliverability=False)
         except EmailNotValidError as error:
             raise InvalidAddress(f"'{address}' is not a valid email address: {error}") from None
-        self.good_domains.add(checked.ascii_domain.lower())
-        self.good_domains.add(checked.domain.lower())
-        return f"{checked.local_part}@{checked.domain.lower()}"
+        domain = checked.domain.lower()
+        self.good_domains[checked.ascii_domain.lower()] = domain
+        self.good_domains[domain] = domain
+        return f"{checked.local_part}@{domain}"
 
 
 def key(address: str) -> str:
-    """What makes two addresses the same person: the whole address, case-folded."""
-    return address.casefold()
+    """What makes two addresses the same person: the whole address, lower-cased.
+
+    Not case-folded: folding makes `straße@` and `strasse@` one person, and they are two
+    mailboxes."""
+    return address.lower()
 
 
 def suppression_hash(address: str) -> str:
@@ -75,3 +80,11 @@ def clean_name(raw: str) -> str:
     if len(name) > MAX_NAME_LENGTH:
         raise ValueError(f"the name is longer than {MAX_NAME_LENGTH} characters")
     return name
+
+
+def as_stored(raw: str) -> str:
+    """The address as mailer stores it, for looking someone up; as typed if it is not valid."""
+    try:
+        return AddressBook().normalise(raw)
+    except InvalidAddress:
+        return raw.strip()

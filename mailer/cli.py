@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from mailer import __version__
-from mailer.commands import database, lists, publishing, subscribers
+from mailer.commands import database, lists, publishing, sending, subscribers
 from mailer.commands.shared import State
 from mailer.errors import MailerError, ProblemsError
 
@@ -61,6 +61,8 @@ for command in (
     publishing.check,
     publishing.build,
     publishing.preview,
+    sending.send,
+    sending.campaigns,
     subscribers.group,
     lists.group,
     database.group,

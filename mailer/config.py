@@ -164,12 +164,14 @@ class MailgunSettings(_Section):
     endpoint: str = _setting("https://api.mailgun.net/v3", check=_http_url)
     domain: str = _setting("")
     api_key: str = _setting("")
+    timeout: float = _setting(30.0, check=_at_least(0.1))
 
 
 @dataclass(frozen=True)
 class SendgridSettings(_Section):
     endpoint: str = _setting("https://api.sendgrid.com/v3", check=_http_url)
     api_key: str = _setting("")
+    timeout: float = _setting(30.0, check=_at_least(0.1))
 
 
 @dataclass(frozen=True)
@@ -177,6 +179,7 @@ class PostmarkSettings(_Section):
     endpoint: str = _setting("https://api.postmarkapp.com", check=_http_url)
     server_token: str = _setting("")
     message_stream: str = _setting("broadcast")
+    timeout: float = _setting(30.0, check=_at_least(0.1))
 
 
 @dataclass(frozen=True)
@@ -184,6 +187,7 @@ class HttpSettings(_Section):
     url: str = _setting("")
     token: str = _setting("")
     signing_secret: str = _setting("")
+    timeout: float = _setting(30.0, check=_at_least(0.1))
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """CSV import of subscribers: streamed, any size, every bad row reported with its line.
 
-The file needs an `email` column; `name` and `lists` (names separated by `;`) are optional. Rows
+The file needs an `email` column; `name`, `lists` (names separated by `;`) and `status` (as an
+export writes it) are optional. Rows
 are checked one by one and committed in batches; a bad row is skipped and reported as
 `FILE:LINE: reason`, the good ones go in. A file that cannot be used at all (not text, not CSV, no
 email column) is refused before anything is stored.
@@ -36,6 +37,7 @@ class Row(NamedTuple):
     email: str
     name: str
     lists: str
+    status: str
     values: list[str]
 
 
@@ -62,6 +64,7 @@ class _Batch:
     names: list[str] = field(default_factory=list)
     groups: list[int] = field(default_factory=list)
     lines: list[int] = field(default_factory=list)
+    statuses: list[Status | None] = field(default_factory=list)
     list_sets: dict[frozenset[str], int] = field(default_factory=dict)
     rejected: list[Problem] = field(default_factory=list)
     rows: int = 0
@@ -72,11 +75,19 @@ class _Batch:
         self.names.append(candidate.name)
         self.groups.append(self.list_sets.setdefault(candidate.lists, len(self.list_sets)))
         self.lines.append(candidate.line)
+        self.statuses.append(candidate.status)
 
     def candidates(self) -> list[Candidate]:
         sets = list(self.list_sets)
         return list(
-            map(Candidate, self.emails, self.names, [sets[g] for g in self.groups], self.lines)
+            map(
+                Candidate,
+                self.emails,
+                self.names,
+                [sets[g] for g in self.groups],
+                self.lines,
+                self.statuses,
+            )
         )
 
 
@@ -165,12 +176,16 @@ def _read(
 
 def _merge(subscribers: Subscribers, batch: list[Candidate], path: Path) -> Merged:
     return subscribers.merge(
-        batch, status=Status.ACTIVE, reason=Reason.IMPORT, detail=f"import of {path.name}"
+        batch,
+        status=Status.ACTIVE,
+        reason=Reason.IMPORT,
+        detail=f"import of {path.name}",
+        replace_names=False,
     )
 
 
-def _rows(text: IO[str], path: Path) -> Iterator[tuple[int, Row]]:
-    """(first line of the record, its email, name and lists) for each data row."""
+def _rows(text: IO[str], path: Path) -> Iterator[tuple[int, Row | str]]:
+    """(first line of the record, its cells or why it cannot be read) for each data row."""
     reader = csv.reader(text)
     try:
         header = next(reader, None)
@@ -188,18 +203,27 @@ def _rows(text: IO[str], path: Path) -> Iterator[tuple[int, Row]]:
     email_at = columns.index("email")
     name_at = columns.index("name") if "name" in columns else None
     lists_at = columns.index("lists") if "lists" in columns else None
+    status_at = columns.index("status") if "status" in columns else None
     line = reader.line_num + 1
     while True:
         try:
             values = next(reader)
         except StopIteration:
             return
-        except csv.Error as error:
-            raise UnusableFile(f"{path}:{reader.line_num}: is not a CSV file ({error})") from None
+        except csv.Error as error:  # the reader goes on with the next record
+            yield line, f"this line is not valid CSV ({error})"
+            line = reader.line_num + 1
+            continue
         if values and "".join(values).strip():
             yield (
                 line,
-                Row(_at(values, email_at), _at(values, name_at), _at(values, lists_at), values),
+                Row(
+                    _at(values, email_at),
+                    _at(values, name_at),
+                    _at(values, lists_at),
+                    _at(values, status_at),
+                    values,
+                ),
             )
         line = reader.line_num + 1
 
@@ -209,20 +233,36 @@ def _at(values: list[str], index: int | None) -> str:
 
 
 def _candidate(
-    row: Row, line: int, book: AddressBook, extra: frozenset[str], default_list: str
+    row: Row | str, line: int, book: AddressBook, extra: frozenset[str], default_list: str
 ) -> Candidate | str:
     """The row as a person to add, or the reason it is rejected."""
+    if isinstance(row, str):
+        return row
     if _NOT_UTF8.search("".join(row.values)):
         return "this line is not UTF-8 text"
     try:
         email = book.normalise(row.email)
         name = clean_name(row.name) if row.name else ""
         named = _list_names(row.lists) if row.lists else frozenset()
+        status = _status(row.status) if row.status else None
     except (InvalidAddress, ValueError) as error:
         return str(error)
     return Candidate(
-        email=email, name=name, lists=(named | extra) or frozenset({default_list}), line=line
+        email=email,
+        name=name,
+        lists=(named | extra) or frozenset({default_list}),
+        line=line,
+        status=status,
     )
+
+
+def _status(cell: str) -> Status:
+    """A `status` cell, as an export writes it: a row that left stays out when imported."""
+    try:
+        return Status(cell.strip().lower())
+    except ValueError:
+        choices = ", ".join(s.value for s in Status)
+        raise ValueError(f"the status '{cell.strip()}' is not one of: {choices}") from None
 
 
 @functools.lru_cache(maxsize=1024)

@@ -6,12 +6,20 @@ The command line and the web service hold a Newsletter; everything below it rece
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
 from mailer.config import Config
 from mailer.content import Collection, Commentary, Issue, Site, load_folder
+from mailer.delivery.base import Backend
+from mailer.delivery.dkim import Signer
+from mailer.delivery.generic import GenericHttpBackend
+from mailer.delivery.mailgun import MailgunBackend
+from mailer.delivery.outbox import OutboxBackend
+from mailer.delivery.postmark import PostmarkBackend
+from mailer.delivery.sendgrid import SendgridBackend
+from mailer.delivery.smtp import SmtpBackend
 from mailer.errors import ConfigError, Problem
 from mailer.links import Links, Purpose
 from mailer.output import Written, write_folder
@@ -119,6 +127,64 @@ class Newsletter:
 
     def preview_recipient(self) -> Recipient:
         return self.recipient(PREVIEW_SUBSCRIBER_ID, PREVIEW_ADDRESS, PREVIEW_NAME)
+
+    def backend_factory(self) -> Callable[[], Backend]:
+        """Makes the configured backend, one per sending worker. Secrets are read now, so that
+        a missing one is reported before anything is sent."""
+        delivery = self.config.delivery
+        sign = self.signer()
+        connections = delivery.concurrency
+        if delivery.backend == "outbox":
+            folder = delivery.outbox.path
+            return lambda: OutboxBackend(folder, sign)
+        if delivery.backend == "smtp":
+            smtp = delivery.smtp
+            password = smtp.password if smtp.username else ""
+            return lambda: SmtpBackend(
+                smtp.host,
+                smtp.port,
+                security=smtp.security,
+                username=smtp.username,
+                password=lambda: password,
+                timeout=smtp.timeout,
+                sign=sign,
+            )
+        if delivery.backend == "mailgun":
+            mailgun = delivery.mailgun
+            domain, key = mailgun.domain, mailgun.api_key
+            return lambda: MailgunBackend(
+                mailgun.endpoint, domain, key, mailgun.timeout, connections
+            )
+        if delivery.backend == "sendgrid":
+            sendgrid = delivery.sendgrid
+            key = sendgrid.api_key
+            return lambda: SendgridBackend(sendgrid.endpoint, key, sendgrid.timeout, connections)
+        if delivery.backend == "postmark":
+            postmark = delivery.postmark
+            token, stream = postmark.server_token, postmark.message_stream
+            return lambda: PostmarkBackend(
+                postmark.endpoint, token, stream, postmark.timeout, connections
+            )
+        generic = delivery.http
+        url, token, secret = generic.url, generic.token, generic.signing_secret
+        return lambda: GenericHttpBackend(url, token, secret, generic.timeout, connections)
+
+    def signer(self) -> Callable[[bytes], bytes]:
+        """DKIM signing when [dkim] names a domain, else messages go as they are."""
+        settings = self.config.dkim
+        if not settings.domain:
+            return lambda data: data
+        if not settings.selector or settings.private_key_file is None:
+            raise ConfigError(
+                [
+                    Problem(
+                        self.config.path,
+                        None,
+                        "[dkim] needs selector and private_key_file as well as domain",
+                    )
+                ]
+            )
+        return Signer.from_file(settings.domain, settings.selector, settings.private_key_file)
 
     def build(self) -> Built:
         """Feeds and web archive into the output folder; nothing is written if anything is wrong."""

@@ -180,16 +180,59 @@ class MessageTemplate:
         )
         return head_from, head_subject, b"".join(lines)
 
+    # What HTTP providers need: they take the parts with their own placeholders, substitute each
+    # recipient's values themselves, and write the headers from fields of their own.
+
+    def parts_with(self, placeholder: Callable[[str], str]) -> tuple[str, str]:
+        """(text, html) with each personal field written as `placeholder(field)` in the text
+        part and `placeholder(field + "_html")` in the HTML, for `personal_values` to fill."""
+        pattern = self.rendered.placeholder_pattern
+        text = pattern.sub(lambda found: placeholder(found[1]), self.rendered.text)
+        html = pattern.sub(lambda found: placeholder(found[1] + "_html"), self.rendered.html)
+        return text, html
+
+    def personal_parts(self, recipient: Recipient) -> tuple[str, str]:
+        """(text, html) filled in for one recipient, for services that substitute nothing."""
+        return self.parts_with(self.personal_values(recipient).__getitem__)
+
+    @staticmethod
+    def personal_values(recipient: Recipient) -> dict[str, str]:
+        """Each personal field as text and, HTML-escaped, as `field_html`."""
+        values: dict[str, str] = {}
+        for field in PERSONAL_FIELDS:
+            value = getattr(recipient, field)
+            values[field] = value
+            values[field + "_html"] = html.escape(value, quote=True)
+        return values
+
+    def list_headers(self, recipient: Recipient) -> dict[str, str]:
+        """List-Unsubscribe (the recipient's own), List-Unsubscribe-Post, List-Id, Feedback-ID."""
+        return {"List-Unsubscribe": self._list_unsubscribe(recipient), **self.shared_headers()}
+
+    def shared_headers(self) -> dict[str, str]:
+        """The list headers every recipient gets alike: List-Unsubscribe-Post, List-Id and
+        Feedback-ID, as header values ready to write (ASCII, encoded where needed)."""
+        head = self.head_rest.decode("ascii").split("\r\n")
+        return dict(
+            line.split(": ", 1)
+            for line in head
+            if line.startswith(("List-Id:", "List-Unsubscribe-Post:", "Feedback-ID:"))
+        )
+
+    def _list_unsubscribe(self, recipient: Recipient) -> str:
+        unsubscribe = header_safe(recipient.unsubscribe_url, "the unsubscribe URL")
+        value = f"<{unsubscribe}>"
+        if self.sender.unsubscribe_mailto:
+            value += f", <mailto:{self.sender.unsubscribe_mailto}>"
+        return value
+
     def message_id(self) -> str:
         return f"<{int(self.clock())}.{self.unique()}@{self.domain}>"
 
     def personalise(self, recipient: Recipient, message_id: str | None = None) -> bytes:
         """The complete message for one recipient, CRLF line endings, ready for SMTP."""
         values = {field: getattr(recipient, field) for field in PERSONAL_FIELDS}
-        unsubscribe = header_safe(recipient.unsubscribe_url, "the unsubscribe URL")
-        list_unsubscribe = f"<{unsubscribe}>"
-        if self.sender.unsubscribe_mailto:
-            list_unsubscribe += f", <mailto:{self.sender.unsubscribe_mailto}>"
+        list_unsubscribe = self._list_unsubscribe(recipient)
         date = format_datetime(dt.datetime.fromtimestamp(self.clock(), dt.UTC))
         to = f"To: {mailbox(recipient.name, recipient.email)}\r\n".encode()
         dated = (

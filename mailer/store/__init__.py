@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from mailer.store import database
+from mailer.store.campaigns import Campaigns
 from mailer.store.lists import Lists
 from mailer.store.subscribers import Subscribers
 
@@ -17,6 +19,7 @@ class Store:
         self.engine = engine
         self.subscribers = Subscribers(engine)
         self.lists = Lists(engine)
+        self.campaigns = Campaigns(engine)
 
     @classmethod
     def open(cls, url: str, folder: Path) -> Store:
@@ -25,6 +28,14 @@ class Store:
         engine = database.open_engine(resolved)
         database.ensure_current(engine, make_url(resolved).render_as_string(hide_password=True))
         return cls(engine)
+
+    @property
+    def single_worker(self) -> bool:
+        """SQLite: one sending process at a time (see database.only_sender)."""
+        return self.engine.dialect.name == "sqlite"
+
+    def only_sender(self) -> contextlib.AbstractContextManager[None]:
+        return database.only_sender(self.engine.url.render_as_string(hide_password=False))
 
     def close(self) -> None:
         self.engine.dispose()

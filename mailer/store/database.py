@@ -6,6 +6,9 @@ never changed behind anybody's back: mailer stops and asks for `mailer db upgrad
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +52,35 @@ def open_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
+@contextlib.contextmanager
+def only_sender(url: str) -> Iterator[None]:
+    """On SQLite, make sure this is the only process sending from the database.
+
+    SQLite serves one machine and one sending process; several workers need PostgreSQL. The
+    lock is an flock on a file beside the database, released by the system when the process
+    ends however it ends, so a crashed send can be resumed at once. PostgreSQL needs no lock:
+    workers there claim rows with FOR UPDATE SKIP LOCKED.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        yield
+        return
+    lock_path = Path(f"{parsed.database}.sending")
+    with lock_path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DatabaseError(
+                f"another `mailer send` is already sending from {parsed.database}; SQLite allows "
+                "one sending process: wait for it, or move to PostgreSQL "
+                '([database] url = "postgresql+psycopg://…") to run several workers'
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor = connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
@@ -81,9 +113,23 @@ def current_revision(engine: Engine) -> str | None:
 def upgrade(engine: Engine) -> tuple[str | None, str]:
     """Apply every migration not yet applied; returns (revision before, revision after)."""
     before = current_revision(engine)
+    if before is not None and not _known(before):
+        raise DatabaseError(_unknown_revision(before))
     with engine.begin() as connection:
         command.upgrade(_alembic(connection), "head")
     return before, head_revision()
+
+
+def _known(revision: str) -> bool:
+    script = ScriptDirectory.from_config(_alembic(None))
+    return any(r.revision == revision for r in script.walk_revisions())
+
+
+def _unknown_revision(revision: str) -> str:
+    return (
+        f"the database is at revision {revision}, which this mailer does not know: it was made "
+        "or migrated by a newer mailer; install that version (or newer) to use it"
+    )
 
 
 def ensure_current(engine: Engine, shown_url: str) -> None:
@@ -99,6 +145,8 @@ def ensure_current(engine: Engine, shown_url: str) -> None:
         raise DatabaseError(f"cannot open the database {shown_url}: {error.orig}") from None
     except SQLAlchemyError as error:
         raise DatabaseError(f"the database {shown_url} failed: {error}") from None
+    if revision is not None and not _known(revision):
+        raise DatabaseError(f"{shown_url}: {_unknown_revision(revision)}")
     found = f"revision {revision}" if revision else "tables mailer did not make"
     raise DatabaseError(
         f"the database {shown_url} holds {found}, not the current revision {head_revision()}: "

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
 
-from mailer.addresses import key, suppression_hash
+from mailer.addresses import as_stored, key, suppression_hash
 from mailer.lifecycle import CONSENT, LEFT, Reason, Status, can_become
 from mailer.store.bulk import bulk_insert, one_of
 from mailer.store.lists import Lists
@@ -49,6 +49,8 @@ class Candidate(NamedTuple):
     name: str
     lists: frozenset[str]
     line: int = 0
+    status: Status | None = None
+    """The status a row of an exported list carries; None takes the import's."""
 
 
 @dataclass
@@ -123,7 +125,7 @@ class Subscribers:
     def find(self, email: str) -> Subscriber | None:
         with self.engine.connect() as connection:
             row = connection.execute(
-                select(*_COLUMNS).where(subscribers.c.email_key == key(email))
+                select(*_COLUMNS).where(subscribers.c.email_key == key(as_stored(email)))
             ).first()
             return _subscriber(row, _lists_of(connection, [row.id])[row.id]) if row else None
 
@@ -202,7 +204,7 @@ class Subscribers:
         with self.engine.connect() as connection:
             found = connection.scalar(
                 select(suppressions.c.email_hash).where(
-                    suppressions.c.email_hash == suppression_hash(email)
+                    suppressions.c.email_hash == suppression_hash(as_stored(email))
                 )
             )
             return found is not None
@@ -217,11 +219,15 @@ class Subscribers:
         reason: Reason,
         detail: str = "",
         ip: str = "",
+        replace_names: bool = True,
     ) -> Merged:
-        """Add new people with `status`, merge names and lists into existing ones, in one commit.
+        """Add new people, merge names and lists into existing ones, in one commit.
 
-        Never brings back an address that left (unsubscribed, bounced, complained) or was erased:
-        those are counted as kept out and not touched at all.
+        New people get their candidate's status, else `status`. An existing person gets the
+        candidate's lists, and its name when `replace_names` (an import only fills an empty
+        name, so that importing a file twice changes nothing). A candidate marked unsubscribed,
+        bounced or complained (an exported list imported back) takes that status. Nothing ever
+        brings back an address that left or was erased: those are kept out, untouched.
         """
         merged = Merged()
         by_key: dict[str, Candidate] = {}
@@ -230,11 +236,8 @@ class Subscribers:
             earlier = by_key.get(k)
             if earlier is not None:
                 merged.unchanged += 1
-                candidate = Candidate(
-                    earlier.email,
-                    candidate.name or earlier.name,
-                    earlier.lists | candidate.lists,
-                    earlier.line,
+                candidate = earlier._replace(
+                    name=earlier.name or candidate.name, lists=earlier.lists | candidate.lists
                 )
             by_key[k] = candidate
         now = utcnow()
@@ -268,9 +271,20 @@ class Subscribers:
                     continue
                 missing = {list_ids[n] for n in candidate.lists} - member_of[row.id]
                 new_members += [(row.id, list_id, stamp) for list_id in sorted(missing)]
-                if candidate.name and candidate.name != row.name:
+                rename = candidate.name != row.name and (
+                    (replace_names and candidate.name) or not row.name
+                )
+                if rename:
                     renamed.append({"key": row.email_key, "name": candidate.name, "now": now})
-                if missing or (candidate.name and candidate.name != row.name):
+                left = candidate.status in LEFT and change_status(
+                    connection,
+                    row.id,
+                    candidate.status,
+                    reason,
+                    detail,
+                    ip,
+                )
+                if missing or rename or left:
                     merged.updated += 1
                 else:
                     merged.unchanged += 1
@@ -303,7 +317,7 @@ class Subscribers:
         stamp: Any,
     ) -> list[tuple[Any, ...]]:
         """Insert new subscribers with how they came in (their consent); returns memberships."""
-        status_value, reason_value = status.value, reason.value
+        default, reason_value = status.value, reason.value
         bulk_insert(
             connection,
             subscribers,
@@ -319,7 +333,7 @@ class Subscribers:
                 "updated_at",
             ),
             [
-                (c.email, k, c.name, status_value, reason_value, detail, ip, stamp, stamp)
+                (c.email, k, c.name, c.status or default, reason_value, detail, ip, stamp, stamp)
                 for k, c in by_key.items()
             ],
         )
@@ -345,6 +359,7 @@ class Subscribers:
 
     def erase(self, email: str, reason: str = "erased") -> bool:
         """Delete everything held on this address, keeping only its hash on the suppression list."""
+        email = as_stored(email)
         with self.engine.begin() as connection:
             subscriber_id = connection.scalar(
                 select(subscribers.c.id).where(subscribers.c.email_key == key(email))

@@ -1,0 +1,1 @@
+"""How messages leave: one module per backend behind the small interface in base.py."""

@@ -1,0 +1,80 @@
+"""The backend interface: open, send a batch, close; a result for every recipient.
+
+A backend knows how to hand messages to one kind of service. It knows nothing of campaigns,
+subscribers or the database: the campaign engine gives it a batch and records what it says.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from mailer.errors import MailerError
+from mailer.render.message import MessageTemplate, Recipient
+
+
+class Outcome(StrEnum):
+    SENT = "sent"
+    RETRY = "retry"
+    """A temporary failure (SMTP 4xx, HTTP 429 or 5xx, a dropped connection): try again later."""
+    FAILED = "failed"
+    """A permanent failure for this message only (SMTP 5xx, HTTP 4xx, a policy refusal)."""
+    BOUNCED = "bounced"
+    """A hard bounce: the mailbox or domain does not exist (SMTP 5.1.x); the subscriber is
+    marked bounced and gets nothing more."""
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome: Outcome
+    message_id: str = ""
+    """The id the service gave the message (our Message-ID where the service has none)."""
+    reason: str = ""
+    retry_after: float | None = None
+    """Seconds the service asked us to wait (Retry-After), for a RETRY."""
+
+
+SENT = Result(Outcome.SENT)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One recipient's message within a batch."""
+
+    subscriber_id: int
+    recipient: Recipient
+    message_id: str
+    """The Message-ID header we give it: `<unique@sender-domain>`."""
+
+
+class BackendError(MailerError):
+    """The whole batch failed: nothing in it was sent.
+
+    `temporary` failures (the server is down, 5xx, a timeout) are retried; a permanent one
+    (authentication refused, the account disabled) pauses the campaign: sending the rest of the
+    list would only fail the same way.
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, temporary: bool, retry_after: float | None = None):
+        super().__init__(message)
+        self.temporary = temporary
+        self.retry_after = retry_after
+
+
+class Backend(Protocol):
+    name: str
+    batch_size: int
+    """The most recipients one `send` takes (a provider's batch API limit)."""
+
+    def open(self) -> None: ...
+
+    def send(self, template: MessageTemplate, batch: Sequence[Outgoing]) -> list[Result]:
+        """Hand the batch over; one Result per Outgoing, in order. Raises BackendError when
+        nothing could be handed over at all."""
+        ...
+
+    def close(self) -> None: ...

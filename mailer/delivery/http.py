@@ -1,0 +1,224 @@
+"""The HTTP layer every provider backend shares: one requests Session, timeouts, the
+classification of failures that concern the whole batch, and the steps of a batch send.
+
+A provider module is then only a payload builder and a response parser (see mailgun.py):
+`payload` turns the batch into one request, `results` turns the answer into one Result per
+recipient. Everything else (checking recipients, posting, failures of the whole batch, reading
+JSON answers) is written once, here.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import email.utils
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from email.utils import parseaddr
+from typing import Any
+
+import requests
+from urllib3 import encode_multipart_formdata
+
+from mailer.delivery.base import BackendError, Outcome, Outgoing, Result
+from mailer.render.message import HeaderInjection, MessageTemplate, header_safe, mailbox
+
+TEMPORARY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+def retry_after(value: str | None, now: dt.datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header: a number of seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return max(0.0, (when - (now or dt.datetime.now(dt.UTC))).total_seconds())
+
+
+@dataclass(frozen=True)
+class Payload:
+    """One request carrying a whole batch, as a provider wants it."""
+
+    url: str
+    body: bytes
+    content_type: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def json_payload(url: str, value: Any, headers: dict[str, str]) -> Payload:
+    body = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return Payload(url, body, "application/json", headers)
+
+
+def form_payload(url: str, fields: Sequence[tuple[str, str]], headers: dict[str, str]) -> Payload:
+    """multipart/form-data: a field may repeat (several `to`), and long HTML stays as it is
+    instead of growing by percent-encoding."""
+    body, content_type = encode_multipart_formdata(list(fields))
+    return Payload(url, body, content_type, headers)
+
+
+def basic_auth(user: str, password: str) -> dict[str, str]:
+    pair = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    return {"Authorization": f"Basic {pair}"}
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def sender_address(template: MessageTemplate) -> tuple[str, str]:
+    """(name, address) of the sender, as config.toml's `from` has it."""
+    return parseaddr(template.sender.address)
+
+
+def reply_address(template: MessageTemplate) -> tuple[str, str] | None:
+    """(name, address) of Reply-To, or None when replies go to the sender."""
+    return parseaddr(template.sender.reply_to) if template.sender.reply_to else None
+
+
+def every(batch: Sequence[Outgoing], result: Result) -> list[Result]:
+    return [result] * len(batch)
+
+
+def json_answer(response: requests.Response) -> Any:
+    """The answer's JSON, or None when it is not JSON."""
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def succeeded(response: requests.Response) -> bool:
+    return 200 <= response.status_code < 300
+
+
+def unsafe(template: MessageTemplate, recipient: Outgoing) -> str:
+    """Why this recipient cannot be put in a header (a line break in a name, address or URL),
+    or "" when nothing is wrong."""
+    try:
+        mailbox(recipient.recipient.name, recipient.recipient.email)
+        header_safe(recipient.message_id, "the Message-ID")
+        template.list_headers(recipient.recipient)
+    except HeaderInjection as error:
+        return str(error)
+    return ""
+
+
+class HttpBackend:
+    """Base of the provider backends: `post` raises BackendError for what fails the batch."""
+
+    name = "http"
+    batch_size = 1000
+    credentials = "the API key"
+    """Where the secret `post` sends comes from, for the message when it is refused."""
+
+    def __init__(self, timeout: float = 30.0, connections: int = 4) -> None:
+        self.timeout = timeout
+        self.connections = connections
+        self.session: requests.Session | None = None
+
+    def open(self) -> None:
+        if self.session is None:
+            self.session = requests.Session()
+            adapter = requests.adapters.HTTPAdapter(
+                pool_connections=self.connections, pool_maxsize=self.connections, max_retries=0
+            )
+            self.session.mount("https://", adapter)
+            self.session.mount("http://", adapter)
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+
+    def send(self, template: MessageTemplate, batch: Sequence[Outgoing]) -> list[Result]:
+        """One request for the batch. A recipient whose name, address or links would forge a
+        header is FAILED here and never reaches the service; the rest go in one request."""
+        refusals = [unsafe(template, outgoing) for outgoing in batch]
+        ready = [outgoing for outgoing, refusal in zip(batch, refusals, strict=True) if not refusal]
+        answered: list[Result] = []
+        if ready:
+            answered = self.results(self.post(self.payload(template, ready)), ready)
+            assert len(answered) == len(ready), f"{self.name}: a result for every recipient"
+        given = iter(answered)
+        return [
+            Result(Outcome.FAILED, reason=refusal) if refusal else next(given)
+            for refusal in refusals
+        ]
+
+    def payload(self, template: MessageTemplate, batch: Sequence[Outgoing]) -> Payload:
+        """The request that hands the whole batch to the service."""
+        raise NotImplementedError
+
+    def results(self, response: requests.Response, batch: Sequence[Outgoing]) -> list[Result]:
+        """One Result per recipient, in order, from an answer `post` did not raise for."""
+        raise NotImplementedError
+
+    def post(self, payload: Payload) -> requests.Response:
+        """POST, returning the response unless the failure concerns the whole batch: a network
+        error, a timeout, 429 or 5xx (temporary), refused credentials or a wrong address
+        (permanent)."""
+        self.open()
+        assert self.session is not None
+        url = payload.url
+        headers = {"Content-Type": payload.content_type, **payload.headers}
+        try:
+            response = self.session.post(
+                url, data=payload.body, headers=headers, timeout=self.timeout
+            )
+        except requests.Timeout:
+            raise BackendError(
+                f"{self.name}: no answer from {url} within {self.timeout:g} s", temporary=True
+            ) from None
+        except requests.RequestException as error:
+            raise BackendError(
+                f"{self.name}: cannot reach {url}: {error}", temporary=True
+            ) from None
+        if response.status_code in TEMPORARY_STATUSES:
+            raise BackendError(
+                f"{self.name}: {url} answered {response.status_code} {_excerpt(response)}",
+                temporary=True,
+                retry_after=retry_after(response.headers.get("Retry-After")),
+            )
+        if response.status_code in (401, 403):
+            raise BackendError(
+                f"{self.name}: {url} refused the credentials ({response.status_code} "
+                f"{_excerpt(response)}); check {self.credentials} in config.toml and the "
+                "environment",
+                temporary=False,
+            )
+        if response.status_code == 404:
+            raise BackendError(
+                f"{self.name}: {url} does not exist (404 {_excerpt(response)}); check the "
+                "endpoint (and domain) in config.toml",
+                temporary=False,
+            )
+        return response
+
+    def refused(self, response: requests.Response, reason: str = "") -> Result:
+        """The service refused the message: FAILED, with its reason or the start of its answer."""
+        because = reason or _excerpt(response) or response.reason
+        return Result(
+            Outcome.FAILED, reason=f"{self.name} answered {response.status_code}: {because}"
+        )
+
+    def malformed(self, response: requests.Response) -> Result:
+        """An answer we cannot read: the message may or may not have gone, so it is FAILED
+        (recorded, never retried, never taken for sent)."""
+        return Result(
+            Outcome.FAILED,
+            reason=f"malformed answer from {self.name} ({response.status_code}): "
+            f"{_excerpt(response) or 'empty'}",
+        )
+
+
+def _excerpt(response: requests.Response) -> str:
+    return " ".join(response.text.split())[:300]

@@ -1,0 +1,44 @@
+"""The outbox backend: each message becomes an .eml file in a folder. No network at all.
+
+Useful to look at a whole campaign before it goes anywhere, to hand the files to another
+system, and as the default, so that a new newsletter can run its first send safely.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from mailer.delivery.base import Outcome, Outgoing, Result
+from mailer.output import write_atomically
+from mailer.render.message import MessageTemplate
+
+
+class OutboxBackend:
+    name = "outbox"
+    batch_size = 100
+
+    def __init__(self, folder: Path, sign: Callable[[bytes], bytes] = lambda data: data) -> None:
+        self.folder = folder
+        self.sign = sign
+
+    def open(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def send(self, template: MessageTemplate, batch: Sequence[Outgoing]) -> list[Result]:
+        results = []
+        for outgoing in batch:
+            data = self.sign(template.personalise(outgoing.recipient, outgoing.message_id))
+            write_atomically(self.folder / file_name(outgoing), data)
+            results.append(Result(Outcome.SENT, message_id=outgoing.message_id))
+        return results
+
+    def close(self) -> None:
+        pass
+
+
+def file_name(outgoing: Outgoing) -> str:
+    """`<subscriber id>-<short hash of the Message-ID>.eml`: unique, and sorted by recipient."""
+    digest = hashlib.sha256(outgoing.message_id.encode()).hexdigest()[:12]
+    return f"{outgoing.subscriber_id:09d}-{digest}.eml"

@@ -1,0 +1,193 @@
+"""The SMTP backend: one connection, kept open for many messages, with certificate checks.
+
+STARTTLS (port 587) or implicit TLS (port 465) always verify the server's certificate; `none` is
+for a server on the same machine. A dropped connection or a 421 reconnects before the next
+message. Replies map to outcomes as SPEC section 6 says: 4xx is temporary, 5xx permanent, and
+5.1.x (no such mailbox or domain) a hard bounce.
+"""
+
+from __future__ import annotations
+
+import re
+import smtplib
+import ssl
+from collections.abc import Callable, Sequence
+from email.utils import parseaddr
+
+from mailer.delivery.base import BackendError, Outcome, Outgoing, Result
+from mailer.render.message import MessageTemplate, idna_address
+
+_ENHANCED = re.compile(rb"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+
+
+def outcome_of(code: int, reply: bytes | str) -> Outcome:
+    """What an SMTP reply means for one message."""
+    if code < 400:
+        return Outcome.SENT
+    if code < 500:
+        return Outcome.RETRY
+    enhanced = _ENHANCED.search(reply.encode() if isinstance(reply, str) else reply)
+    if enhanced and enhanced.group(1) == b"5" and enhanced.group(2) == b"1":
+        return Outcome.BOUNCED
+    return Outcome.FAILED
+
+
+def _reason(code: int, reply: bytes | str) -> str:
+    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
+    return f"{code} {' '.join(text.split())}"
+
+
+class SmtpBackend:
+    name = "smtp"
+    batch_size = 50
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        security: str = "starttls",
+        username: str = "",
+        password: Callable[[], str] = lambda: "",
+        timeout: float = 30.0,
+        ssl_context: ssl.SSLContext | None = None,
+        sign: Callable[[bytes], bytes] = lambda data: data,
+        local_hostname: str | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.security = security
+        self.username = username
+        self.password = password
+        self.timeout = timeout
+        self.context = ssl_context or ssl.create_default_context()
+        self.sign = sign
+        self.local_hostname = local_hostname
+        self.connection: smtplib.SMTP | None = None
+
+    # Connection --------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        if self.connection is not None:
+            return
+        where = f"{self.host}:{self.port}"
+        try:
+            if self.security == "tls":
+                connection: smtplib.SMTP = smtplib.SMTP_SSL(
+                    self.host,
+                    self.port,
+                    timeout=self.timeout,
+                    context=self.context,
+                    local_hostname=self.local_hostname,
+                )
+            else:
+                connection = smtplib.SMTP(
+                    self.host, self.port, timeout=self.timeout, local_hostname=self.local_hostname
+                )
+            connection.ehlo()
+            if self.security == "starttls":
+                connection.starttls(context=self.context)
+                connection.ehlo()
+            if self.username:
+                connection.login(self.username, self.password())
+        except smtplib.SMTPAuthenticationError as error:
+            raise BackendError(
+                f"smtp: {where} refused the login of '{self.username}' "
+                f"({_reason(error.smtp_code, error.smtp_error)}); check [delivery.smtp] username "
+                "and SMTP_PASSWORD",
+                temporary=False,
+            ) from None
+        except ssl.SSLCertVerificationError as error:
+            raise BackendError(
+                f"smtp: the certificate of {where} cannot be trusted ({error.verify_message}); "
+                "check [delivery.smtp] host",
+                temporary=False,
+            ) from None
+        except smtplib.SMTPNotSupportedError:
+            raise BackendError(
+                f'smtp: {where} does not offer STARTTLS; use security = "tls" on port 465, or '
+                '"none" only for a server on this machine',
+                temporary=False,
+            ) from None
+        except smtplib.SMTPResponseException as error:
+            raise BackendError(
+                f"smtp: {where} answered {_reason(error.smtp_code, error.smtp_error)}",
+                temporary=error.smtp_code < 500,
+            ) from None
+        except (OSError, smtplib.SMTPException) as error:
+            raise BackendError(
+                f"smtp: cannot connect to {where}: {error}", temporary=True
+            ) from None
+        self.connection = connection
+
+    def close(self) -> None:
+        connection, self.connection = self.connection, None
+        if connection is None:
+            return
+        try:
+            connection.quit()
+        except (OSError, smtplib.SMTPException):
+            connection.close()
+
+    def _drop(self) -> None:
+        connection, self.connection = self.connection, None
+        if connection is not None:
+            connection.close()
+
+    # Sending -----------------------------------------------------------------------------------
+
+    def send(self, template: MessageTemplate, batch: Sequence[Outgoing]) -> list[Result]:
+        sender = idna_address(parseaddr(template.sender.address)[1])
+        results: list[Result] = []
+        for outgoing in batch:
+            try:
+                self.open()
+            except BackendError as error:
+                if not results or not error.temporary:
+                    raise  # nothing of this batch went: the engine decides
+                results += [Result(Outcome.RETRY, reason=str(error))] * (len(batch) - len(results))
+                break
+            results.append(self._send_one(template, outgoing, sender))
+        return results
+
+    def _send_one(self, template: MessageTemplate, outgoing: Outgoing, sender: str) -> Result:
+        assert self.connection is not None
+        connection = self.connection
+        address = outgoing.recipient.email
+        options: list[str] = []
+        if not address.rpartition("@")[0].isascii():
+            if not connection.has_extn("smtputf8"):
+                return Result(
+                    Outcome.FAILED,
+                    reason="the address needs SMTPUTF8, which the server does not offer",
+                )
+            options = ["SMTPUTF8", "BODY=8BITMIME"]
+        else:
+            address = idna_address(address)
+        data = self.sign(template.personalise(outgoing.recipient, outgoing.message_id))
+        try:  # with one recipient, sendmail raises for every refusal
+            connection.sendmail(sender, [address], data, mail_options=options)
+        except smtplib.SMTPRecipientsRefused as error:
+            code, reply = error.recipients[address]
+            return self._refused(code, reply)
+        except smtplib.SMTPSenderRefused as error:
+            if error.smtp_code >= 500:
+                raise BackendError(
+                    f"smtp: the server refused the sender {sender} "
+                    f"({_reason(error.smtp_code, error.smtp_error)})",
+                    temporary=False,
+                ) from None
+            return self._refused(error.smtp_code, error.smtp_error)
+        except smtplib.SMTPDataError as error:
+            return self._refused(error.smtp_code, error.smtp_error)
+        except (TimeoutError, smtplib.SMTPServerDisconnected, OSError) as error:
+            self._drop()
+            return Result(Outcome.RETRY, reason=f"the connection was lost: {error}")
+        except smtplib.SMTPResponseException as error:
+            return self._refused(error.smtp_code, error.smtp_error)
+        return Result(Outcome.SENT, message_id=outgoing.message_id)
+
+    def _refused(self, code: int, reply: bytes | str) -> Result:
+        if code == 421:  # the server is closing this connection: open a new one next time
+            self._drop()
+        return Result(outcome_of(code, reply), reason=_reason(code, reply))
