@@ -12,8 +12,11 @@ import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from email_validator import EmailNotValidError, validate_email
+
+from mailer.lifecycle import Status
 
 _PLAIN = re.compile(
     r"^(?P<local>[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*)"
@@ -22,6 +25,7 @@ _PLAIN = re.compile(
 MAX_LENGTH = 254
 MAX_LOCAL_LENGTH = 64
 MAX_NAME_LENGTH = 200
+MAX_LIST_NAME_LENGTH = 100
 
 
 class InvalidAddress(ValueError):
@@ -88,3 +92,26 @@ def as_stored(raw: str) -> str:
         return AddressBook().normalise(raw)
     except InvalidAddress:
         return raw.strip()
+
+
+def clean_list_name(name: str) -> str:
+    """A list name as typed: trimmed, one line, not empty, no `;` (the CSV separator)."""
+    cleaned = name.strip()
+    if not cleaned:
+        raise ValueError("a list name cannot be empty")
+    if ";" in cleaned or any(ord(c) < 32 or ord(c) == 127 for c in cleaned):
+        raise ValueError(f"the list name {cleaned!r} holds ';' or a control character")
+    if len(cleaned) > MAX_LIST_NAME_LENGTH:
+        raise ValueError(f"a list name has at most {MAX_LIST_NAME_LENGTH} characters")
+    return cleaned
+
+
+class Candidate(NamedTuple):
+    """One person to add or merge, already validated (an import row, a form, a staff command)."""
+
+    email: str
+    name: str
+    lists: frozenset[str]
+    line: int = 0
+    status: Status | None = None
+    """The status a row of an exported list carries; None takes the import's."""

@@ -183,7 +183,7 @@ class Engine:
             return False
         due = self.campaigns.next_retry(campaign.id)
         now = dt.datetime.now(dt.UTC)
-        wait = 1.0 if due is None else min(max((due - now).total_seconds(), 0.05), 1.0)
+        wait = 0.2 if due is None else min(max((due - now).total_seconds(), 0.02), 0.5)
         self.stop.wait(wait)
         return not self.stop.is_set()
 

@@ -5,19 +5,44 @@ Exit status: 0 success, 1 the job ran but something failed, 2 bad input or confi
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
 import click
 
 from mailer import __version__
-from mailer.commands import database, lists, publishing, sending, subscribers
 from mailer.commands.shared import State
 from mailer.errors import MailerError, ProblemsError
 
+COMMANDS = {
+    "init": "publishing:init",
+    "check": "publishing:check",
+    "build": "publishing:build",
+    "preview": "publishing:preview",
+    "send": "sending:send",
+    "campaigns": "sending:campaigns",
+    "subscribers": "subscribers:group",
+    "lists": "lists:group",
+    "db": "database:group",
+}
+"""Each command and where it lives (mailer.commands.<module>): a command's module is imported
+only when that command runs, so `mailer --help` and an import start without the renderer."""
+
 
 class _Group(click.Group):
-    """Reports mailer's errors as plain sentences on stderr, with their exit status."""
+    """Loads commands on demand; reports mailer's errors as plain sentences on stderr."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module, name = COMMANDS[cmd_name].split(":")
+        command = getattr(importlib.import_module(f"mailer.commands.{module}"), name)
+        assert isinstance(command, click.Command)
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -54,17 +79,3 @@ def main(ctx: click.Context, config_path: Path | None) -> None:
       mailer check && mailer build && mailer preview
     """
     ctx.obj = State(config_path)
-
-
-for command in (
-    publishing.init,
-    publishing.check,
-    publishing.build,
-    publishing.preview,
-    sending.send,
-    sending.campaigns,
-    subscribers.group,
-    lists.group,
-    database.group,
-):
-    main.add_command(command)

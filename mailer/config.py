@@ -157,6 +157,8 @@ class SmtpSettings(_Section):
     username: str = _setting("")
     password: str = _setting("")
     timeout: float = _setting(30.0, check=_at_least(0.1))
+    ca_file: Path | None = _setting(None)
+    """Certificates to trust besides the system's (a private CA); empty: the system's only."""
 
 
 @dataclass(frozen=True)
@@ -200,6 +202,8 @@ class DeliverySettings(_Section):
     concurrency: int = _setting(4, check=_at_least(1))
     max_attempts: int = _setting(5, check=_at_least(1))
     retry_backoff: float = _setting(2.0, check=_at_least(0))
+    lease: float = _setting(300.0, check=_at_least(1))
+    """Seconds a worker holds a claimed batch; a dead worker's batch is taken over after it."""
     outbox: OutboxSettings = _setting(OutboxSettings())
     smtp: SmtpSettings = _setting(SmtpSettings())
     mailgun: MailgunSettings = _setting(MailgunSettings())

@@ -13,20 +13,11 @@ from functools import cached_property
 from mailer.config import Config
 from mailer.content import Collection, Commentary, Issue, Site, load_folder
 from mailer.delivery.base import Backend
-from mailer.delivery.dkim import Signer
-from mailer.delivery.generic import GenericHttpBackend
-from mailer.delivery.mailgun import MailgunBackend
-from mailer.delivery.outbox import OutboxBackend
-from mailer.delivery.postmark import PostmarkBackend
-from mailer.delivery.sendgrid import SendgridBackend
-from mailer.delivery.smtp import SmtpBackend
 from mailer.errors import ConfigError, Problem
 from mailer.links import Links, Purpose
 from mailer.output import Written, write_folder
 from mailer.render.email import RenderedIssue, render_issue
-from mailer.render.feeds import render_feeds
 from mailer.render.message import MessageTemplate, Recipient, Sender
-from mailer.render.site import render_site
 from mailer.store import Store
 from mailer.theme import Theme
 
@@ -129,62 +120,10 @@ class Newsletter:
         return self.recipient(PREVIEW_SUBSCRIBER_ID, PREVIEW_ADDRESS, PREVIEW_NAME)
 
     def backend_factory(self) -> Callable[[], Backend]:
-        """Makes the configured backend, one per sending worker. Secrets are read now, so that
-        a missing one is reported before anything is sent."""
-        delivery = self.config.delivery
-        sign = self.signer()
-        connections = delivery.concurrency
-        if delivery.backend == "outbox":
-            folder = delivery.outbox.path
-            return lambda: OutboxBackend(folder, sign)
-        if delivery.backend == "smtp":
-            smtp = delivery.smtp
-            password = smtp.password if smtp.username else ""
-            return lambda: SmtpBackend(
-                smtp.host,
-                smtp.port,
-                security=smtp.security,
-                username=smtp.username,
-                password=lambda: password,
-                timeout=smtp.timeout,
-                sign=sign,
-            )
-        if delivery.backend == "mailgun":
-            mailgun = delivery.mailgun
-            domain, key = mailgun.domain, mailgun.api_key
-            return lambda: MailgunBackend(
-                mailgun.endpoint, domain, key, mailgun.timeout, connections
-            )
-        if delivery.backend == "sendgrid":
-            sendgrid = delivery.sendgrid
-            key = sendgrid.api_key
-            return lambda: SendgridBackend(sendgrid.endpoint, key, sendgrid.timeout, connections)
-        if delivery.backend == "postmark":
-            postmark = delivery.postmark
-            token, stream = postmark.server_token, postmark.message_stream
-            return lambda: PostmarkBackend(
-                postmark.endpoint, token, stream, postmark.timeout, connections
-            )
-        generic = delivery.http
-        url, token, secret = generic.url, generic.token, generic.signing_secret
-        return lambda: GenericHttpBackend(url, token, secret, generic.timeout, connections)
+        """Makes the configured backend, one per sending worker (see mailer.backends)."""
+        from mailer.backends import backend_factory  # only the chosen backend is imported
 
-    def signer(self) -> Callable[[bytes], bytes]:
-        """DKIM signing when [dkim] names a domain, else messages go as they are."""
-        settings = self.config.dkim
-        if not settings.domain:
-            return lambda data: data
-        if not settings.selector or settings.private_key_file is None:
-            raise ConfigError(
-                [
-                    Problem(
-                        self.config.path,
-                        None,
-                        "[dkim] needs selector and private_key_file as well as domain",
-                    )
-                ]
-            )
-        return Signer.from_file(settings.domain, settings.selector, settings.private_key_file)
+        return backend_factory(self.config.delivery, self.config.dkim)
 
     def build(self) -> Built:
         """Feeds and web archive into the output folder; nothing is written if anything is wrong."""
@@ -196,6 +135,9 @@ class Newsletter:
 
     def render_files(self, published: Sequence[Commentary]) -> dict[str, bytes]:
         """Feeds and archive pages by path in the output folder, in memory."""
+        from mailer.render.feeds import render_feeds  # feedgen and lxml: only when building
+        from mailer.render.site import render_site
+
         newsletter = self.config.newsletter
         files = render_feeds(published, newsletter, self.config.feeds.entries)
         files.update(render_site(published, self.theme, newsletter))

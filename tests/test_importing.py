@@ -16,7 +16,8 @@ import pytest
 from click.testing import Result
 from sqlalchemy import MetaData, create_engine, func, select
 
-from mailer.importing import BATCH, import_csv
+from mailer.csv_rows import BATCH
+from mailer.importing import import_csv
 from mailer.lifecycle import Reason, Status
 from mailer.store import Store
 from mailer.store.schema import subscribers as subscribers_table

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import socket
 import sys
@@ -34,6 +35,7 @@ def _pace(newsletter: Newsletter, rate: float | None, concurrency: int | None) -
         concurrency=delivery.concurrency if concurrency is None else concurrency,
         max_attempts=delivery.max_attempts,
         retry_backoff=delivery.retry_backoff,
+        lease=dt.timedelta(seconds=delivery.lease),
     )
 
 

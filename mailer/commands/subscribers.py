@@ -11,13 +11,12 @@ from typing import IO, Any
 
 import click
 
-from mailer.addresses import AddressBook, InvalidAddress, clean_name
+from mailer.addresses import AddressBook, Candidate, InvalidAddress, clean_list_name, clean_name
 from mailer.commands.shared import State, confirm, count, pass_state
 from mailer.errors import UsageError
 from mailer.importing import import_csv
 from mailer.lifecycle import Reason, Status
-from mailer.store.lists import check_name
-from mailer.store.subscribers import Candidate, Subscriber
+from mailer.store.subscribers import Subscriber
 
 STATUSES = click.Choice([s.value for s in Status])
 EXPORT_COLUMNS = ("email", "name", "status", "lists", "created_at", "updated_at")
@@ -62,7 +61,7 @@ def add(state: State, email: str, name: str, list_names: tuple[str, ...], status
         candidate = Candidate(
             email=address,
             name=clean_name(name),
-            lists=frozenset(check_name(n) for n in list_names)
+            lists=frozenset(clean_list_name(n) for n in list_names)
             or frozenset({newsletter.config.delivery.list}),
         )
     except (InvalidAddress, ValueError) as error:
@@ -105,7 +104,7 @@ def import_(state: State, file: Path, list_names: tuple[str, ...]) -> None:
     newsletter = state.newsletter
     subscribers = newsletter.store.subscribers
     try:
-        extra = [check_name(n) for n in list_names]
+        extra = [clean_list_name(n) for n in list_names]
     except ValueError as error:
         raise UsageError(str(error)) from None
     with click.progressbar(

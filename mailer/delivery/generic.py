@@ -27,6 +27,7 @@ from mailer.delivery.http import (
     reply_address,
     sender_address,
     succeeded,
+    text_at,
 )
 from mailer.render.message import MessageTemplate
 
@@ -106,8 +107,7 @@ class GenericHttpBackend(HttpBackend):
     def results(self, response: requests.Response, batch: Sequence[Outgoing]) -> list[Result]:
         answer = json_answer(response)
         if not succeeded(response):
-            reason = answer.get("error") if isinstance(answer, dict) else None
-            return every(batch, self.refused(response, reason if isinstance(reason, str) else ""))
+            return every(batch, self.refused(response, text_at(answer, "error")))
         results = answer.get("results") if isinstance(answer, dict) else None
         if not isinstance(results, list) or len(results) != len(batch):
             return every(batch, self.malformed(response))
@@ -119,14 +119,15 @@ class GenericHttpBackend(HttpBackend):
     def result(self, response: requests.Response, one: Any, outgoing: Outgoing) -> Result:
         """One recipient's result; one that names another address or an unknown status is
         malformed, and so FAILED."""
-        if not isinstance(one, dict) or one.get("status") not in STATUSES:
+        status = text_at(one, "status")
+        if status not in STATUSES:
             return self.malformed(response)
-        if str(one.get("email", "")).casefold() != outgoing.recipient.email.casefold():
+        if text_at(one, "email").casefold() != outgoing.recipient.email.casefold():
             return self.malformed(response)
-        outcome = STATUSES[one["status"]]
-        reason = str(one.get("reason") or "")
+        outcome = STATUSES[status]
+        reason = text_at(one, "reason")
         if outcome is Outcome.SENT:
-            return Result(outcome, message_id=str(one.get("id") or outgoing.message_id))
+            return Result(outcome, message_id=text_at(one, "id") or outgoing.message_id)
         wait = one.get("retry_after")
         if (
             outcome is Outcome.RETRY

@@ -22,7 +22,7 @@ import requests
 from urllib3 import encode_multipart_formdata
 
 from mailer.delivery.base import BackendError, Outcome, Outgoing, Result
-from mailer.render.message import HeaderInjection, MessageTemplate, header_safe, mailbox
+from mailer.render.message import HeaderInjection, MessageTemplate, header_safe
 
 TEMPORARY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
@@ -96,17 +96,26 @@ def json_answer(response: requests.Response) -> Any:
         return None
 
 
+def text_at(answer: Any, key: str) -> str:
+    """The text at `key` of a JSON object, or "" when the answer is not an object or the
+    value is not text."""
+    value = answer.get(key) if isinstance(answer, dict) else None
+    return value if isinstance(value, str) else ""
+
+
 def succeeded(response: requests.Response) -> bool:
     return 200 <= response.status_code < 300
 
 
-def unsafe(template: MessageTemplate, recipient: Outgoing) -> str:
+def unsafe(outgoing: Outgoing) -> str:
     """Why this recipient cannot be put in a header (a line break in a name, address or URL),
     or "" when nothing is wrong."""
+    person = outgoing.recipient
     try:
-        mailbox(recipient.recipient.name, recipient.recipient.email)
-        header_safe(recipient.message_id, "the Message-ID")
-        template.list_headers(recipient.recipient)
+        header_safe(person.name, "the name")
+        header_safe(person.email, "the address")
+        header_safe(person.unsubscribe_url, "the unsubscribe URL")
+        header_safe(outgoing.message_id, "the Message-ID")
     except HeaderInjection as error:
         return str(error)
     return ""
@@ -142,7 +151,7 @@ class HttpBackend:
     def send(self, template: MessageTemplate, batch: Sequence[Outgoing]) -> list[Result]:
         """One request for the batch. A recipient whose name, address or links would forge a
         header is FAILED here and never reaches the service; the rest go in one request."""
-        refusals = [unsafe(template, outgoing) for outgoing in batch]
+        refusals = [unsafe(outgoing) for outgoing in batch]
         ready = [outgoing for outgoing, refusal in zip(batch, refusals, strict=True) if not refusal]
         answered: list[Result] = []
         if ready:

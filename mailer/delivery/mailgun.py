@@ -28,6 +28,7 @@ from mailer.delivery.http import (
     reply_address,
     sender_address,
     succeeded,
+    text_at,
 )
 from mailer.render.message import MessageTemplate, idna_address, mailbox
 
@@ -71,12 +72,12 @@ class MailgunBackend(HttpBackend):
 
     def results(self, response: requests.Response, batch: Sequence[Outgoing]) -> list[Result]:
         answer = json_answer(response)
-        if succeeded(response):
-            if isinstance(answer, dict) and isinstance(answer.get("id"), str) and answer["id"]:
-                return every(batch, Result(Outcome.SENT, message_id=answer["id"]))
+        if not succeeded(response):
+            return every(batch, self.refused(response, text_at(answer, "message")))
+        batch_id = text_at(answer, "id")
+        if not batch_id:
             return every(batch, self.malformed(response))
-        reason = answer.get("message") if isinstance(answer, dict) else None
-        return every(batch, self.refused(response, reason if isinstance(reason, str) else ""))
+        return every(batch, Result(Outcome.SENT, message_id=batch_id))
 
 
 def recipient_variables(

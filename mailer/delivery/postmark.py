@@ -24,6 +24,7 @@ from mailer.delivery.http import (
     reply_address,
     sender_address,
     succeeded,
+    text_at,
 )
 from mailer.render.message import MessageTemplate, mailbox
 
@@ -87,17 +88,17 @@ class PostmarkBackend(HttpBackend):
         if not isinstance(code, int):
             return self.malformed(response)
         if code == 0:
-            message_id = one.get("MessageID")
-            if not isinstance(message_id, str) or not message_id:
+            message_id = text_at(one, "MessageID")
+            if not message_id:
                 return self.malformed(response)
             return Result(Outcome.SENT, message_id=message_id)
         if code == INACTIVE_RECIPIENT:
-            return Result(Outcome.BOUNCED, reason=str(one.get("Message", "")))
+            return Result(Outcome.BOUNCED, reason=text_at(one, "Message"))
         return Result(Outcome.FAILED, reason=error(one))
 
 
 def error(answer: Any) -> str:
     """`ErrorCode: Message` from a Postmark error object, or "" when it is not one."""
     if isinstance(answer, dict) and "ErrorCode" in answer:
-        return f"{answer['ErrorCode']}: {answer.get('Message', '')}"
+        return f"{answer['ErrorCode']}: {text_at(answer, 'Message')}"
     return ""

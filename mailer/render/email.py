@@ -12,8 +12,6 @@ import re
 import secrets
 from dataclasses import dataclass
 
-import premailer
-
 from mailer.config import NewsletterSettings
 from mailer.content import Issue
 from mailer.errors import Problem
@@ -80,6 +78,8 @@ def render_issue(issue: Issue, theme: Theme, newsletter: NewsletterSettings) -> 
 
 def inline_css(html: str) -> str:
     """Every style copied onto its element; @media rules kept in <style> with their !important."""
+    import premailer  # lxml and cssutils are heavy: loaded only by what renders an email
+
     return str(
         premailer.Premailer(
             html,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import binascii
 import datetime as dt
+import functools
 import hashlib
 import html
 import secrets
@@ -212,6 +213,10 @@ class MessageTemplate:
     def shared_headers(self) -> dict[str, str]:
         """The list headers every recipient gets alike: List-Unsubscribe-Post, List-Id and
         Feedback-ID, as header values ready to write (ASCII, encoded where needed)."""
+        return dict(self._shared_list_headers)
+
+    @functools.cached_property
+    def _shared_list_headers(self) -> dict[str, str]:
         head = self.head_rest.decode("ascii").split("\r\n")
         return dict(
             line.split(": ", 1)

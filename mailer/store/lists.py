@@ -8,11 +8,10 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
+from mailer.addresses import clean_list_name
 from mailer.errors import UsageError
 from mailer.lifecycle import Status
 from mailer.store.schema import lists, memberships, subscribers, utcnow
-
-MAX_NAME_LENGTH = 100
 
 
 @dataclass(frozen=True)
@@ -21,18 +20,6 @@ class ListSummary:
     created_at: dt.datetime
     active: int
     total: int
-
-
-def check_name(name: str) -> str:
-    """A list name as typed: trimmed, one line, not empty, no `;` (the CSV separator)."""
-    cleaned = name.strip()
-    if not cleaned:
-        raise ValueError("a list name cannot be empty")
-    if ";" in cleaned or any(ord(c) < 32 or ord(c) == 127 for c in cleaned):
-        raise ValueError(f"the list name {cleaned!r} holds ';' or a control character")
-    if len(cleaned) > MAX_NAME_LENGTH:
-        raise ValueError(f"a list name has at most {MAX_NAME_LENGTH} characters")
-    return cleaned
 
 
 class Lists:
@@ -53,14 +40,14 @@ class Lists:
             return [ListSummary(*row) for row in connection.execute(query)]
 
     def create(self, name: str) -> None:
-        name = check_name(name)
+        name = clean_list_name(name)
         with self.engine.begin() as connection:
             if self.find(connection, name) is not None:
                 raise UsageError(f"the list '{name}' already exists")
             connection.execute(insert(lists).values(name=name, created_at=utcnow()))
 
     def rename(self, old: str, new: str) -> None:
-        new = check_name(new)
+        new = clean_list_name(new)
         with self.engine.begin() as connection:
             found = self.find(connection, old)
             if found is None:

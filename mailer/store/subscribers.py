@@ -10,11 +10,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
 
-from mailer.addresses import as_stored, key, suppression_hash
+from mailer.addresses import Candidate, as_stored, key, suppression_hash
 from mailer.lifecycle import CONSENT, LEFT, Reason, Status, can_become
 from mailer.store.bulk import bulk_insert, one_of
 from mailer.store.lists import Lists
@@ -40,17 +40,6 @@ class Subscriber:
     created_at: dt.datetime
     updated_at: dt.datetime
     lists: tuple[str, ...] = ()
-
-
-class Candidate(NamedTuple):
-    """One person to add or merge, already validated (an import row, a form, a staff command)."""
-
-    email: str
-    name: str
-    lists: frozenset[str]
-    line: int = 0
-    status: Status | None = None
-    """The status a row of an exported list carries; None takes the import's."""
 
 
 @dataclass
