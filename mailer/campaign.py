@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from mailer.delivery.base import Backend, BackendError, Outcome, Outgoing, Result
 from mailer.lifecycle import Status
-from mailer.render.message import HeaderInjection, MessageTemplate, Recipient, mailbox
+from mailer.render.message import HeaderInjection, MessageTemplate, Recipient, header_safe
 from mailer.store.campaigns import Campaign, Campaigns, CampaignStatus, Claimed, State
 from mailer.store.campaigns import Outcome as Recorded
 
@@ -209,7 +209,8 @@ class Engine:
                 )
                 continue
             try:
-                mailbox(person.name, person.email)
+                header_safe(person.name, "the name")
+                header_safe(person.email, "the address")
             except HeaderInjection as error:
                 outcomes.append(
                     Recorded(person.subscriber_id, State.FAILED, person.attempts, error=str(error))

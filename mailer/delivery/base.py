@@ -7,9 +7,8 @@ subscribers or the database: the campaign engine gives it a batch and records wh
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from mailer.errors import MailerError
 from mailer.render.message import MessageTemplate, Recipient
@@ -26,8 +25,7 @@ class Outcome(StrEnum):
     marked bounced and gets nothing more."""
 
 
-@dataclass(frozen=True)
-class Result:
+class Result(NamedTuple):
     outcome: Outcome
     message_id: str = ""
     """The id the service gave the message (our Message-ID where the service has none)."""
@@ -36,11 +34,7 @@ class Result:
     """Seconds the service asked us to wait (Retry-After), for a RETRY."""
 
 
-SENT = Result(Outcome.SENT)
-
-
-@dataclass(frozen=True)
-class Outgoing:
+class Outgoing(NamedTuple):
     """One recipient's message within a batch."""
 
     subscriber_id: int

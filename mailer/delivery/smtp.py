@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import smtplib
+import socket
 import ssl
 from collections.abc import Callable, Sequence
 from email.utils import parseaddr
@@ -39,7 +40,7 @@ def _reason(code: int, reply: bytes | str) -> str:
 
 class SmtpBackend:
     name = "smtp"
-    batch_size = 50
+    batch_size = 200
 
     def __init__(
         self,
@@ -84,6 +85,10 @@ class SmtpBackend:
                 connection = smtplib.SMTP(
                     self.host, self.port, timeout=self.timeout, local_hostname=self.local_hostname
                 )
+            # Without this, Nagle's algorithm holds each message's last segment until the server's
+            # delayed ACK: about 40 ms a message, a tenth of the throughput even on loopback.
+            if connection.sock is not None:
+                connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             connection.ehlo()
             if self.security == "starttls":
                 connection.starttls(context=self.context)
@@ -142,12 +147,16 @@ class SmtpBackend:
         for outgoing in batch:
             try:
                 self.open()
+                result = self._send_one(template, outgoing, sender)
             except BackendError as error:
-                if not results or not error.temporary:
+                if not results:
                     raise  # nothing of this batch went: the engine decides
-                results += [Result(Outcome.RETRY, reason=str(error))] * (len(batch) - len(results))
+                # Part of the batch went: it must be recorded as sent, or a resumed campaign sends
+                # it again. The rest waits; its next batch meets the error before anything goes.
+                rest = Result(Outcome.RETRY, reason=str(error), retry_after=error.retry_after)
+                results += [rest] * (len(batch) - len(results))
                 break
-            results.append(self._send_one(template, outgoing, sender))
+            results.append(result)
         return results
 
     def _send_one(self, template: MessageTemplate, outgoing: Outgoing, sender: str) -> Result:

@@ -17,12 +17,14 @@ import datetime as dt
 import functools
 import hashlib
 import html
+import itertools
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
+from typing import NamedTuple
 
 from mailer.render.email import PERSONAL_FIELDS, RenderedIssue
 
@@ -34,8 +36,7 @@ class HeaderInjection(ValueError):
     """A value bound for a header holds a line break."""
 
 
-@dataclass(frozen=True)
-class Recipient:
+class Recipient(NamedTuple):
     email: str
     name: str
     unsubscribe_url: str
@@ -70,6 +71,8 @@ def header_safe(value: str, what: str) -> str:
 
 def idna_address(address: str) -> str:
     """The address with its domain in ASCII (IDNA), which every mail server understands."""
+    if address.isascii():
+        return address
     local, _, domain = address.rpartition("@")
     try:
         return f"{local}@{domain.encode('idna').decode('ascii')}"
@@ -133,12 +136,15 @@ class MessageTemplate:
         sender: Sender,
         *,
         clock: Callable[[], float] = time.time,
-        unique: Callable[[], str] = lambda: secrets.token_hex(8),
+        unique: Callable[[], str] | None = None,
     ) -> None:
         self.rendered = rendered
         self.sender = sender
         self.clock = clock
-        self.unique = unique
+        # Unique without a system call per message: a random prefix for this template and a
+        # counter (next() on itertools.count is atomic, so sending threads can share it).
+        prefix, counter = secrets.token_hex(6), itertools.count()
+        self.unique = unique or (lambda: f"{prefix}{next(counter):x}")
         self.domain = sender.domain
         content = f"{rendered.html}\0{rendered.text}".replace(rendered.marker, "")
         digest = hashlib.sha256(content.encode()).hexdigest()

@@ -1,4 +1,4 @@
-"""Inserting many rows at the speed of the database driver.
+"""Inserting and updating many rows at the speed of the database driver.
 
 SQLAlchemy's executemany processes every value of every row in Python; for a million-row import
 that costs more than the database itself. Here rows go to the driver as they are: their values
@@ -28,6 +28,25 @@ def bulk_insert(
         f"VALUES ({', '.join(marker for _ in columns)})"
     )
     connection.exec_driver_sql(sql, list(rows))
+
+
+def bulk_update(
+    connection: Connection,
+    table: Table,
+    columns: Sequence[str],
+    keys: Sequence[str],
+    rows: Sequence[tuple[Any, ...]],
+) -> None:
+    """`UPDATE table SET columns… WHERE keys…` for each row (the columns' values, then the
+    keys'), handed to the driver as they are, like bulk_insert."""
+    if not rows:
+        return
+    marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    assignments = ", ".join(f"{name} = {marker}" for name in columns)
+    conditions = " AND ".join(f"{name} = {marker}" for name in keys)
+    connection.exec_driver_sql(
+        f"UPDATE {table.name} SET {assignments} WHERE {conditions}", list(rows)
+    )
 
 
 def one_of(

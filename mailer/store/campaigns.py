@@ -9,17 +9,18 @@ next run), and is then claimed again: those messages may go twice, nobody is los
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     Connection,
     Engine,
     and_,
-    bindparam,
     func,
     insert,
     literal,
@@ -29,17 +30,23 @@ from sqlalchemy import (
 )
 
 from mailer.lifecycle import Reason, Status
+from mailer.store.bulk import bulk_update, one_of
 from mailer.store.lists import Lists
 from mailer.store.schema import (
     UtcDateTime,
     campaigns,
     deliveries,
+    driver_time,
     lists,
     memberships,
     subscribers,
     utcnow,
 )
 from mailer.store.subscribers import change_status
+
+RECORD_GROUPS = 8
+"""Results sharing everything but the recipient are recorded with one statement, up to this many
+kinds per batch; beyond, row by row."""
 
 
 class CampaignStatus(StrEnum):
@@ -75,8 +82,7 @@ class Campaign:
         return self.issue.split()
 
 
-@dataclass(frozen=True)
-class Claimed:
+class Claimed(NamedTuple):
     """A recipient of a claimed batch, as they are now."""
 
     subscriber_id: int
@@ -86,8 +92,7 @@ class Claimed:
     attempts: int
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
     """What became of one claimed delivery."""
 
     subscriber_id: int
@@ -103,6 +108,11 @@ class Outcome:
 class Campaigns:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # SQLite lets one writer in at a time and makes the others sleep and retry; the sending
+        # threads of one process take turns here instead, which wastes no time asleep.
+        self.writing: contextlib.AbstractContextManager[Any] = (
+            threading.Lock() if engine.dialect.name == "sqlite" else contextlib.nullcontext()
+        )
 
     # Reading -----------------------------------------------------------------------------------
 
@@ -266,92 +276,143 @@ class Campaigns:
         """Up to `size` deliveries that are due (queued, or sending under an expired lease),
         marked sending under `worker`, with their subscribers as they are now."""
         now = utcnow()
-        due = and_(
+        # Two conditions, each served by the (campaign_id, state, subscriber_id) index: an OR of
+        # the two would have SQLite walk past every row already sent, slower at each batch.
+        queued = and_(
             deliveries.c.campaign_id == campaign_id,
-            or_(
-                and_(
-                    deliveries.c.state == State.QUEUED,
-                    or_(deliveries.c.not_before.is_(None), deliveries.c.not_before <= now),
-                ),
-                and_(deliveries.c.state == State.SENDING, deliveries.c.lease_until < now),
-            ),
+            deliveries.c.state == State.QUEUED,
+            or_(deliveries.c.not_before.is_(None), deliveries.c.not_before <= now),
         )
-        with self.engine.begin() as connection:
-            picked = (
-                select(deliveries.c.subscriber_id)
-                .where(due)
-                .order_by(deliveries.c.subscriber_id)
-                .limit(size)
-            )
-            if connection.dialect.name == "postgresql":
-                picked = picked.with_for_update(skip_locked=True)
-            ids = list(connection.execute(picked).scalars())
-            if not ids:
+        abandoned = and_(
+            deliveries.c.campaign_id == campaign_id,
+            deliveries.c.state == State.SENDING,
+            deliveries.c.lease_until < now,
+        )
+        with self.writing, self.engine.begin() as connection:
+            claimed = self._due(connection, abandoned, size)
+            claimed += self._due(connection, queued, size - len(claimed))
+            if not claimed:
                 return []
-            connection.execute(  # `due` again: a row another worker took meanwhile stays theirs
+            ids = [c.subscriber_id for c in claimed]
+            taken = connection.execute(  # due again: a row another worker took stays theirs
                 update(deliveries)
-                .where(due, deliveries.c.subscriber_id.in_(ids))
+                .where(or_(queued, abandoned), one_of(connection, deliveries.c.subscriber_id, ids))
                 .values(
                     state=State.SENDING.value,
                     claimed_by=worker,
                     lease_until=now + lease,
                     updated_at=now,
                 )
+            ).rowcount
+            if taken == len(claimed):
+                return claimed
+            ours = set(
+                connection.execute(
+                    select(deliveries.c.subscriber_id).where(
+                        deliveries.c.campaign_id == campaign_id,
+                        deliveries.c.claimed_by == worker,
+                        deliveries.c.state == State.SENDING,
+                        one_of(connection, deliveries.c.subscriber_id, ids),
+                    )
+                ).scalars()
             )
-            rows = connection.execute(
-                select(
-                    subscribers.c.id,
-                    subscribers.c.email,
-                    subscribers.c.name,
-                    subscribers.c.status,
-                    deliveries.c.attempts,
-                )
-                .join(deliveries, deliveries.c.subscriber_id == subscribers.c.id)
-                .where(
-                    deliveries.c.campaign_id == campaign_id,
-                    deliveries.c.claimed_by == worker,
-                    deliveries.c.state == State.SENDING,
-                    subscribers.c.id.in_(ids),
-                )
-                .order_by(subscribers.c.id)
+            return [c for c in claimed if c.subscriber_id in ours]
+
+    @staticmethod
+    def _due(connection: Connection, condition: Any, size: int) -> list[Claimed]:
+        if size <= 0:
+            return []
+        picked = (
+            select(
+                subscribers.c.id,
+                subscribers.c.email,
+                subscribers.c.name,
+                subscribers.c.status,
+                deliveries.c.attempts,
             )
-            return [Claimed(r.id, r.email, r.name, Status(r.status), r.attempts) for r in rows]
+            .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+            .where(condition)
+            .order_by(deliveries.c.subscriber_id)
+            .limit(size)
+        )
+        if connection.dialect.name == "postgresql":
+            picked = picked.with_for_update(of=deliveries, skip_locked=True)
+        return [
+            Claimed(r.id, r.email, r.name, Status(r.status), r.attempts)
+            for r in connection.execute(picked)
+        ]
 
     def record(self, campaign_id: int, worker: str, outcomes: Sequence[Outcome]) -> None:
         """Write what became of a claimed batch, and mark hard bounces, in one commit."""
         if not outcomes:
             return
-        now = utcnow()
-        with self.engine.begin() as connection:
-            connection.execute(
-                update(deliveries)
-                .where(
-                    deliveries.c.campaign_id == campaign_id,
-                    deliveries.c.subscriber_id == bindparam("sid"),
-                    deliveries.c.claimed_by == worker,
-                )
-                .values(
-                    state=bindparam("state"),
-                    attempts=bindparam("attempts"),
-                    message_id=bindparam("message_id"),
-                    error=bindparam("error"),
-                    not_before=bindparam("not_before"),
-                    claimed_by=None,
-                    lease_until=None,
-                    updated_at=now,
-                ),
-                [
-                    {
-                        "sid": o.subscriber_id,
-                        "state": o.state.value,
-                        "attempts": o.attempts,
-                        "message_id": o.message_id or None,
-                        "error": o.error or None,
-                        "not_before": o.not_before,
-                    }
-                    for o in outcomes
-                ],
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for o in outcomes:
+            shared = (
+                o.state.value,
+                o.attempts,
+                o.message_id or None,
+                o.error or None,
+                o.not_before,
             )
+            groups.setdefault(shared, []).append(o.subscriber_id)
+        with self.writing, self.engine.begin() as connection:
+            now = utcnow()
+            if len(groups) <= RECORD_GROUPS:  # a batch API's answer: one statement per kind
+                for (state, attempts, message_id, error, not_before), ids in groups.items():
+                    connection.execute(
+                        update(deliveries)
+                        .where(
+                            deliveries.c.campaign_id == campaign_id,
+                            deliveries.c.claimed_by == worker,
+                            one_of(connection, deliveries.c.subscriber_id, ids),
+                        )
+                        .values(
+                            state=state,
+                            attempts=attempts,
+                            message_id=message_id,
+                            error=error,
+                            not_before=not_before,
+                            claimed_by=None,
+                            lease_until=None,
+                            updated_at=now,
+                        )
+                    )
+            else:  # every message its own id (SMTP): one row each, straight to the driver
+                dialect = connection.dialect.name
+                stamp = driver_time(now, dialect)
+                bulk_update(
+                    connection,
+                    deliveries,
+                    (
+                        "state",
+                        "attempts",
+                        "message_id",
+                        "error",
+                        "not_before",
+                        "claimed_by",
+                        "lease_until",
+                        "updated_at",
+                    ),
+                    ("campaign_id", "subscriber_id", "claimed_by"),
+                    [
+                        (
+                            state,
+                            attempts,
+                            message_id,
+                            error,
+                            driver_time(not_before, dialect),
+                            None,
+                            None,
+                            stamp,
+                            campaign_id,
+                            subscriber_id,
+                            worker,
+                        )
+                        for (state, attempts, message_id, error, not_before), ids in groups.items()
+                        for subscriber_id in ids
+                    ],
+                )
             for outcome in outcomes:
                 if outcome.bounced:
                     _bounce(connection, outcome, campaign_id)
