@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
-import sys
 import time
 from collections.abc import Sequence
 
@@ -13,7 +12,7 @@ import click
 
 from mailer.addresses import AddressBook, InvalidAddress
 from mailer.campaign import Engine, Pace, RunReport, Tally
-from mailer.commands.shared import State, confirm, count, pass_state
+from mailer.commands.shared import State, confirm, count, pass_state, progress_bar
 from mailer.content import Issue
 from mailer.delivery.base import BackendError, Outcome, Outgoing
 from mailer.errors import UsageError
@@ -162,7 +161,7 @@ def _run(
         _worker_name(),
     )
     total = store.campaigns.unfinished(campaign.id)
-    with click.progressbar(length=total, label="Sending", file=sys.stderr) as bar:
+    with progress_bar(total, "Sending") as bar:
         shown = 0
 
         def progress(tally: Tally) -> None:

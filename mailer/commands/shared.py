@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -42,3 +43,23 @@ def confirm(question: str, yes: bool) -> None:
         )
     if not click.confirm(question, default=False):
         raise click.exceptions.Exit(1)
+
+
+class _Quiet:
+    """A progress bar that shows nothing, for output that is not a terminal."""
+
+    def __enter__(self) -> _Quiet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, steps: int) -> None:
+        return None
+
+
+def progress_bar(length: int, label: str) -> Any:
+    """A progress bar on stderr when it is a terminal; silent in a pipe, a log or CI."""
+    if not sys.stderr.isatty():
+        return _Quiet()
+    return click.progressbar(length=length, label=label, file=sys.stderr, show_pos=True)

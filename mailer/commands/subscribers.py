@@ -12,7 +12,7 @@ from typing import IO, Any
 import click
 
 from mailer.addresses import AddressBook, Candidate, InvalidAddress, clean_list_name, clean_name
-from mailer.commands.shared import State, confirm, count, pass_state
+from mailer.commands.shared import State, confirm, count, pass_state, progress_bar
 from mailer.errors import UsageError
 from mailer.importing import import_csv
 from mailer.lifecycle import Reason, Status
@@ -107,9 +107,7 @@ def import_(state: State, file: Path, list_names: tuple[str, ...]) -> None:
         extra = [clean_list_name(n) for n in list_names]
     except ValueError as error:
         raise UsageError(str(error)) from None
-    with click.progressbar(
-        length=file.stat().st_size, label=f"Importing {file.name}", file=sys.stderr
-    ) as bar:
+    with progress_bar(file.stat().st_size, f"Importing {file.name}") as bar:
         report = import_csv(
             file,
             subscribers,
