@@ -22,6 +22,7 @@ COMMANDS = {
     "preview": "publishing:preview",
     "send": "sending:send",
     "campaigns": "sending:campaigns",
+    "worker": "sending:worker",
     "subscribers": "subscribers:group",
     "lists": "lists:group",
     "db": "database:group",

@@ -68,8 +68,11 @@ def _http_url(value: str) -> str:
 
 
 def _site_url(value: str) -> str:
-    """The public base of archive, feeds and links; always ends with a slash."""
-    return _http_url(value).rstrip("/") + "/"
+    """The public base of archive, feeds and links: ASCII (links go into headers), always
+    ending with a slash."""
+    from mailer.render.message import ascii_url
+
+    return ascii_url(_http_url(value)).rstrip("/") + "/"
 
 
 def _address(value: str) -> str:

@@ -145,10 +145,8 @@ def _run(
     newsletter: Newsletter, template: MessageTemplate, campaign: Campaign, pace: Pace
 ) -> RunReport:
     store = newsletter.store
-    if store.single_worker:
-        store.campaigns.release(
-            campaign.id
-        )  # a crashed run's batches: ours, since we hold the lock
+    if store.single_worker:  # a crashed run's batches are ours to take: we hold the lock
+        store.campaigns.release(campaign.id)
     if campaign.status == CampaignStatus.PAUSED:
         store.campaigns.set_status(campaign.id, CampaignStatus.RUNNING)
         campaign = store.campaigns.get(campaign.id) or campaign
@@ -366,6 +364,42 @@ def resume(
             campaign = _campaign(state, campaign_id)
         report = _run(newsletter, template, campaign, _pace(newsletter, rate, concurrency))
     _report(report)
+
+
+@click.command()
+@click.argument("campaign_id", type=int, metavar="ID")
+@click.option("--concurrency", type=click.IntRange(1, 64), help="Messages in flight at once.")
+@click.option("--rate", type=float, help="Messages per second at most for this worker.")
+@pass_state
+def worker(state: State, campaign_id: int, concurrency: int | None, rate: float | None) -> None:
+    """Join a running campaign as one more sending worker (PostgreSQL only).
+
+    Any number of workers, on this machine or others sharing the database, claim batches of
+    the campaign; a worker that dies leaves its batch to the others once its lease
+    ([delivery] lease) runs out. The campaign is started with `mailer send` as usual.
+
+    \b
+    Example:
+      mailer send stalemate --yes &   # on one machine
+      mailer worker 3                 # on others
+    """
+    newsletter = state.newsletter
+    if newsletter.store.single_worker:
+        raise UsageError(
+            "several sending workers need PostgreSQL; this newsletter keeps its subscribers in "
+            "SQLite, where one `mailer send` does the sending. Set [database] url = "
+            '"postgresql+psycopg://…" and run `mailer db upgrade` to use several workers'
+        )
+    campaign = _campaign(state, campaign_id)
+    if campaign.status != CampaignStatus.RUNNING:
+        raise UsageError(
+            f"campaign {campaign.id} is {campaign.status.value}, not running; "
+            f"`mailer campaigns resume {campaign.id}` continues a paused one"
+        )
+    issue = _issue_for_sending(newsletter, campaign.slugs)
+    template = newsletter.message_template(newsletter.render(issue), campaign.list_name)
+    click.echo(f"Joining campaign {campaign.id} as worker {_worker_name()}.")
+    _report(_run(newsletter, template, campaign, _pace(newsletter, rate, concurrency)))
 
 
 @campaigns.command()
