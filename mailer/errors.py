@@ -60,3 +60,9 @@ class UsageError(MailerError):
 
 class DatabaseError(MailerError):
     """The database cannot be opened, or its schema is not the one this mailer expects."""
+
+
+class OutputError(MailerError):
+    """A file could not be written (a full disk, no permission); what was there is unchanged."""
+
+    exit_code = 1

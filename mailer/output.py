@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mailer.errors import OutputError
+
 MANIFEST = ".mailer-build"
 
 
@@ -27,6 +29,16 @@ class Written:
 
 def write_atomically(path: Path, data: bytes) -> None:
     """Replace `path` with `data` in one step; on any failure the old file stays as it was."""
+    try:
+        _replace(path, data)
+    except OSError as error:
+        raise OutputError(
+            f"cannot write {path}: {error.strerror or error}; the file that was there is "
+            "unchanged. Free some space or fix the folder's permissions, then run again"
+        ) from None
+
+
+def _replace(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
