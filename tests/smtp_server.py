@@ -25,9 +25,10 @@ import ipaddress
 import socket
 import ssl
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -137,6 +138,8 @@ class Received:
     mail_options: tuple[str, ...]
     tls: bool
     login: str | None
+    at: float = field(default_factory=time.monotonic)
+    """When it was accepted (time.monotonic)."""
 
     @property
     def head(self) -> bytes:
@@ -189,7 +192,7 @@ class Fault:
 EVERYONE = "*"
 
 
-class _Session(SMTP):  # type: ignore[misc]
+class _Session(SMTP):
     """aiosmtpd's SMTP session, able to drop the connection in the middle of DATA."""
 
     server: SmtpServer
@@ -209,12 +212,13 @@ class _Session(SMTP):  # type: ignore[misc]
                 await self._reader.readuntil(b"\r\n")  # the first line of the message, then gone
                 with self.server.lock:
                     self.server.dropped += 1
+                assert isinstance(self.transport, asyncio.Transport)
                 self.transport.abort()
                 return
         await super().smtp_DATA(arg)
 
 
-class _Controller(Controller):  # type: ignore[misc]
+class _Controller(Controller):
     def __init__(self, server: SmtpServer, **kwargs: Any) -> None:
         self.owner = server
         super().__init__(server, **kwargs)
@@ -345,6 +349,7 @@ class SmtpServer:
             with self.lock:
                 self.refused.append((address, fault.reply))
             if fault.reply.startswith("421"):  # the server closes right after saying so
+                assert server.transport is not None
                 server.loop.call_soon(server.transport.close)
             return fault.reply
         envelope.rcpt_tos.append(address)
@@ -387,7 +392,9 @@ class SmtpServer:
             if self.max_logins is not None and accepted >= self.max_logins:
                 ok = False
             self.logins.append((data.login.decode() if isinstance(data, LoginPassword) else "", ok))
-        return AuthResult(success=ok, auth_data=data if ok else None)
+        if not ok:  # handled=False: aiosmtpd answers 535 itself
+            return AuthResult(success=False, handled=False)
+        return AuthResult(success=True, auth_data=data)
 
     # Running -----------------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ def mailer(
         capture_output=True,
         text=True,
         env={**os.environ, "MAILER_SECRET": SECRET},
-        preexec_fn=limit if limit_file_size else None,  # noqa: PLW1509
+        preexec_fn=limit if limit_file_size else None,
         check=False,
         timeout=120,
     )
