@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +29,9 @@ from mailer.store.campaigns import Outcome as Recorded
 PAUSE_AFTER_MESSAGES = 50
 """A run of this many messages with none accepted (and at least three batches) pauses."""
 PAUSE_AFTER_BATCHES = 3
+FIRST_BATCH = 10
+"""A worker starts with batches this small and doubles them while messages are accepted, so
+that a service refusing everything is noticed before the list is used up."""
 
 
 @dataclass(frozen=True)
@@ -80,15 +84,20 @@ class RateLimit:
         self.next_free = clock()
 
     def take(self, count: int) -> None:
+        """Wait until `count` more messages may go: the last of them at its own slot."""
         if self.rate <= 0 or count <= 0:
             return
         with self.lock:
             now = self.clock()
             start = max(now, self.next_free)
             self.next_free = start + count / self.rate
-        wait = start - now
+        wait = start + (count - 1) / self.rate - now
         if wait > 0:
             time.sleep(wait)
+
+    def most(self, size: int) -> int:
+        """A batch size that keeps a burst within about a second of the rate."""
+        return size if self.rate <= 0 else max(1, min(size, int(self.rate)))
 
 
 class Paused(Exception):
@@ -117,6 +126,9 @@ class Engine:
         self.pause_reason = ""
         self.failing_messages = 0
         self.failing_batches = 0
+        self.unreachable = 0
+        """Batches in a row that the backend could not hand over at all."""
+        self.workers = [f"{worker}/{n}" for n in range(pace.concurrency)]
 
     def run(
         self, campaign: Campaign, progress: Callable[[Tally], None] = lambda _: None
@@ -124,15 +136,20 @@ class Engine:
         """Send what remains of `campaign`; returns when it is done, paused or cancelled."""
         started = time.monotonic()
         threads = [
-            threading.Thread(target=self._work, args=(campaign, f"{self.worker}/{n}"), daemon=True)
-            for n in range(self.pace.concurrency)
+            threading.Thread(target=self._work, args=(campaign, name), daemon=True)
+            for name in self.workers
         ]
         for thread in threads:
             thread.start()
+        renewed = time.monotonic()
         while any(thread.is_alive() for thread in threads):
             for thread in threads:
                 thread.join(timeout=0.2)
             progress(self.tally)
+            if time.monotonic() - renewed > self.pace.lease.total_seconds() / 3:
+                # Batches still being handed over keep their lease: nobody takes them over.
+                self.campaigns.extend(campaign.id, self.workers, self.pace.lease)
+                renewed = time.monotonic()
         progress(self.tally)
         if self.pause_reason:
             self.campaigns.set_status(campaign.id, CampaignStatus.PAUSED, self.pause_reason)
@@ -153,7 +170,8 @@ class Engine:
 
     def _work(self, campaign: Campaign, worker: str) -> None:
         backend = self.make_backend()
-        size = self.pace.batch_size or backend.batch_size
+        largest = self.limit.most(self.pace.batch_size or backend.batch_size)
+        size = min(FIRST_BATCH, largest)
         try:
             while not self.stop.is_set():
                 if self._status(campaign) != CampaignStatus.RUNNING:
@@ -171,11 +189,25 @@ class Engine:
                     return
                 self.campaigns.record(campaign.id, worker, outcomes)
                 self._count(outcomes)
+                if any(o.state == State.SENT for o in outcomes):
+                    size = min(size * 2, largest)
+                if self.unreachable >= self.pace.max_attempts:
+                    self._pause(f"{outcomes[-1].error} ({self.unreachable} times in a row)")
+                    return
+                if self.unreachable:  # wait before trying the service again
+                    self.stop.wait(
+                        min(self._backoff(self.unreachable), self.pace.lease.total_seconds() / 3)
+                    )
         except Exception as error:  # a worker must never die silently: pause and say why
             self._pause(f"mailer stopped on an unexpected error: {error!r}")
-            raise
+            sys.stderr.write(f"mailer: sending stopped: {error!r}\n")
         finally:
             backend.close()
+
+    def _backoff(self, attempt: int, at_least: float = 0.0) -> float:
+        """Seconds before attempt number `attempt + 1`: doubling, with jitter."""
+        delay = self.pace.retry_backoff * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
+        return float(max(delay, at_least))
 
     def _wait_for_more(self, campaign: Campaign) -> bool:
         """Nothing to claim now: wait for retries or other workers' batches; False when done."""
@@ -232,9 +264,8 @@ class Engine:
         except BackendError as error:
             if not error.temporary:
                 raise Paused(str(error)) from None
-            results = [
-                Result(Outcome.RETRY, reason=str(error), retry_after=error.retry_after)
-            ] * len(outgoing)
+            return outcomes + self._unreachable(claimed, outgoing, error)
+        self.unreachable = 0
         self._watch(results)
         for message, result in zip(outgoing, results, strict=True):
             outcomes.append(
@@ -242,13 +273,30 @@ class Engine:
             )
         return outcomes
 
+    def _unreachable(
+        self, claimed: list[Claimed], outgoing: list[Outgoing], error: BackendError
+    ) -> list[Recorded]:
+        """Nothing of the batch was handed over: back in the queue, no attempt counted (the
+        service failed, not the message); enough of these in a row pause the campaign."""
+        with self.tally.lock:
+            self.unreachable += 1
+            count = self.unreachable
+        when = dt.datetime.now(dt.UTC) + dt.timedelta(
+            seconds=self._backoff(count, error.retry_after or 0.0)
+        )
+        waiting = {message.subscriber_id for message in outgoing}
+        return [
+            Recorded(p.subscriber_id, State.QUEUED, p.attempts, error=str(error), not_before=when)
+            for p in claimed
+            if p.subscriber_id in waiting
+        ]
+
     def _recorded(self, subscriber_id: int, attempts: int, result: Result) -> Recorded:
         if result.outcome == Outcome.SENT:
             return Recorded(subscriber_id, State.SENT, attempts, message_id=result.message_id)
         if result.outcome == Outcome.RETRY:
             if attempts < self.pace.max_attempts:
-                delay = self.pace.retry_backoff * 2 ** (attempts - 1) * random.uniform(0.5, 1.5)
-                delay = max(delay, result.retry_after or 0.0)
+                delay = self._backoff(attempts, result.retry_after or 0.0)
                 when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay)
                 return Recorded(
                     subscriber_id, State.QUEUED, attempts, error=result.reason, not_before=when

@@ -158,7 +158,12 @@ class Received:
         return lines
 
     def message(self) -> EmailMessage:
-        parsed = email.message_from_bytes(self.data, policy=email.policy.default)
+        """The message parsed; UTF-8 headers (SMTPUTF8) read as UTF-8, not as escaped bytes."""
+        if self.head.isascii():
+            parsed = email.message_from_bytes(self.data, policy=email.policy.default)
+        else:
+            text = self.data.decode("utf-8")
+            parsed = email.message_from_string(text, policy=email.policy.default)
         assert isinstance(parsed, EmailMessage)
         return parsed
 

@@ -73,28 +73,7 @@ class SmtpBackend:
             return
         where = f"{self.host}:{self.port}"
         try:
-            if self.security == "tls":
-                connection: smtplib.SMTP = smtplib.SMTP_SSL(
-                    self.host,
-                    self.port,
-                    timeout=self.timeout,
-                    context=self.context,
-                    local_hostname=self.local_hostname,
-                )
-            else:
-                connection = smtplib.SMTP(
-                    self.host, self.port, timeout=self.timeout, local_hostname=self.local_hostname
-                )
-            # Without this, Nagle's algorithm holds each message's last segment until the server's
-            # delayed ACK: about 40 ms a message, a tenth of the throughput even on loopback.
-            if connection.sock is not None:
-                connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            connection.ehlo()
-            if self.security == "starttls":
-                connection.starttls(context=self.context)
-                connection.ehlo()
-            if self.username:
-                connection.login(self.username, self.password())
+            connection = self._connect()
         except smtplib.SMTPAuthenticationError as error:
             raise BackendError(
                 f"smtp: {where} refused the login of '{self.username}' "
@@ -105,7 +84,7 @@ class SmtpBackend:
         except ssl.SSLCertVerificationError as error:
             raise BackendError(
                 f"smtp: the certificate of {where} cannot be trusted ({error.verify_message}); "
-                "check [delivery.smtp] host",
+                "check [delivery.smtp] host, or name the certificate authority in ca_file",
                 temporary=False,
             ) from None
         except smtplib.SMTPNotSupportedError:
@@ -124,6 +103,36 @@ class SmtpBackend:
                 f"smtp: cannot connect to {where}: {error}", temporary=True
             ) from None
         self.connection = connection
+
+    def _connect(self) -> smtplib.SMTP:
+        """A connection that has said EHLO, secured itself and logged in; closed on failure."""
+        if self.security == "tls":
+            connection: smtplib.SMTP = smtplib.SMTP_SSL(
+                self.host,
+                self.port,
+                timeout=self.timeout,
+                context=self.context,
+                local_hostname=self.local_hostname,
+            )
+        else:
+            connection = smtplib.SMTP(
+                self.host, self.port, timeout=self.timeout, local_hostname=self.local_hostname
+            )
+        try:
+            # Without this, Nagle's algorithm holds each message's last segment until the
+            # server's delayed ACK: about 40 ms a message, a tenth of the throughput on loopback.
+            if connection.sock is not None:
+                connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            connection.ehlo()
+            if self.security == "starttls":
+                connection.starttls(context=self.context)
+                connection.ehlo()
+            if self.username:
+                connection.login(self.username, self.password())
+        except BaseException:
+            connection.close()
+            raise
+        return connection
 
     def close(self) -> None:
         connection, self.connection = self.connection, None

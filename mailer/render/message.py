@@ -112,7 +112,14 @@ def mailbox(name: str, address: str) -> str:
     """
     header_safe(name, "a name")
     header_safe(address, "an address")
-    return formataddr((name, idna_address(address)), "utf-8")
+    address = idna_address(address)
+    if address.isascii():
+        return formataddr((name, address), "utf-8")
+    # A non-ASCII local part (SMTPUTF8): formataddr refuses it, so the name is encoded alone.
+    if not name:
+        return address
+    phrase = formataddr((name, "x@x.invalid"), "utf-8").removesuffix(" <x@x.invalid>")
+    return f"{phrase} <{address}>"
 
 
 def phrase(text: str) -> str:

@@ -238,11 +238,14 @@ class Campaigns:
                 .join(subscribers, subscribers.c.id == memberships.c.subscriber_id)
                 .where(memberships.c.list_id == list_id, subscribers.c.status == Status.ACTIVE)
             )
-            added = connection.execute(
+            connection.execute(
                 insert(deliveries).from_select(
                     ["subscriber_id", "campaign_id", "state", "attempts", "updated_at"], recipients
                 )
-            ).rowcount
+            )
+            added = connection.execute(  # rowcount of INSERT … SELECT is -1 with psycopg
+                select(func.count()).where(deliveries.c.campaign_id == campaign_id)
+            ).scalar_one()
             connection.execute(
                 update(campaigns).where(campaigns.c.id == campaign_id).values(recipients=added)
             )
@@ -258,6 +261,20 @@ class Campaigns:
             connection.execute(
                 update(campaigns).where(campaigns.c.id == campaign_id).values(**values)
             )
+
+    def extend(self, campaign_id: int, workers: Sequence[str], lease: dt.timedelta) -> int:
+        """Renew the lease of the batches these workers hold (they are still handing them over)."""
+        now = utcnow()
+        with self.writing, self.engine.begin() as connection:
+            return connection.execute(
+                update(deliveries)
+                .where(
+                    deliveries.c.campaign_id == campaign_id,
+                    deliveries.c.state == State.SENDING,
+                    deliveries.c.claimed_by.in_(list(workers)),
+                )
+                .values(lease_until=now + lease)
+            ).rowcount
 
     def release(self, campaign_id: int, worker: str | None = None) -> int:
         """Put `sending` deliveries back in the queue: a dead worker's (or, with None, anyone's,
