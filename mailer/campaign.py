@@ -96,8 +96,8 @@ class RateLimit:
             time.sleep(wait)
 
     def most(self, size: int) -> int:
-        """A batch size that keeps a burst within about a second of the rate."""
-        return size if self.rate <= 0 else max(1, min(size, int(self.rate)))
+        """A batch size that keeps a burst within a tenth of a second of the rate."""
+        return size if self.rate <= 0 else max(1, min(size, int(self.rate / 10)))
 
 
 class Paused(Exception):

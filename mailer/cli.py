@@ -26,6 +26,7 @@ COMMANDS = {
     "subscribers": "subscribers:group",
     "lists": "lists:group",
     "db": "database:group",
+    "serve": "serve:serve",
 }
 """Each command and where it lives (mailer.commands.<module>): a command's module is imported
 only when that command runs, so `mailer --help` and an import start without the renderer."""

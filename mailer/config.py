@@ -170,6 +170,8 @@ class MailgunSettings(_Section):
     domain: str = _setting("")
     api_key: str = _setting("")
     timeout: float = _setting(30.0, check=_at_least(0.1))
+    webhook_signing_key: str = _setting("")
+    """Checks the signature of Mailgun's webhooks (POST /webhooks/mailgun)."""
 
 
 @dataclass(frozen=True)
@@ -177,6 +179,8 @@ class SendgridSettings(_Section):
     endpoint: str = _setting("https://api.sendgrid.com/v3", check=_http_url)
     api_key: str = _setting("")
     timeout: float = _setting(30.0, check=_at_least(0.1))
+    webhook_public_key: str = _setting("")
+    """The signed Event Webhook's verification key (base64), for POST /webhooks/sendgrid."""
 
 
 @dataclass(frozen=True)
@@ -185,6 +189,9 @@ class PostmarkSettings(_Section):
     server_token: str = _setting("")
     message_stream: str = _setting("broadcast")
     timeout: float = _setting(30.0, check=_at_least(0.1))
+    webhook_username: str = _setting("")
+    webhook_password: str = _setting("")
+    """The basic auth Postmark's webhooks must carry (POST /webhooks/postmark)."""
 
 
 @dataclass(frozen=True)
@@ -193,6 +200,8 @@ class HttpSettings(_Section):
     token: str = _setting("")
     signing_secret: str = _setting("")
     timeout: float = _setting(30.0, check=_at_least(0.1))
+    webhook_secret: str = _setting("")
+    """Checks POST /webhooks/generic; empty: signing_secret does."""
 
 
 @dataclass(frozen=True)
@@ -229,6 +238,25 @@ class WebSettings(_Section):
 
 
 @dataclass(frozen=True)
+class SesSettings(_Section):
+    """Amazon SES events through SNS (POST /webhooks/ses)."""
+
+    topic_arn: str = _setting("")
+    """The only SNS topic accepted, and whose subscription is confirmed; empty: any topic is
+    accepted but none confirmed (confirm it in the AWS console)."""
+    sns_hosts: str = _setting("sns.*.amazonaws.com")
+    """Hosts of SigningCertURL and SubscribeURL, space-separated; `*` is one DNS label."""
+    ca_file: Path | None = _setting(None)
+    """Certificates to trust instead of the system's when fetching from SNS (a test's own CA);
+    empty: the system's."""
+
+
+@dataclass(frozen=True)
+class WebhookSettings(_Section):
+    ses: SesSettings = _setting(SesSettings())
+
+
+@dataclass(frozen=True)
 class Config(_Section):
     """The whole of config.toml. `path` is the file it came from; relative paths start beside it."""
 
@@ -240,6 +268,7 @@ class Config(_Section):
     delivery: DeliverySettings = _setting(DeliverySettings())
     dkim: DkimSettings = _setting(DkimSettings())
     web: WebSettings = _setting(WebSettings())
+    webhooks: WebhookSettings = _setting(WebhookSettings())
 
     @property
     def folder(self) -> Path:

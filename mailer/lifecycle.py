@@ -31,6 +31,8 @@ class Reason(StrEnum):
     PREFERENCES = "preferences"
     BOUNCE = "bounce"
     COMPLAINT = "complaint"
+    PROVIDER = "provider"
+    """The sending provider reported it (an unsubscription through the provider's own link)."""
 
 
 CONSENT = frozenset({Reason.FORM, Reason.CONFIRMATION, Reason.IMPORT, Reason.API, Reason.STAFF})

@@ -24,6 +24,13 @@ THEME_FILES = (
     "archive.html",
     "commentary.html",
     "site.css",
+    "subscribe.html",
+    "confirm.html",
+    "unsubscribe.html",
+    "preferences.html",
+    "message.html",
+    "confirm_email.txt",
+    "confirm_email.html",
 )
 
 
@@ -55,7 +62,7 @@ class Theme:
         )
         self.environment.filters.update(longdate=longdate, wrap=wrap, underline=underline)
 
-    def render(self, name: str, **context: Any) -> str:
+    def render(self, name: str, /, **context: Any) -> str:
         try:
             return self.environment.get_template(name).render(**context)
         except jinja2.TemplateSyntaxError as error:

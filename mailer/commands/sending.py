@@ -6,7 +6,7 @@ import datetime as dt
 import os
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import click
 
@@ -14,7 +14,7 @@ from mailer.addresses import AddressBook, InvalidAddress
 from mailer.campaign import Engine, Pace, RunReport, Tally
 from mailer.commands.shared import State, confirm, count, pass_state, progress_bar
 from mailer.content import Issue
-from mailer.delivery.base import BackendError, Outcome, Outgoing
+from mailer.delivery.base import Backend, BackendError, Outcome, Outgoing
 from mailer.errors import UsageError
 from mailer.lifecycle import Status
 from mailer.newsletter import Newsletter
@@ -103,6 +103,7 @@ def send(
         return
     issue_key = " ".join(c.slug for c in issue.commentaries)
     backend_name = newsletter.config.delivery.backend
+    make_backend = newsletter.backend_factory()  # a missing secret stops us before a campaign
     with store.only_sender():
         campaign = store.campaigns.latest(issue_key, list_name)
         if campaign is not None and campaign.status == CampaignStatus.DONE:
@@ -137,12 +138,18 @@ def send(
             left = store.campaigns.unfinished(campaign.id)
             confirm(f"Resume campaign {campaign.id}: {count(left, 'message')} left to send?", yes)
             click.echo(f"Resuming campaign {campaign.id}: {count(left, 'message')} left.")
-        report = _run(newsletter, template, campaign, _pace(newsletter, rate, concurrency))
+        report = _run(
+            newsletter, template, campaign, _pace(newsletter, rate, concurrency), make_backend
+        )
     _report(report)
 
 
 def _run(
-    newsletter: Newsletter, template: MessageTemplate, campaign: Campaign, pace: Pace
+    newsletter: Newsletter,
+    template: MessageTemplate,
+    campaign: Campaign,
+    pace: Pace,
+    make_backend: Callable[[], Backend],
 ) -> RunReport:
     store = newsletter.store
     if store.single_worker:  # a crashed run's batches are ours to take: we hold the lock
@@ -153,7 +160,7 @@ def _run(
     engine = Engine(
         store.campaigns,
         template,
-        newsletter.backend_factory(),
+        make_backend,
         newsletter.recipient,
         pace,
         _worker_name(),
@@ -356,13 +363,16 @@ def resume(
         return
     issue = _issue_for_sending(newsletter, campaign.slugs)
     template = newsletter.message_template(newsletter.render(issue), campaign.list_name)
+    make_backend = newsletter.backend_factory()
     with newsletter.store.only_sender():
         left = newsletter.store.campaigns.unfinished(campaign.id)
         confirm(f"Resume campaign {campaign.id}: {count(left, 'message')} left to send?", yes)
         if campaign.status == CampaignStatus.CANCELLED:
             newsletter.store.campaigns.set_status(campaign.id, CampaignStatus.PAUSED, "resumed")
             campaign = _campaign(state, campaign_id)
-        report = _run(newsletter, template, campaign, _pace(newsletter, rate, concurrency))
+        report = _run(
+            newsletter, template, campaign, _pace(newsletter, rate, concurrency), make_backend
+        )
     _report(report)
 
 
@@ -398,8 +408,10 @@ def worker(state: State, campaign_id: int, concurrency: int | None, rate: float 
         )
     issue = _issue_for_sending(newsletter, campaign.slugs)
     template = newsletter.message_template(newsletter.render(issue), campaign.list_name)
+    make_backend = newsletter.backend_factory()
     click.echo(f"Joining campaign {campaign.id} as worker {_worker_name()}.")
-    _report(_run(newsletter, template, campaign, _pace(newsletter, rate, concurrency)))
+    pace = _pace(newsletter, rate, concurrency)
+    _report(_run(newsletter, template, campaign, pace, make_backend))
 
 
 @campaigns.command()

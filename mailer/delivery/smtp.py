@@ -87,6 +87,17 @@ class SmtpBackend:
                 "check [delivery.smtp] host, or name the certificate authority in ca_file",
                 temporary=False,
             ) from None
+        except ssl.SSLError as error:
+            # Not a certificate: no TLS at all where it was expected (a plain server on the
+            # implicit-TLS port), or no protocol both sides speak. Only a connection cut in the
+            # middle of the handshake may go better next time.
+            cut = isinstance(error, ssl.SSLEOFError | ssl.SSLZeroReturnError | ssl.SSLSyscallError)
+            raise BackendError(
+                f"smtp: the TLS handshake with {where} failed ({error.reason or error}); check "
+                '[delivery.smtp] security and port: "tls" is implicit TLS (port 465), '
+                '"starttls" upgrades a plain connection (port 587)',
+                temporary=cut,
+            ) from None
         except smtplib.SMTPNotSupportedError:
             raise BackendError(
                 f'smtp: {where} does not offer STARTTLS; use security = "tls" on port 465, or '

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mailer.config import NewsletterSettings
@@ -23,10 +24,9 @@ GMAIL_CLIP_BYTES = 100 * 1024
 
 
 @dataclass(frozen=True)
-class RenderedIssue:
-    """The issue's subject, inlined HTML and plain text, with placeholders for personal fields."""
+class RenderedMessage:
+    """A message's subject, HTML and plain text, with placeholders for personal fields."""
 
-    issue: Issue
     subject: str
     html: str
     text: str
@@ -39,6 +39,13 @@ class RenderedIssue:
     def placeholder_pattern(self) -> re.Pattern[str]:
         fields = "|".join(PERSONAL_FIELDS)
         return re.compile(f"{self.marker}({fields})x")
+
+
+@dataclass(frozen=True)
+class RenderedIssue(RenderedMessage):
+    """The issue's subject, inlined HTML and plain text, with placeholders for personal fields."""
+
+    issue: Issue
 
     def size_warning(self) -> Problem | None:
         size = len(self.html.encode("utf-8"))
@@ -90,4 +97,28 @@ def inline_css(html: str) -> str:
             disable_validation=True,
             cssutils_logging_level=logging.CRITICAL,
         ).transform()
+    )
+
+
+def render_confirmation(
+    theme: Theme,
+    newsletter: NewsletterSettings,
+    confirm_url: str,
+    lists: Sequence[str],
+    valid_days: int,
+) -> RenderedMessage:
+    """The message asking someone to confirm a subscription (double opt-in): a text and an HTML
+    part with the confirmation link. Made for one person, so it needs no placeholders, and its
+    HTML carries its few styles inline already."""
+    context = {
+        "newsletter": newsletter,
+        "confirm_url": confirm_url,
+        "lists": list(lists),
+        "valid_days": valid_days,
+    }
+    return RenderedMessage(
+        subject=f"Confirm your subscription to {newsletter.name}",
+        html=theme.render("confirm_email.html", **context),
+        text=theme.render("confirm_email.txt", **context),
+        marker="mlr" + secrets.token_hex(6),
     )

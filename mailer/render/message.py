@@ -27,7 +27,7 @@ from email.utils import format_datetime, formataddr, parseaddr
 from typing import NamedTuple
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from mailer.render.email import PERSONAL_FIELDS, RenderedIssue
+from mailer.render.email import PERSONAL_FIELDS, RenderedMessage
 
 CRLF = b"\r\n"
 SOFT_BREAK = b"=\r\n"
@@ -145,7 +145,7 @@ def quoted_printable(text: str) -> bytes:
 class _Part:
     """One body part: static text encoded in advance, personal values spliced in per recipient."""
 
-    def __init__(self, rendered: RenderedIssue, text: str, escape: Callable[[str], str]) -> None:
+    def __init__(self, rendered: RenderedMessage, text: str, escape: Callable[[str], str]) -> None:
         pieces = rendered.placeholder_pattern.split(text)
         self.statics = [quoted_printable(piece) for piece in pieces[0::2]]
         self.fields = pieces[1::2]
@@ -163,7 +163,7 @@ class MessageTemplate:
 
     def __init__(
         self,
-        rendered: RenderedIssue,
+        rendered: RenderedMessage,
         sender: Sender,
         *,
         clock: Callable[[], float] = time.time,

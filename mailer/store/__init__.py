@@ -10,6 +10,7 @@ from sqlalchemy.engine import make_url
 
 from mailer.store import database
 from mailer.store.campaigns import Campaigns
+from mailer.store.events import Events
 from mailer.store.lists import Lists
 from mailer.store.subscribers import Subscribers
 
@@ -20,6 +21,7 @@ class Store:
         self.subscribers = Subscribers(engine)
         self.lists = Lists(engine)
         self.campaigns = Campaigns(engine)
+        self.events = Events(engine)
 
     @classmethod
     def open(cls, url: str, folder: Path) -> Store:

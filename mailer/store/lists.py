@@ -39,6 +39,11 @@ class Lists:
         with self.engine.connect() as connection:
             return [ListSummary(*row) for row in connection.execute(query)]
 
+    def names(self) -> list[str]:
+        """Every list's name, alphabetically (without counting anybody, unlike summaries)."""
+        with self.engine.connect() as connection:
+            return list(connection.scalars(select(lists.c.name).order_by(lists.c.name)))
+
     def create(self, name: str) -> None:
         name = clean_list_name(name)
         with self.engine.begin() as connection:

@@ -166,3 +166,39 @@ deliveries = Table(
     Index("ix_deliveries_campaign_id_state", "campaign_id", "state", "subscriber_id"),
     Index("ix_deliveries_subscriber_id", "subscriber_id"),
 )
+
+events = Table(
+    # What providers' webhooks reported: bounces, complaints, unsubscriptions, deliveries, each
+    # once (a provider's event id is unique for that provider, so one delivered twice is seen
+    # as a duplicate), with the provider's own record in `raw`. An event about a subscriber goes
+    # when they are erased (the foreign key cascades); one about an address that matched no
+    # subscriber keeps that address's suppression hash instead, so that erasing it finds it.
+    "events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("provider", String(20), nullable=False),
+    Column("event_id", String(255), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("severity", String(10), nullable=True),
+    Column("subscriber_id", Id, ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=True),
+    Column("email_hash", String(64), nullable=True),
+    Column("message_id", String(255), nullable=True),
+    Column("reason", Text, nullable=False, default=""),
+    Column("occurred_at", UtcDateTime, nullable=True),
+    Column("received_at", UtcDateTime, nullable=False),
+    Column("raw", Text, nullable=False),
+    Index("uq_events_provider_event_id", "provider", "event_id", unique=True),
+    Index("ix_events_subscriber_id", "subscriber_id"),
+    Index("ix_events_email_hash", "email_hash"),
+)
+
+webhook_tokens = Table(
+    # Single-use tokens of signed webhooks (Mailgun's) seen lately, hashed: one seen before is a
+    # replay. Kept a day, far longer than a signature stays fresh.
+    "webhook_tokens",
+    metadata,
+    Column("provider", String(20), primary_key=True),
+    Column("token_hash", String(64), primary_key=True),
+    Column("received_at", UtcDateTime, nullable=False),
+    Index("ix_webhook_tokens_received_at", "received_at"),
+)

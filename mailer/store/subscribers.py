@@ -8,7 +8,7 @@ address on the suppression list, so that an old export re-imported by mistake ca
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +20,7 @@ from mailer.store.bulk import bulk_insert, one_of
 from mailer.store.lists import Lists
 from mailer.store.schema import (
     driver_time,
+    events,
     history,
     lists,
     memberships,
@@ -354,6 +355,9 @@ class Subscribers:
                 select(subscribers.c.id).where(subscribers.c.email_key == key(email))
             )
             hashed = suppression_hash(email)
+            # Webhook events about the address from before it was a subscriber's (theirs go
+            # with the subscriber row).
+            connection.execute(delete(events).where(events.c.email_hash == hashed))
             if not _suppressed(connection, [key(email)]):
                 connection.execute(
                     insert(suppressions).values(email_hash=hashed, reason=reason, at=utcnow())
@@ -362,6 +366,52 @@ class Subscribers:
                 return False
             connection.execute(delete(subscribers).where(subscribers.c.id == subscriber_id))
             return True
+
+    def set_lists(self, subscriber_id: int, names: Iterable[str]) -> bool:
+        """Make exactly these lists the subscriber's (a preferences page saving its choice);
+        True when anything changed. LookupError names a list or subscriber that does not exist."""
+        wanted = sorted(set(names))
+        now = utcnow()
+        with self.engine.begin() as connection:
+            exists = connection.scalar(
+                select(subscribers.c.id).where(subscribers.c.id == subscriber_id)
+            )
+            if exists is None:
+                raise LookupError(f"there is no subscriber {subscriber_id}")
+            ids: dict[str, int] = {}
+            if wanted:
+                rows = connection.execute(
+                    select(lists.c.name, lists.c.id).where(lists.c.name.in_(wanted))
+                )
+                ids = {name: list_id for name, list_id in rows}
+            unknown = [name for name in wanted if name not in ids]
+            if unknown:
+                raise LookupError(f"there is no list '{unknown[0]}'")
+            current = _list_ids_of(connection, [subscriber_id])[subscriber_id]
+            target = set(ids.values())
+            gone, new = sorted(current - target), sorted(target - current)
+            if gone:
+                connection.execute(
+                    delete(memberships).where(
+                        memberships.c.subscriber_id == subscriber_id,
+                        memberships.c.list_id.in_(gone),
+                    )
+                )
+            if new:
+                connection.execute(
+                    insert(memberships),
+                    [
+                        {"subscriber_id": subscriber_id, "list_id": list_id, "created_at": now}
+                        for list_id in new
+                    ],
+                )
+            if gone or new:
+                connection.execute(
+                    update(subscribers)
+                    .where(subscribers.c.id == subscriber_id)
+                    .values(updated_at=now)
+                )
+            return bool(gone or new)
 
 
 def change_status(

@@ -1,0 +1,385 @@
+"""The public pages of `mailer serve`: subscribe, confirm, unsubscribe, preferences, the feeds,
+the archive and a health check. Registered under the path of site_url by the app factory.
+
+Confirm, unsubscribe and preferences are opened by signed tokens (mailer.links): a forged, altered
+or expired token gets a page saying so (400), a token for somebody no longer held gets 404, and
+neither changes anything. A GET never changes a subscription but for the confirmation link:
+unsubscribing takes a POST, from the page's button or from a mail client's RFC 8058 one-click.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Blueprint, Response, abort, jsonify, make_response, request, url_for
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+
+from mailer.addresses import Candidate, InvalidAddress, clean_name, key
+from mailer.delivery.base import BackendError, Outcome
+from mailer.lifecycle import LEFT, Reason, Status
+from mailer.links import MAX_AGE_DAYS, InvalidLink, Purpose
+from mailer.store.subscribers import Subscriber
+from mailer.web import redact
+from mailer.web.files import FEEDS, PAGE
+from mailer.web.service import Service, service
+from mailer.web.subscriptions import request_subscription
+
+pages = Blueprint("pages", __name__)
+log = logging.getLogger("mailer.web")
+
+CONFIRM_DAYS = MAX_AGE_DAYS[Purpose.CONFIRM]
+ON_ITS_WAY = (
+    "If the address can receive mail, a message with a link to confirm the subscription is on "
+    f"its way. The link works for {CONFIRM_DAYS} days; nothing else is sent before you follow it."
+)
+"""The answer to every accepted subscribe request, whoever the address belongs to."""
+ONE_CLICK_BODY = "One-Click"
+"""RFC 8058: a one-click unsubscribe POST carries `List-Unsubscribe=One-Click`."""
+
+
+def client_ip() -> str:
+    return request.remote_addr or ""
+
+
+def wants_json() -> bool:
+    if request.is_json:
+        return True
+    return request.accept_mimetypes.best_match(["text/html", "application/json"]) == (
+        "application/json"
+    )
+
+
+# Subscribing -------------------------------------------------------------------------------------
+
+
+def offered_lists(current: Service) -> list[str]:
+    """The lists the form offers: every list, and the default list even before it exists."""
+    return sorted({*current.newsletter.store.lists.names(), current.default_list})
+
+
+def subscribe_page(current: Service, status: int = 200, **values: Any) -> Response:
+    lists = offered_lists(current)
+    context: dict[str, Any] = {
+        "email": "",
+        "name": "",
+        "error": "",
+        "chosen": [current.default_list],
+    }
+    context.update(values)
+    return current.page(
+        "subscribe.html",
+        status,
+        action=url_for(".subscribe"),
+        csrf_token=current.csrf.token(),
+        lists=lists,
+        **context,
+    )
+
+
+@pages.route("/subscribe", methods=["GET", "POST"])
+def subscribe() -> Response:
+    current = service()
+    if request.method == "GET":
+        return subscribe_page(current)
+    answer_json = wants_json()
+
+    def refuse(message: str, **form: Any) -> Response:
+        if answer_json:
+            return make_response(jsonify(error=message), 400)
+        return subscribe_page(current, 400, error=message, **form)
+
+    if request.is_json:
+        data = request.get_json(silent=True)
+        if not isinstance(data, dict):
+            return refuse('send a JSON object: {"email": "…", "name": "…", "lists": ["…"]}')
+        email, name, trap = (data.get(field, "") for field in ("email", "name", "website"))
+        chosen = data.get("lists", [])
+        if not all(isinstance(v, str) for v in (email, name, trap)) or not (
+            isinstance(chosen, list) and all(isinstance(v, str) for v in chosen)
+        ):
+            return refuse("email, name and website are strings, lists a list of strings")
+        detail = "subscribe endpoint (JSON)"
+    else:
+        if not current.csrf.valid():
+            return refuse(
+                "This form has expired or your browser did not send its cookie: reload the page "
+                "and try again."
+            )
+        email, name = request.form.get("email", ""), request.form.get("name", "")
+        trap, chosen = request.form.get("website", ""), request.form.getlist("lists")
+        detail = "subscribe form"
+
+    wait = current.client_limit.hit(client_ip())
+    if wait:
+        log.warning("subscribe: too many requests from %s", client_ip())
+        return too_many(current, wait, answer_json)
+    if trap.strip():
+        log.info("subscribe: honeypot filled in from %s; nothing stored", client_ip())
+        return on_its_way(current, answer_json)
+    try:
+        email = current.addresses.normalise(email)
+        name = clean_name(name)
+    except (InvalidAddress, ValueError) as error:
+        reason = str(error)
+        shown = chosen or [current.default_list]
+        return refuse(reason[:1].upper() + reason[1:], email=email, name=name, chosen=shown)
+    unknown = [n for n in chosen if n not in offered_lists(current)]
+    if unknown:
+        return refuse(f"there is no list '{unknown[0]}'", email=email, name=name)
+    chosen = chosen or [current.default_list]
+
+    wait = current.address_limit.hit(key(email))
+    if wait:
+        log.warning("subscribe: too many requests for %s", redact.address(email))
+        return too_many(current, wait, answer_json)
+    subscriber = request_subscription(
+        current.newsletter.store, Candidate(email, name, frozenset(chosen)), detail, client_ip()
+    )
+    if subscriber is None:
+        log.info(
+            "subscribe: %s is active, complained or erased; no message sent", redact.address(email)
+        )
+        return on_its_way(current, answer_json)
+    if not send_confirmation(current, subscriber):
+        message = (
+            "We could not send the confirmation message just now. Please try again in a few "
+            "minutes."
+        )
+        if answer_json:
+            return make_response(jsonify(error=message), 503)
+        return current.message("Please try again later", message, 503, problem=True)
+    return on_its_way(current, answer_json)
+
+
+def send_confirmation(current: Service, subscriber: Subscriber) -> bool:
+    shown = redact.address(subscriber.email)
+    try:
+        result = current.confirmation.send(subscriber)
+    except BackendError as error:
+        log.error("subscribe: the confirmation message to %s failed: %s", shown, error)
+        return False
+    if result.outcome != Outcome.SENT:
+        log.error(
+            "subscribe: the confirmation message to %s was not sent (%s): %s",
+            shown,
+            result.outcome.value,
+            result.reason,
+        )
+        return False
+    log.info("subscribe: %s is pending; confirmation message sent", shown)
+    return True
+
+
+def on_its_way(current: Service, answer_json: bool) -> Response:
+    if answer_json:
+        return jsonify(status="ok", message=ON_ITS_WAY)
+    return current.message("Check your inbox", ON_ITS_WAY)
+
+
+def too_many(current: Service, wait: int, answer_json: bool) -> Response:
+    minutes = max(1, round(wait / 60))
+    plural = "s" if minutes > 1 else ""
+    message = f"Too many requests: please try again in {minutes} minute{plural}."
+    if answer_json:
+        response = make_response(jsonify(error=message, retry_after=wait), 429)
+    else:
+        response = current.message("Please wait a little", message, 429, problem=True)
+    response.headers["Retry-After"] = str(wait)
+    return response
+
+
+# Signed links ------------------------------------------------------------------------------------
+
+
+def open_link(current: Service, purpose: Purpose, token: str) -> Subscriber | Response:
+    """The subscriber a link names, or the page saying why the link does not work."""
+    try:
+        subscriber_id = current.newsletter.links.subscriber_id(purpose, token)
+    except InvalidLink as error:
+        log.info("%s: refused link %s (%s)", purpose.value, redact.token(token), error)
+        if error.expired:
+            again = purpose == Purpose.CONFIRM
+            return current.message(
+                "This link has expired",
+                f"Links to confirm a subscription work for {CONFIRM_DAYS} days: subscribe again "
+                "to get a new one."
+                if again
+                else "Use the link in a more recent issue instead.",
+                400,
+                problem=True,
+                link=url_for(".subscribe") if again else "",
+                link_text="Subscribe" if again else "",
+            )
+        return current.message(
+            "This link does not work",
+            "The link is not one we made: it may have been cut short or changed on its way. "
+            "Open it again from the email, or copy the whole of it into your browser.",
+            400,
+            problem=True,
+        )
+    subscriber = current.newsletter.store.subscribers.get(subscriber_id)
+    if subscriber is None:
+        log.info("%s: link %s names nobody we hold", purpose.value, redact.token(token))
+        return current.message(
+            "We hold no subscription for this link",
+            "The address it was made for is no longer in our list: there is nothing to change.",
+            404,
+            problem=True,
+        )
+    return subscriber
+
+
+@pages.get("/confirm/<token>")
+def confirm(token: str) -> Response:
+    current = service()
+    found = open_link(current, Purpose.CONFIRM, token)
+    if isinstance(found, Response):
+        return found
+    subscribers = current.newsletter.store.subscribers
+    if found.status == Status.PENDING:
+        if subscribers.change_status(
+            found.id, Status.ACTIVE, Reason.CONFIRMATION, "confirmation link", client_ip()
+        ):
+            log.info("confirm: subscriber %d confirmed (link %s)", found.id, redact.token(token))
+        found = subscribers.get(found.id) or found
+    if found.status != Status.ACTIVE:
+        return current.message(
+            "This subscription has ended",
+            "The address left the list after this link was sent. To receive the newsletter "
+            "again, subscribe once more.",
+            409,
+            problem=True,
+            link=url_for(".subscribe"),
+            link_text="Subscribe",
+        )
+    links = current.newsletter.links
+    return current.page(
+        "confirm.html",
+        email=found.email,
+        lists=found.lists,
+        preferences_url=url_for(".preferences", token=links.token(Purpose.PREFERENCES, found.id)),
+    )
+
+
+@pages.route("/unsubscribe/<token>", methods=["GET", "POST"])
+def unsubscribe(token: str) -> Response:
+    """GET: a page with a button. POST: unsubscribe, from that button or a mail client's
+    one-click (RFC 8058), with no cookie, no login and no CSRF token: 200, never a redirect."""
+    current = service()
+    found = open_link(current, Purpose.UNSUBSCRIBE, token)
+    if isinstance(found, Response):
+        return found
+    unsubscribed = found.status in LEFT
+    if request.method == "POST":
+        one_click = request.form.get("List-Unsubscribe") == ONE_CLICK_BODY
+        reason = Reason.ONE_CLICK if one_click else Reason.UNSUBSCRIBE_PAGE
+        subscribers = current.newsletter.store.subscribers
+        if subscribers.change_status(
+            found.id, Status.UNSUBSCRIBED, reason, "unsubscribe link", client_ip()
+        ):
+            log.info(
+                "unsubscribe: subscriber %d unsubscribed (%s, link %s)",
+                found.id,
+                reason.value,
+                redact.token(token),
+            )
+        unsubscribed = True
+    links = current.newsletter.links
+    return current.page(
+        "unsubscribe.html",
+        unsubscribed=unsubscribed,
+        email=found.email,
+        action=url_for(".unsubscribe", token=token),
+        subscribe_url=url_for(".subscribe"),
+        preferences_url=url_for(".preferences", token=links.token(Purpose.PREFERENCES, found.id)),
+    )
+
+
+@pages.route("/preferences/<token>", methods=["GET", "POST"])
+def preferences(token: str) -> Response:
+    current = service()
+    found = open_link(current, Purpose.PREFERENCES, token)
+    if isinstance(found, Response):
+        return found
+    store = current.newsletter.store
+    all_lists = store.lists.names()
+    notice = ""
+    if request.method == "POST":
+        if not current.csrf.valid():
+            return current.message(
+                "This form has expired",
+                "Nothing was changed: reload the page and try again.",
+                400,
+                problem=True,
+                link=url_for(".preferences", token=token),
+                link_text="Reload",
+            )
+        receiving = found.status in (Status.ACTIVE, Status.PENDING)
+        if request.form.get("action") == "unsubscribe":
+            if store.subscribers.change_status(
+                found.id, Status.UNSUBSCRIBED, Reason.PREFERENCES, "preferences page", client_ip()
+            ):
+                log.info("preferences: subscriber %d unsubscribed from all", found.id)
+            notice = "You are unsubscribed from every list."
+        elif receiving:
+            chosen = sorted({n for n in request.form.getlist("lists") if n in all_lists})
+            if store.subscribers.set_lists(found.id, chosen):
+                log.info("preferences: subscriber %d now on %d lists", found.id, len(chosen))
+            notice = (
+                "Saved."
+                if chosen
+                else "Saved: you are on no list now, so you will receive no issues."
+            )
+        found = store.subscribers.get(found.id) or found
+    return current.page(
+        "preferences.html",
+        email=found.email,
+        active=found.status in (Status.ACTIVE, Status.PENDING),
+        lists=all_lists,
+        chosen=found.lists,
+        notice=notice,
+        action=url_for(".preferences", token=token),
+        csrf_token=current.csrf.token(),
+        subscribe_url=url_for(".subscribe"),
+    )
+
+
+# Feeds, archive, health --------------------------------------------------------------------------
+
+
+def built(content_type: str, *parts: str) -> Response:
+    """A file of the build output (conditional GET), or the 404 page."""
+    files = service().files
+    path = files.path(*parts)
+    response = files.response(request, path, content_type) if path else None
+    if response is None:
+        abort(404)
+    return response
+
+
+@pages.get('/<any("rss.xml", "atom.xml", "feed.json"):name>')
+def feed(name: str) -> Response:
+    return built(FEEDS[name], name)
+
+
+@pages.get("/archive/")
+def archive() -> Response:
+    return built(PAGE, "archive", "index.html")
+
+
+@pages.get("/archive/<slug>/")
+def commentary(slug: str) -> Response:
+    return built(PAGE, "archive", slug, "index.html")
+
+
+@pages.get("/healthz")
+def healthz() -> Response:
+    try:
+        with service().newsletter.store.engine.connect() as connection:
+            connection.execute(select(1))
+    except SQLAlchemyError as error:
+        log.error("healthz: the database does not answer: %s", error)
+        return make_response(jsonify(status="error", reason="the database does not answer"), 503)
+    return jsonify(status="ok")

@@ -1,0 +1,78 @@
+"""What every page of the web service shares, made once by the app factory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, cast
+
+from flask import Response, current_app, make_response
+
+from mailer.addresses import AddressBook
+from mailer.newsletter import Newsletter
+from mailer.web.confirmation import ConfirmationMail
+from mailer.web.csrf import Csrf
+from mailer.web.files import BuiltFiles
+from mailer.web.ratelimit import SlidingWindow
+
+EXTENSION = "mailer"
+
+
+@dataclass
+class Service:
+    newsletter: Newsletter
+    confirmation: ConfirmationMail
+    csrf: Csrf
+    files: BuiltFiles
+    address_limit: SlidingWindow
+    """Subscribe requests for one address: each may send a confirmation message."""
+    client_limit: SlidingWindow
+    """Subscribe requests from one client address."""
+    addresses: AddressBook = field(default_factory=AddressBook)
+
+    @property
+    def default_list(self) -> str:
+        return self.newsletter.config.delivery.list
+
+    @cached_property
+    def site_css(self) -> str:
+        return self.newsletter.theme.source("site.css")
+
+    def page(self, template: str, status: int = 200, /, **context: Any) -> Response:
+        """A page of the theme, with what page.html needs."""
+        theme = self.newsletter.theme
+        html = theme.render(
+            template,
+            newsletter=self.newsletter.config.newsletter,
+            site_css=self.site_css,
+            **context,
+        )
+        response = make_response(html, status)
+        response.content_type = "text/html; charset=utf-8"
+        return response
+
+    def message(
+        self,
+        heading: str,
+        text: str,
+        status: int = 200,
+        *,
+        problem: bool = False,
+        link: str = "",
+        link_text: str = "",
+    ) -> Response:
+        """The page that says what happened, or what went wrong and what to do."""
+        return self.page(
+            "message.html",
+            status,
+            heading=heading,
+            text=text,
+            problem=problem,
+            link=link,
+            link_text=link_text,
+        )
+
+
+def service() -> Service:
+    """The service of the app handling the current request."""
+    return cast(Service, current_app.extensions[EXTENSION])

@@ -1,0 +1,125 @@
+"""`POST /webhooks/<provider>`: providers' bounce, complaint and unsubscription events.
+
+Each request is authenticated by its provider's module in mailer.webhooks before anything in it
+is read, then its events are applied by the store in one transaction. The answer: 200 with counts
+when the request was taken (events already seen included, so the provider stops resending them);
+401 when it is not authentic (no or wrong credentials, bad signature, stale, replayed, or the
+webhook is not configured); 400 when an authentic body is not what the provider sends; 503 when
+it could not be checked for a reason of ours (an SNS certificate out of reach), so that the
+provider tries again. Only 200 changes anything. No form, cookie or CSRF token is involved: the
+credentials are the provider's. Logs name subscribers by id, never by address or token.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from flask import Blueprint, Response, abort, jsonify, make_response, request
+
+from mailer.errors import ConfigError
+from mailer.newsletter import Newsletter
+from mailer.store.events import Applied, Replayed
+from mailer.webhooks import PROVIDERS, generic, mailgun, postmark, sendgrid, ses
+from mailer.webhooks.events import Incoming, Malformed, Received, Refused, Unavailable
+
+log = logging.getLogger("mailer.web.webhooks")
+
+
+class Receiver:
+    """Reads the provider's credentials from the configuration when a request needs them (a
+    `${VARIABLE}` that is not set makes that provider's webhook refuse, saying which)."""
+
+    def __init__(self, newsletter: Newsletter) -> None:
+        self.newsletter = newsletter
+        self._certificates: ses.Certificates | None = None
+
+    def certificates(self) -> ses.Certificates:
+        if self._certificates is None:
+            self._certificates = ses.Certificates(self.newsletter.config.webhooks.ses.ca_file)
+        return self._certificates
+
+    def receive(self, provider: str, incoming: Incoming, now: float) -> Received:
+        delivery = self.newsletter.config.delivery
+        try:
+            if provider == "mailgun":
+                return mailgun.receive(incoming, delivery.mailgun.webhook_signing_key, now)
+            if provider == "sendgrid":
+                return sendgrid.receive(incoming, delivery.sendgrid.webhook_public_key, now)
+            if provider == "postmark":
+                settings = delivery.postmark
+                return postmark.receive(
+                    incoming, settings.webhook_username, settings.webhook_password
+                )
+            if provider == "ses":
+                settings_ses = self.newsletter.config.webhooks.ses
+                trust = ses.Trust(settings_ses.topic_arn, settings_ses.sns_hosts)
+                return ses.receive(incoming, trust, self.certificates())
+            http = delivery.http
+            secret = http.webhook_secret or http.signing_secret
+            return generic.receive(incoming, secret, now)
+        except ConfigError as error:
+            raise Refused(f"not configured: {error}") from None
+
+    def view(self, provider: str) -> Response:
+        if provider not in PROVIDERS:
+            abort(404)
+        incoming = Incoming(
+            body=request.get_data(cache=False),
+            headers={name.lower(): value for name, value in request.headers.items()},
+        )
+        try:
+            received = self.receive(provider, incoming, time.time())
+            applied = self.newsletter.store.events.apply(
+                received.events, received.replay_token, provider
+            )
+        except (Refused, Replayed) as error:
+            log.warning("webhook %s from %s refused: %s", provider, request.remote_addr, error)
+            return refusal(provider)
+        except Malformed as error:
+            log.warning("webhook %s from %s: bad request: %s", provider, request.remote_addr, error)
+            return answer(400, error=f"malformed {provider} webhook: {error}")
+        except Unavailable as error:
+            log.error("webhook %s could not be checked: %s", provider, error)
+            return answer(503, error="cannot check the request now; try again later")
+        if received.note:
+            log.info("webhook %s: %s", provider, received.note)
+        if received.events:
+            log.info("webhook %s: %s", provider, summary(applied))
+        return answer(
+            200,
+            received=len(received.events),
+            recorded=applied.recorded,
+            duplicates=applied.duplicates,
+        )
+
+
+def summary(applied: Applied) -> str:
+    parts = [f"{applied.recorded} recorded", f"{applied.duplicates} seen before"]
+    if applied.unknown:
+        parts.append(f"{applied.unknown} about no subscriber")
+    parts += [f"subscriber {sid} {status.value}" for sid, status in applied.changed]
+    if applied.deliveries:
+        parts.append(f"{applied.deliveries} send log entries updated")
+    return ", ".join(parts)
+
+
+def answer(status: int, **body: object) -> Response:
+    return make_response(jsonify(body), status)
+
+
+def refusal(provider: str) -> Response:
+    response = answer(401, error="not authenticated")
+    if provider == "postmark":
+        response.headers["WWW-Authenticate"] = 'Basic realm="mailer webhooks"'
+    return response
+
+
+def webhooks_blueprint(newsletter: Newsletter) -> Blueprint:
+    """The webhooks, for the app factory to register under the site's path."""
+    blueprint = Blueprint("webhooks", __name__)
+    receiver = Receiver(newsletter)
+    blueprint.add_url_rule(
+        "/webhooks/<provider>", "receive", receiver.view, methods=["POST"], strict_slashes=True
+    )
+    return blueprint

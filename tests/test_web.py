@@ -1,0 +1,773 @@
+"""The web service (`mailer serve`): every route through Flask's test client, and the conditional
+GET and one-click unsubscribe against a real server on a loopback port.
+
+Real parts throughout: the example newsletter built into public/, its SQLite database, and the
+outbox backend, whose .eml files hold the confirmation messages the tests follow.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from mailer.addresses import Candidate
+from mailer.lifecycle import Reason, Status
+from mailer.links import Links, Purpose
+from mailer.newsletter import Newsletter
+from mailer.store.subscribers import Subscriber
+from mailer.web import create_app
+from mailer.web.ratelimit import SlidingWindow
+from mailer.web.service import EXTENSION, Service
+from tests.conftest import SECRET, Folder, Run
+from tests.web_server import serving
+
+SITE = "https://www.example.org"
+BASE = "/commentaries"
+ON_ITS_WAY = "a message with a link to confirm the subscription is on its way"
+TOKEN_PAGES = ("confirm", "unsubscribe", "preferences")
+
+
+@pytest.fixture
+def newsletter(folder: Folder, run: Run) -> Newsletter:
+    """The example newsletter, built (feeds and archive in public/)."""
+    assert run("build").exit_code == 0
+    return folder.newsletter()
+
+
+@pytest.fixture
+def app(newsletter: Newsletter) -> Iterator[Flask]:
+    app = create_app(newsletter)
+    app.testing = True
+    yield app
+    newsletter.store.close()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def service_of(app: Flask) -> Service:
+    found = app.extensions[EXTENSION]
+    assert isinstance(found, Service)
+    return found
+
+
+def add(newsletter: Newsletter, address: str, status: Status = Status.ACTIVE) -> Subscriber:
+    """A subscriber on the default list, as an import would add them, moved on to `status`."""
+    subscribers = newsletter.store.subscribers
+    came_in = status if status in (Status.ACTIVE, Status.PENDING) else Status.ACTIVE
+    subscribers.merge(
+        [Candidate(address, "", frozenset({"commentaries"}))],
+        status=came_in,
+        reason=Reason.IMPORT,
+    )
+    found = subscribers.find(address)
+    assert found is not None
+    if status != came_in:
+        reason = Reason.COMPLAINT if status == Status.COMPLAINED else Reason.STAFF
+        assert subscribers.change_status(found.id, status, reason)
+    return subscribers.get(found.id) or found
+
+
+def csrf_token(client: FlaskClient, path: str) -> str:
+    page = client.get(path)
+    assert page.status_code == 200
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert found, "the form carries no CSRF token"
+    return found[1]
+
+
+def subscribe(client: FlaskClient, address: str, **fields: Any) -> TestResponse:
+    form = {"email": address, "name": "", "website": "", **fields}
+    form.setdefault("csrf_token", csrf_token(client, f"{BASE}/subscribe"))
+    return client.post(f"{BASE}/subscribe", data=form)
+
+
+def outbox(folder: Folder) -> list[EmailMessage]:
+    """Every message in the outbox folder, oldest file name first."""
+    messages = []
+    for path in sorted((folder.path / "outbox").glob("*.eml")):
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        messages.append(message)
+    return messages
+
+
+def confirmation_link(message: EmailMessage) -> str:
+    """The confirmation link in a message's text part, as a path on this service."""
+    text = message.get_body(("plain",))
+    assert text is not None
+    found = re.search(r"https://\S+/confirm/\S+", str(text.get_content()))
+    assert found, "no confirmation link in the message"
+    html = message.get_body(("html",))
+    assert html is not None and found[0] in str(html.get_content())
+    return local(found[0])
+
+
+def local(url: str) -> str:
+    """A link from an email as a path on the service under test (the site's path is kept)."""
+    assert url.startswith(f"{SITE}{BASE}/"), url
+    return url.removeprefix(SITE)
+
+
+def main_text(response: TestResponse) -> str:
+    found = re.search(r"<main>(.*)</main>", response.text, re.S)
+    assert found
+    return found[1]
+
+
+def reasons(newsletter: Newsletter, subscriber_id: int) -> list[str]:
+    return [change.reason for change in newsletter.store.subscribers.history(subscriber_id)]
+
+
+def status_of(newsletter: Newsletter, address: str) -> Status | None:
+    found = newsletter.store.subscribers.find(address)
+    return found.status if found else None
+
+
+# Subscribing ------------------------------------------------------------------------------------
+
+
+def test_the_subscribe_form_asks_for_address_name_and_list_with_a_hidden_honeypot(
+    client: FlaskClient, newsletter: Newsletter
+) -> None:
+    newsletter.store.lists.create("briefings")
+    newsletter.store.lists.create("commentaries")
+    page = client.get(f"{BASE}/subscribe")
+    assert page.status_code == 200
+    assert page.content_type == "text/html; charset=utf-8"
+    assert 'type="email" id="email" name="email"' in page.text
+    assert 'name="name"' in page.text
+    assert 'name="lists" value="briefings">' in page.text
+    assert 'name="lists" value="commentaries" checked>' in page.text
+    assert re.search(r'<p class="trap" aria-hidden="true">.*name="website"', page.text, re.S)
+    assert ".trap { position: absolute; left: -10000px;" in page.text  # hidden by the CSS
+    assert f'action="{BASE}/subscribe"' in page.text
+    cookie = page.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and f"Path={BASE}" in cookie
+
+
+def test_subscribing_stores_a_pending_address_with_its_consent_and_mails_a_working_link(
+    client: FlaskClient, newsletter: Newsletter, folder: Folder
+) -> None:
+    answer = subscribe(client, "Ada@Example.ORG", name="Ada Lovelace")
+    assert answer.status_code == 200
+    assert ON_ITS_WAY in answer.text
+
+    ada = newsletter.store.subscribers.find("ada@example.org")
+    assert ada is not None and ada.status == Status.PENDING
+    assert ada.lists == ("commentaries",) and ada.name == "Ada Lovelace"
+    assert (ada.joined.reason, ada.joined.detail, ada.joined.ip) == (
+        "form",
+        "subscribe form",
+        "127.0.0.1",
+    )
+    (message,) = outbox(folder)
+    assert message["To"] == "Ada Lovelace <Ada@example.org>"
+    assert message["Subject"] == "Confirm your subscription to IAI Commentaries"
+    link = confirmation_link(message)
+
+    confirmed = client.get(link)
+    assert confirmed.status_code == 200
+    assert "You are subscribed" in confirmed.text
+    assert confirmed.headers["Cache-Control"] == "no-store"
+    ada = newsletter.store.subscribers.get(ada.id)
+    assert ada is not None and ada.status == Status.ACTIVE
+    (change,) = newsletter.store.subscribers.history(ada.id)
+    assert (change.old_status, change.new_status, change.reason, change.ip) == (
+        "pending",
+        "active",
+        "confirmation",
+        "127.0.0.1",
+    )
+    again = client.get(link)  # following the link twice is harmless
+    assert again.status_code == 200 and main_text(again) == main_text(confirmed)
+    assert len(newsletter.store.subscribers.history(ada.id)) == 1
+
+
+def test_the_answer_never_reveals_whether_an_address_is_known(
+    client: FlaskClient, newsletter: Newsletter, folder: Folder
+) -> None:
+    add(newsletter, "active@example.org")
+    add(newsletter, "complained@example.org", Status.COMPLAINED)
+    add(newsletter, "gone@example.org", Status.UNSUBSCRIBED)
+    newsletter.store.subscribers.erase("erased@example.org")
+    service_of(client.application).address_limit = SlidingWindow(100, 60)
+    service_of(client.application).client_limit = SlidingWindow(100, 60)
+
+    unknown = subscribe(client, "new@example.org")
+    assert unknown.status_code == 200
+    for address in (
+        "active@example.org",
+        "complained@example.org",
+        "gone@example.org",
+        "erased@example.org",
+        "new@example.org",  # now pending: asking again sends a new link
+    ):
+        known = subscribe(client, address)
+        assert (known.status_code, known.text) == (200, unknown.text), address
+        assert "Set-Cookie" not in known.headers
+
+    # Only the unknown, the pending and the unsubscribed address were sent a message.
+    sent = sorted(m["To"].addresses[0].addr_spec for m in outbox(folder))
+    assert sent == ["gone@example.org", "new@example.org", "new@example.org"]
+    assert status_of(newsletter, "active@example.org") == Status.ACTIVE
+    assert status_of(newsletter, "complained@example.org") == Status.COMPLAINED
+    assert status_of(newsletter, "erased@example.org") is None
+
+
+def test_an_address_that_left_comes_back_only_through_its_confirmation(
+    client: FlaskClient, newsletter: Newsletter, folder: Folder
+) -> None:
+    gone = add(newsletter, "gone@example.org", Status.UNSUBSCRIBED)
+    newsletter.store.lists.create("briefings")
+    assert subscribe(client, "gone@example.org", lists="briefings").status_code == 200
+    pending = newsletter.store.subscribers.get(gone.id)
+    assert pending is not None and pending.status == Status.PENDING
+    assert pending.lists == ("briefings",)  # the lists of the new consent
+    assert reasons(newsletter, gone.id) == ["staff", "form"]
+
+    (message,) = outbox(folder)
+    assert client.get(confirmation_link(message)).status_code == 200
+    assert status_of(newsletter, "gone@example.org") == Status.ACTIVE
+
+
+def test_the_json_endpoint_answers_a_websites_own_form(
+    client: FlaskClient, newsletter: Newsletter, folder: Folder
+) -> None:
+    add(newsletter, "active@example.org")
+    answers = [
+        client.post(f"{BASE}/subscribe", json={"email": address, "name": "Jo"})
+        for address in ("jo@example.org", "active@example.org")
+    ]
+    for answer in answers:
+        assert answer.status_code == 200
+        assert answer.content_type == "application/json"
+        assert answer.json == answers[0].json
+    assert answers[0].json is not None and answers[0].json["status"] == "ok"
+    jo = newsletter.store.subscribers.find("jo@example.org")
+    assert jo is not None and jo.status == Status.PENDING
+    assert jo.joined.detail == "subscribe endpoint (JSON)"
+    assert len(outbox(folder)) == 1
+
+    bad = client.post(f"{BASE}/subscribe", json={"email": "not an address"})
+    assert bad.status_code == 400 and bad.json is not None
+    assert "is not a valid email address" in bad.json["error"]
+    for body in ([1, 2], {"email": ["x@example.org"]}, {"email": "x@example.org", "lists": "a"}):
+        assert client.post(f"{BASE}/subscribe", json=body).status_code == 400
+    assert client.post(
+        f"{BASE}/subscribe", json={"email": "x@example.org", "lists": ["nope"]}
+    ).json == {"error": "there is no list 'nope'"}
+
+
+def test_a_filled_in_honeypot_gets_the_same_answer_and_stores_nothing(
+    client: FlaskClient, newsletter: Newsletter, folder: Folder
+) -> None:
+    person = subscribe(client, "person@example.org")
+    bot = subscribe(client, "bot@example.org", website="https://spam.example")
+    assert (bot.status_code, bot.text) == (200, person.text)
+    assert newsletter.store.subscribers.find("bot@example.org") is None
+    assert len(outbox(folder)) == 1
+    as_json = client.post(f"{BASE}/subscribe", json={"email": "bot2@example.org", "website": "x"})
+    assert (
+        as_json.status_code == 200 and newsletter.store.subscribers.find("bot2@example.org") is None
+    )
+
+
+def test_a_bad_address_or_name_shows_the_form_again_saying_what_is_wrong(
+    client: FlaskClient, newsletter: Newsletter
+) -> None:
+    bad = subscribe(client, "ada@@example", name="Ada")
+    assert bad.status_code == 400
+    assert "is not a valid email address" in bad.text
+    assert 'value="Ada"' in bad.text and 'name="csrf_token"' in bad.text
+    broken_name = subscribe(client, "ada@example.org", name="Ada\nBcc: x@example.org")
+    assert broken_name.status_code == 400
+    assert "line break" in broken_name.text
+    assert newsletter.store.subscribers.find("ada@example.org") is None
+
+
+def test_a_form_posted_without_its_csrf_token_is_refused(
+    client: FlaskClient, newsletter: Newsletter, folder: Folder
+) -> None:
+    csrf_token(client, f"{BASE}/subscribe")  # the browser has the cookie, not the field
+    refused = client.post(f"{BASE}/subscribe", data={"email": "x@example.org"})
+    assert refused.status_code == 400
+    assert "This form has expired" in refused.text
+    forged = subscribe(client, "x@example.org", csrf_token="0" * 64)
+    assert forged.status_code == 400
+    fresh = FlaskClient(client.application)  # a field copied from another browser's page
+    token = csrf_token(client, f"{BASE}/subscribe")
+    assert subscribe(fresh, "x@example.org", csrf_token=token).status_code == 400
+    assert newsletter.store.subscribers.find("x@example.org") is None
+    assert outbox(folder) == []
+
+
+def test_too_many_requests_for_one_address_get_429_with_retry_after(
+    client: FlaskClient, newsletter: Newsletter, folder: Folder
+) -> None:
+    for _ in range(3):
+        assert subscribe(client, "ada@example.org").status_code == 200
+    limited = subscribe(client, "ADA@example.org")
+    assert limited.status_code == 429
+    assert 0 < int(limited.headers["Retry-After"]) <= 3600
+    as_json = client.post(f"{BASE}/subscribe", json={"email": "ada@example.org"})
+    assert as_json.status_code == 429 and as_json.headers["Retry-After"]
+    assert len(outbox(folder)) == 3
+    assert subscribe(client, "bob@example.org").status_code == 200  # others are not held up
+
+
+def test_too_many_requests_from_one_client_get_429(client: FlaskClient, app: Flask) -> None:
+    service_of(app).client_limit = SlidingWindow(2, 600)
+    assert subscribe(client, "a@example.org").status_code == 200
+    assert subscribe(client, "b@example.org").status_code == 200
+    limited = subscribe(client, "c@example.org")
+    assert limited.status_code == 429 and int(limited.headers["Retry-After"]) > 0
+    other = client.post(
+        f"{BASE}/subscribe",
+        json={"email": "c@example.org"},
+        environ_base={"REMOTE_ADDR": "192.0.2.7"},
+    )
+    assert other.status_code == 200
+
+
+def test_a_sliding_window_lets_requests_through_again_as_old_ones_age() -> None:
+    now = [1000.0]
+    window = SlidingWindow(2, 60, clock=lambda: now[0])
+    assert window.hit("a") == 0 and window.hit("a") == 0
+    assert window.hit("a") == 60
+    now[0] += 30
+    assert window.hit("a") == 30 and window.hit("b") == 0
+    now[0] += 30
+    assert window.hit("a") == 0
+
+
+# Signed links -----------------------------------------------------------------------------------
+
+
+def altered(token: str) -> list[str]:
+    """The token changed as a copy, a typo or a forger would: several characters of the
+    signature, the subscriber id, the day, a cut, an addition."""
+    number, day, signature = token.split(".")
+    middle = "".join("A" if c != "A" else "B" for c in signature[8:12])
+    return [
+        f"{number}.{day}.{signature[:8]}{middle}{signature[12:]}",
+        f"{number}.{day}.{signature[::-1]}",
+        f"{int(number, 16) + 1:x}.{day}.{signature}",
+        f"{number}.{int(day, 16) + 1:x}.{signature}",
+        token[:-3],
+        token + "x",
+        "forged",
+    ]
+
+
+def test_forged_altered_or_expired_links_get_a_clear_page_and_change_nothing(
+    client: FlaskClient, newsletter: Newsletter
+) -> None:
+    pending = add(newsletter, "pending@example.org", Status.PENDING)
+    links = newsletter.links
+    for purpose in Purpose:
+        subscriber = pending.id
+        token = links.token(purpose, subscriber)
+        for bad in altered(token):
+            for method in ("GET", "POST"):
+                if (purpose, method) == (Purpose.CONFIRM, "POST"):
+                    continue
+                answer = client.open(f"{BASE}/{purpose.value}/{bad}", method=method)
+                assert answer.status_code in (400, 404), (purpose, bad, method)
+                assert answer.headers["Cache-Control"] == "no-store"
+                if answer.status_code == 400:
+                    assert "This link does not work" in answer.text
+        old = Links(
+            newsletter.config.newsletter.site_url, SECRET, clock=lambda: time.time() - 800 * 86400
+        )
+        expired = client.get(f"{BASE}/{purpose.value}/{old.token(purpose, subscriber)}")
+        assert expired.status_code == 400 and "This link has expired" in expired.text
+        # A real link of another purpose does not open this page.
+        other = Purpose.UNSUBSCRIBE if purpose != Purpose.UNSUBSCRIBE else Purpose.CONFIRM
+        wrong = client.get(f"{BASE}/{purpose.value}/{links.token(other, subscriber)}")
+        assert wrong.status_code == 400
+        unknown = client.get(f"{BASE}/{purpose.value}/{links.token(purpose, 999_999)}")
+        assert unknown.status_code == 404
+        assert "We hold no subscription for this link" in unknown.text
+    after = newsletter.store.subscribers.get(pending.id)
+    assert after is not None and after.status == Status.PENDING and after.lists == pending.lists
+    assert newsletter.store.subscribers.history(pending.id) == []
+
+
+def test_a_confirmation_link_expires_after_a_week(
+    client: FlaskClient, newsletter: Newsletter
+) -> None:
+    pending = add(newsletter, "pending@example.org", Status.PENDING)
+    site = newsletter.config.newsletter.site_url
+    week_old = Links(site, SECRET, clock=lambda: time.time() - 8 * 86400)
+    answer = client.get(f"{BASE}/confirm/{week_old.token(Purpose.CONFIRM, pending.id)}")
+    assert answer.status_code == 400
+    assert "Links to confirm a subscription work for 7 days" in answer.text
+    assert f'href="{BASE}/subscribe"' in answer.text
+    assert status_of(newsletter, "pending@example.org") == Status.PENDING
+
+
+def test_a_confirmation_link_does_not_bring_back_someone_who_left_since(
+    client: FlaskClient, newsletter: Newsletter
+) -> None:
+    gone = add(newsletter, "gone@example.org", Status.UNSUBSCRIBED)
+    answer = client.get(f"{BASE}/confirm/{newsletter.links.token(Purpose.CONFIRM, gone.id)}")
+    assert answer.status_code == 409 and "This subscription has ended" in answer.text
+    assert status_of(newsletter, "gone@example.org") == Status.UNSUBSCRIBED
+
+
+def test_the_unsubscribe_page_asks_first_and_its_button_unsubscribes(
+    client: FlaskClient, newsletter: Newsletter
+) -> None:
+    reader = add(newsletter, "reader@example.org")
+    path = local(newsletter.recipient(reader.id, reader.email, "").unsubscribe_url)
+
+    page = client.get(path)  # a link scanner's prefetch changes nothing
+    assert page.status_code == 200
+    assert f'<form method="post" action="{path}">' in page.text
+    assert "reader@example.org" in page.text
+    assert page.headers["Cache-Control"] == "no-store"
+    assert "Set-Cookie" not in page.headers
+    assert status_of(newsletter, "reader@example.org") == Status.ACTIVE
+
+    done = client.post(path)
+    assert done.status_code == 200 and "Location" not in done.headers
+    assert "You are unsubscribed" in done.text
+    assert status_of(newsletter, "reader@example.org") == Status.UNSUBSCRIBED
+    assert reasons(newsletter, reader.id) == ["unsubscribe page"]
+    again = client.post(path)
+    assert again.status_code == 200 and "You are unsubscribed" in again.text
+    assert reasons(newsletter, reader.id) == ["unsubscribe page"]
+    assert "You are unsubscribed" in client.get(path).text
+
+
+@pytest.mark.parametrize("encoding", ["form-urlencoded", "multipart"])
+def test_one_click_unsubscribe_through_the_test_client(
+    client: FlaskClient, newsletter: Newsletter, encoding: str
+) -> None:
+    reader = add(newsletter, "reader@example.org")
+    path = local(newsletter.recipient(reader.id, reader.email, "").unsubscribe_url)
+    answer = client.post(
+        path,
+        data={"List-Unsubscribe": "One-Click"},
+        content_type="multipart/form-data" if encoding == "multipart" else None,
+    )
+    assert answer.status_code == 200 and "Location" not in answer.headers
+    assert "Set-Cookie" not in answer.headers
+    assert reasons(newsletter, reader.id) == ["one-click unsubscribe"]
+
+
+def test_preferences_choose_lists_and_unsubscribe_from_all_behind_a_csrf_token(
+    client: FlaskClient, newsletter: Newsletter
+) -> None:
+    for name in ("briefings", "events"):
+        newsletter.store.lists.create(name)
+    reader = add(newsletter, "reader@example.org")
+    path = local(newsletter.recipient(reader.id, reader.email, "").preferences_url)
+
+    page = client.get(path)
+    assert page.status_code == 200 and page.headers["Cache-Control"] == "no-store"
+    assert 'name="lists" value="commentaries" checked>' in page.text
+    assert 'name="lists" value="briefings">' in page.text
+    token = csrf_token(client, path)
+
+    refused = client.post(path, data={"action": "save", "lists": ["briefings"]})
+    assert refused.status_code == 400 and "This form has expired" in refused.text
+    wrong = client.post(path, data={"action": "save", "lists": "events", "csrf_token": "x"})
+    assert wrong.status_code == 400
+    assert newsletter.store.subscribers.get(reader.id).lists == ("commentaries",)  # type: ignore[union-attr]
+
+    saved = client.post(
+        path,
+        data={"action": "save", "lists": ["briefings", "events", "no-such"], "csrf_token": token},
+    )
+    assert saved.status_code == 200 and "Saved." in saved.text
+    assert 'value="events" checked>' in saved.text
+    after = newsletter.store.subscribers.get(reader.id)
+    assert after is not None and after.lists == ("briefings", "events")
+    assert after.status == Status.ACTIVE
+
+    left = client.post(path, data={"action": "unsubscribe", "csrf_token": token})
+    assert left.status_code == 200 and "You are unsubscribed from every list" in left.text
+    assert status_of(newsletter, "reader@example.org") == Status.UNSUBSCRIBED
+    assert reasons(newsletter, reader.id) == ["preferences"]
+    assert "Subscribe again" in client.get(path).text
+
+
+def test_set_lists_makes_exactly_those_lists_the_subscribers(newsletter: Newsletter) -> None:
+    subscribers = newsletter.store.subscribers
+    reader = add(newsletter, "reader@example.org")
+    newsletter.store.lists.create("briefings")
+    assert subscribers.set_lists(reader.id, ["briefings", "commentaries"])
+    assert not subscribers.set_lists(reader.id, ["commentaries", "briefings"])
+    assert subscribers.set_lists(reader.id, [])
+    assert subscribers.get(reader.id).lists == ()  # type: ignore[union-attr]
+    with pytest.raises(LookupError, match="there is no list 'nope'"):
+        subscribers.set_lists(reader.id, ["nope"])
+    with pytest.raises(LookupError):
+        subscribers.set_lists(999_999, ["briefings"])
+
+
+# Feeds, archive, health, headers ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "content_type"),
+    [
+        ("rss.xml", "application/rss+xml; charset=utf-8"),
+        ("atom.xml", "application/atom+xml; charset=utf-8"),
+        ("feed.json", "application/feed+json; charset=utf-8"),
+    ],
+)
+def test_feeds_come_from_the_build_with_validators(
+    client: FlaskClient, folder: Folder, name: str, content_type: str
+) -> None:
+    answer = client.get(f"{BASE}/{name}")
+    assert answer.status_code == 200
+    assert answer.headers["Content-Type"] == content_type
+    assert answer.data == (folder.output / name).read_bytes()
+    assert answer.headers["Cache-Control"] == "public, max-age=300"
+    assert re.fullmatch(r'"[0-9a-f]{32}"', answer.headers["ETag"])
+    assert answer.headers["Last-Modified"].endswith(" GMT")
+    by_etag = client.get(f"{BASE}/{name}", headers={"If-None-Match": answer.headers["ETag"]})
+    assert (by_etag.status_code, by_etag.data) == (304, b"")
+    by_date = client.get(
+        f"{BASE}/{name}", headers={"If-Modified-Since": answer.headers["Last-Modified"]}
+    )
+    assert by_date.status_code == 304
+    stale = client.get(f"{BASE}/{name}", headers={"If-None-Match": '"0123"'})
+    assert stale.status_code == 200
+    assert client.head(f"{BASE}/{name}").status_code == 200
+
+
+def test_feeds_answer_404_before_the_first_build(tmp_path: Path, folder: Folder) -> None:
+    app = create_app(folder.newsletter())
+    assert app.test_client().get(f"{BASE}/rss.xml").status_code == 404
+
+
+def test_the_archive_index_and_pages_and_a_404_for_unknown_slugs(
+    client: FlaskClient, folder: Folder
+) -> None:
+    index = client.get(f"{BASE}/archive/")
+    assert index.status_code == 200 and index.content_type == "text/html; charset=utf-8"
+    assert index.data == (folder.output / "archive" / "index.html").read_bytes()
+    slug = sorted(p.name for p in (folder.output / "archive").iterdir() if p.is_dir())[0]
+    page = client.get(f"{BASE}/archive/{slug}/")
+    assert page.status_code == 200 and "ETag" in page.headers
+    assert client.get(f"{BASE}/archive/{slug}").status_code == 308  # to the address with a /
+    missing = client.get(f"{BASE}/archive/no-such-commentary/")
+    assert missing.status_code == 404 and "Page not found" in missing.text
+    (folder.path / "secret.txt").write_text("not for the web")
+    for path in (
+        "/archive/..%2F..%2Fsecret.txt/",
+        "/archive/%2e%2e/",
+        "/archive/../../secret.txt",
+        "/archive/..%5C..%5Csecret.txt/",
+    ):
+        answer = client.get(f"{BASE}{path}")
+        assert answer.status_code == 404, path
+        assert b"not for the web" not in answer.data
+
+
+def test_healthz_says_ok_when_the_database_answers(client: FlaskClient) -> None:
+    answer = client.get(f"{BASE}/healthz")
+    assert (answer.status_code, answer.json) == (200, {"status": "ok"})
+
+
+def test_every_answer_carries_the_security_headers(
+    client: FlaskClient, newsletter: Newsletter
+) -> None:
+    reader = add(newsletter, "reader@example.org")
+    paths = [
+        f"{BASE}/subscribe",
+        f"{BASE}/rss.xml",
+        f"{BASE}/archive/",
+        f"{BASE}/healthz",
+        f"{BASE}/nowhere",
+        "/outside-the-site",
+        local(newsletter.recipient(reader.id, reader.email, "").unsubscribe_url),
+    ]
+    for path in paths:
+        headers = client.get(path).headers
+        policy = headers["Content-Security-Policy"]
+        for rule in (
+            "default-src 'self'",
+            "style-src 'self' 'unsafe-inline'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        ):
+            assert rule in policy, (path, rule)
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        assert headers["Referrer-Policy"] == "no-referrer"
+
+
+def test_routes_live_under_the_path_of_site_url(folder: Folder, run: Run) -> None:
+    folder.configure(
+        'site_url = "https://www.example.org/commentaries/"',
+        'site_url = "https://news.example.org/"',
+    )
+    assert run("build").exit_code == 0
+    client = create_app(folder.newsletter()).test_client()
+    assert client.get("/rss.xml").status_code == 200
+    assert client.get("/subscribe").status_code == 200
+    assert client.get(f"{BASE}/rss.xml").status_code == 404
+
+
+def test_logs_name_nobody_by_full_address_or_token(
+    client: FlaskClient, newsletter: Newsletter, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="mailer.web")
+    subscribe(client, "ada.lovelace@example.org")
+    reader = add(newsletter, "reader@example.org")
+    unsubscribe_url = newsletter.recipient(reader.id, reader.email, "").unsubscribe_url
+    token = unsubscribe_url.rsplit("/", 1)[1]
+    client.post(local(unsubscribe_url))
+    client.get(f"{BASE}/unsubscribe/{token[:-4]}AAAA")
+    logged = caplog.text
+    assert "a***@example.org" in logged and "unsubscribed" in logged
+    assert "ada.lovelace" not in logged and "reader@" not in logged
+    assert token not in logged and token[:-4] not in logged and token[:6] in logged
+
+
+# A real server on a loopback port ---------------------------------------------------------------
+
+
+def test_conditional_get_on_a_real_server(app: Flask, folder: Folder, run: Run) -> None:
+    with serving(app) as base:
+        first = requests.get(f"{base}{BASE}/atom.xml", timeout=10)
+        assert first.status_code == 200
+        assert first.headers["Content-Type"] == "application/atom+xml; charset=utf-8"
+        etag, modified = first.headers["ETag"], first.headers["Last-Modified"]
+        by_etag = requests.get(
+            f"{base}{BASE}/atom.xml", headers={"If-None-Match": etag}, timeout=10
+        )
+        assert (by_etag.status_code, by_etag.content) == (304, b"")
+        assert by_etag.headers["ETag"] == etag
+        by_date = requests.get(
+            f"{base}{BASE}/atom.xml", headers={"If-Modified-Since": modified}, timeout=10
+        )
+        assert by_date.status_code == 304
+
+        assert run("build").exit_code == 0  # nothing changed: the validators hold
+        assert requests.get(f"{base}{BASE}/atom.xml", timeout=10).headers["ETag"] == etag
+
+        newest = sorted(folder.commentaries.glob("*.md"))[-1]
+        newest.write_text(
+            newest.read_text(encoding="utf-8") + "\nOne more line.\n", encoding="utf-8"
+        )
+        assert run("build").exit_code == 0
+        changed = requests.get(
+            f"{base}{BASE}/atom.xml", headers={"If-None-Match": etag}, timeout=10
+        )
+        assert changed.status_code == 200 and changed.headers["ETag"] != etag
+
+
+@pytest.mark.parametrize("encoding", ["form-urlencoded", "multipart"])
+def test_one_click_unsubscribe_on_a_real_server(
+    app: Flask, newsletter: Newsletter, encoding: str
+) -> None:
+    reader = add(newsletter, "reader@example.org")
+    url = newsletter.recipient(reader.id, reader.email, "").unsubscribe_url
+    with serving(app) as base:
+        target = base + local(url)
+        if encoding == "multipart":
+            answer = requests.post(
+                target,
+                files={"List-Unsubscribe": (None, "One-Click")},
+                allow_redirects=False,
+                timeout=10,
+            )
+            assert answer.request.headers["Content-Type"].startswith("multipart/form-data")
+        else:
+            answer = requests.post(
+                target, data={"List-Unsubscribe": "One-Click"}, allow_redirects=False, timeout=10
+            )
+            assert answer.request.headers["Content-Type"] == "application/x-www-form-urlencoded"
+        assert "Cookie" not in answer.request.headers
+    assert answer.status_code == 200
+    assert "Location" not in answer.headers and "Set-Cookie" not in answer.headers
+    assert status_of(newsletter, "reader@example.org") == Status.UNSUBSCRIBED
+    assert reasons(newsletter, reader.id) == ["one-click unsubscribe"]
+
+
+def test_mailer_serve_has_help_with_an_example(run: Run) -> None:
+    result = run("serve", "--help")
+    assert result.exit_code == 0
+    assert "Examples:" in result.output and "mailer serve --host" in result.output
+    assert "serve" in run("--help").output
+
+
+def test_subscribe_confirm_choose_lists_and_unsubscribe_on_each_database(
+    db_folder: Folder, run: Run
+) -> None:
+    newsletter = db_folder.newsletter()
+    newsletter.store.lists.create("briefings")
+    client = create_app(newsletter).test_client()
+    subscribers = newsletter.store.subscribers
+
+    assert subscribe(client, "ada@example.org", lists="commentaries").status_code == 200
+    assert subscribe(client, "ada@example.org", lists="briefings").status_code == 200
+    ada = subscribers.find("ada@example.org")
+    assert ada is not None and ada.status == Status.PENDING
+    assert ada.lists == ("briefings", "commentaries")
+    messages = outbox(db_folder)
+    assert len(messages) == 2  # a new link each time, and either works
+    assert client.get(confirmation_link(messages[0])).status_code == 200
+
+    path = local(newsletter.recipient(ada.id, ada.email, "").preferences_url)
+    token = csrf_token(client, path)
+    saved = client.post(path, data={"lists": "briefings", "action": "save", "csrf_token": token})
+    assert saved.status_code == 200
+    assert subscribers.get(ada.id).lists == ("briefings",)  # type: ignore[union-attr]
+
+    unsubscribe_path = local(newsletter.recipient(ada.id, ada.email, "").unsubscribe_url)
+    FlaskClient(client.application).post(unsubscribe_path, data={"List-Unsubscribe": "One-Click"})
+    assert reasons(newsletter, ada.id) == ["confirmation", "one-click unsubscribe"]
+    assert client.get(f"{BASE}/healthz").json == {"status": "ok"}
+    newsletter.store.close()
+
+
+def test_mailer_serve_serves_the_site_on_the_port_given(folder: Folder, run: Run) -> None:
+    assert run("build").exit_code == 0
+    with socket.socket() as probe:  # a port free a moment ago
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "mailer", "--config", str(folder.config_path), "serve"]
+    server = subprocess.Popen(
+        [*command, "--port", str(port), "--threads", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                answer = requests.get(f"http://127.0.0.1:{port}{BASE}/rss.xml", timeout=5)
+                break
+            except requests.ConnectionError:
+                assert server.poll() is None and time.monotonic() < deadline, "it did not start"
+                time.sleep(0.1)
+        assert answer.status_code == 200
+        assert answer.headers["Content-Type"] == "application/rss+xml; charset=utf-8"
+    finally:
+        server.terminate()
+        output, _ = server.communicate(timeout=10)
+    assert f"Serving IAI Commentaries at http://127.0.0.1:{port}{BASE}/" in output

@@ -1,0 +1,97 @@
+"""A subscriber's whole path in a real browser (headless Chromium) against a real server:
+subscribe on the form, confirm from the message in the outbox, receive an issue, unsubscribe
+from its link. The database shows each step.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+from email.message import EmailMessage
+from pathlib import Path
+
+from mailer.lifecycle import Status
+from mailer.web import create_app
+from tests.conftest import Folder, Run, skip_or_fail
+from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.web_server import serving
+
+SITE = "https://www.example.org"
+ADDRESS = "grace.hopper@example.org"
+
+
+def messages_to(folder: Folder, address: str) -> list[EmailMessage]:
+    found = []
+    for path in sorted((folder.path / "outbox").glob("*.eml")):
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        if message["To"].addresses[0].addr_spec == address:
+            found.append(message)
+    return found
+
+
+def test_subscribe_confirm_and_unsubscribe_in_a_browser(
+    folder: Folder, run: Run, tmp_path: Path
+) -> None:
+    if not CHROMIUM.is_file():
+        skip_or_fail(f"no Chromium at {CHROMIUM}")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        skip_or_fail("the playwright package is not installed")
+    newsletter = folder.newsletter()
+    subscribers = newsletter.store.subscribers
+    app = create_app(newsletter)
+
+    with serving(app) as base, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            page = browser.new_page()
+            page.goto(f"{base}/commentaries/subscribe")
+            trap = page.locator("#website").bounding_box()  # the honeypot is out of sight
+            assert trap is None or trap["x"] + trap["width"] <= 0
+            page.fill("#email", ADDRESS)
+            page.fill("#name", "Grace Hopper")
+            page.click("button[type=submit]")
+            page.wait_for_selector("text=Check your inbox")
+            grace = subscribers.find(ADDRESS)
+            assert grace is not None and grace.status == Status.PENDING
+
+            (confirmation,) = messages_to(folder, ADDRESS)
+            text = confirmation.get_body(("plain",))
+            assert text is not None
+            link = re.search(r"https://\S+/confirm/\S+", str(text.get_content()))
+            assert link
+            page.goto(link[0].replace(SITE, base))
+            page.wait_for_selector("text=You are subscribed")
+            assert subscribers.get(grace.id).status == Status.ACTIVE  # type: ignore[union-attr]
+
+            sent = run("send", "--yes")
+            assert sent.exit_code == 0, sent.output
+            (issue,) = [
+                m for m in messages_to(folder, ADDRESS) if m["Subject"] != confirmation["Subject"]
+            ]
+            header = re.fullmatch(r"<(https://[^>]+)>", str(issue["List-Unsubscribe"]))
+            assert header
+            html = issue.get_body(("html",))
+            assert html is not None and header[1] in str(html.get_content())
+
+            page.goto(header[1].replace(SITE, base))
+            page.wait_for_selector("text=Stop sending")
+            assert subscribers.get(grace.id).status == Status.ACTIVE  # type: ignore[union-attr]
+            page.click("button:has-text('Unsubscribe')")
+            page.wait_for_selector("text=You are unsubscribed")
+        finally:
+            browser.close()
+
+    after = subscribers.get(grace.id)
+    assert after is not None and after.status == Status.UNSUBSCRIBED
+    steps = [(c.old_status, c.new_status, c.reason) for c in subscribers.history(grace.id)]
+    assert steps == [
+        ("pending", "active", "confirmation"),
+        ("active", "unsubscribed", "unsubscribe page"),
+    ]
+    assert after.joined.reason == "form"
