@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 from mailer import tomltext
 from mailer.errors import ConfigError, Problem
+from mailer.links import ascii_url
 
 DEFAULT_PATH = Path("config.toml")
 ENVIRONMENT_VARIABLE = "MAILER_CONFIG"
@@ -70,8 +71,6 @@ def _http_url(value: str) -> str:
 def _site_url(value: str) -> str:
     """The public base of archive, feeds and links: ASCII (links go into headers), always
     ending with a slash."""
-    from mailer.render.message import ascii_url
-
     return ascii_url(_http_url(value)).rstrip("/") + "/"
 
 

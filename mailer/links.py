@@ -18,6 +18,7 @@ import re
 import time
 from collections.abc import Callable
 from enum import StrEnum
+from urllib.parse import quote, urlsplit, urlunsplit
 
 
 class Purpose(StrEnum):
@@ -76,3 +77,26 @@ class Links:
         if int(self.clock()) // _DAY - day > MAX_AGE_DAYS[purpose]:
             raise InvalidLink("this link has expired", expired=True)
         return subscriber_id
+
+
+def ascii_url(url: str) -> str:
+    """The URL as ASCII, which a header needs: the host in IDNA, the rest percent-encoded."""
+    if url.isascii():
+        return url
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        host = quote(host, safe="")
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    safe = "/:@!$&'()*+,;=%~-._"
+    return urlunsplit(
+        (
+            parts.scheme,
+            netloc,
+            quote(parts.path, safe=safe),
+            quote(parts.query, safe=safe + "?"),
+            quote(parts.fragment, safe=safe),
+        )
+    )

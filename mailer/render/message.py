@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
 from typing import NamedTuple
-from urllib.parse import quote, urlsplit, urlunsplit
 
+from mailer.links import ascii_url
 from mailer.render.email import PERSONAL_FIELDS, RenderedMessage
 
 CRLF = b"\r\n"
@@ -79,29 +79,6 @@ def idna_address(address: str) -> str:
         return f"{local}@{domain.encode('idna').decode('ascii')}"
     except UnicodeError:
         return address
-
-
-def ascii_url(url: str) -> str:
-    """The URL as ASCII, which a header needs: the host in IDNA, the rest percent-encoded."""
-    if url.isascii():
-        return url
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    try:
-        host = host.encode("idna").decode("ascii")
-    except UnicodeError:
-        host = quote(host, safe="")
-    netloc = host + (f":{parts.port}" if parts.port else "")
-    safe = "/:@!$&'()*+,;=%~-._"
-    return urlunsplit(
-        (
-            parts.scheme,
-            netloc,
-            quote(parts.path, safe=safe),
-            quote(parts.query, safe=safe + "?"),
-            quote(parts.fragment, safe=safe),
-        )
-    )
 
 
 def mailbox(name: str, address: str) -> str:
