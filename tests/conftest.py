@@ -32,6 +32,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="rewrite tests/golden/ from the current output instead of comparing with it",
     )
+    parser.addoption(
+        "--kill-runs",
+        type=int,
+        default=3,
+        help="runs of the kill loop in tests/test_faults.py per backend (default 3; 20 for the "
+        "full loop)",
+    )
 
 
 def skip_or_fail(reason: str) -> None:
@@ -149,3 +156,9 @@ def store(database_url: str, tmp_path: Path) -> Iterator[Store]:
     opened = Store.open(database_url, tmp_path)
     yield opened
     opened.close()
+
+
+@pytest.fixture
+def kill_runs(request: pytest.FixtureRequest) -> int:
+    """How many times the kill loop kills `mailer send` per backend (--kill-runs)."""
+    return int(request.config.getoption("--kill-runs"))
