@@ -768,3 +768,20 @@ def test_http_partial_batch_failure_retries_fails_and_bounces_per_recipient(
     assert [one.addresses for one in seen[1:]] == [[busy]], "only the busy one is retried"
     assert seen[1].at - seen[0].at >= 0.95, "retried before its retry_after"
     assert in_all(output) == log_counts(folder)
+
+
+def test_the_outbox_clears_temporary_files_a_killed_send_left_long_ago(tmp_path: Path) -> None:
+    from mailer.delivery.outbox import STALE_SECONDS, OutboxBackend
+
+    old = tmp_path / ".000000001-abc.eml.x1y2.tmp"
+    fresh = tmp_path / ".000000002-def.eml.z3w4.tmp"
+    kept = tmp_path / "000000003-0123456789ab.eml"
+    for path in (old, fresh, kept):
+        path.write_bytes(b"partial")
+    long_ago = time.time() - STALE_SECONDS - 60
+    os.utime(old, (long_ago, long_ago))
+
+    OutboxBackend(tmp_path).open()
+
+    assert not old.exists()
+    assert fresh.exists() and kept.exists()

@@ -6,13 +6,17 @@ system, and as the default, so that a new newsletter can run its first send safe
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from mailer.delivery.base import Outcome, Outgoing, Result
 from mailer.output import write_atomically
 from mailer.render.message import MessageTemplate
+
+STALE_SECONDS = 600
 
 
 class OutboxBackend:
@@ -25,6 +29,13 @@ class OutboxBackend:
 
     def open(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
+        # A send killed while writing leaves its temporary file behind; one this old belongs to
+        # nobody (a live writer renames its file within moments).
+        stale = time.time() - STALE_SECONDS
+        for leftover in self.folder.glob(".*.eml.*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                if leftover.stat().st_mtime < stale:
+                    leftover.unlink()
 
     def send(self, template: MessageTemplate, batch: Sequence[Outgoing]) -> list[Result]:
         results = []
