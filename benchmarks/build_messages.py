@@ -11,6 +11,7 @@ longest example commentary, on one core.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import platform
 import sys
@@ -68,7 +69,7 @@ def naive(letter: Newsletter, slug: str, count: int) -> float:
         message["From"] = settings.sender
         message["To"] = f"{recipient.name} <{recipient.email}>"
         message["Subject"] = issue.subject
-        message["Date"] = format_datetime(None)  # type: ignore[arg-type]
+        message["Date"] = format_datetime(dt.datetime.now(dt.UTC))
         message["Message-ID"] = make_msgid(domain="example.org")
         message["List-Unsubscribe"] = f"<{recipient.unsubscribe_url}>"
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"

@@ -20,7 +20,18 @@ from sqlalchemy.sql.elements import ColumnClause
 def bulk_insert(
     connection: Connection, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
 ) -> None:
+    """Insert the rows in order: COPY on PostgreSQL (several times faster than one INSERT a
+    row, even pipelined), executemany on SQLite (in process, already fast)."""
     if not rows:
+        return
+    if connection.dialect.name == "postgresql":
+        raw: Any = connection.connection.driver_connection
+        with (
+            raw.cursor() as cursor,
+            cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy,
+        ):
+            for row in rows:
+                copy.write_row(row)
         return
     marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
     sql = (
@@ -28,6 +39,24 @@ def bulk_insert(
         f"VALUES ({', '.join(marker for _ in columns)})"
     )
     connection.exec_driver_sql(sql, list(rows))
+
+
+def inserted_ids(
+    connection: Connection, table: Table, key: ColumnClause[Any], keys: Sequence[Any]
+) -> dict[Any, int]:
+    """The ids bulk_insert just gave the rows with these keys, in the order inserted.
+
+    On SQLite the inserting connection holds the only write lock and the table has no
+    AUTOINCREMENT, so a run of inserts takes consecutive rowids ending at last_insert_rowid();
+    no query over the keys is needed. Elsewhere the ids are read back by key.
+    """
+    if not keys:
+        return {}
+    if connection.dialect.name == "sqlite":
+        last = int(connection.exec_driver_sql("SELECT last_insert_rowid()").scalar_one())
+        return dict(zip(keys, range(last - len(keys) + 1, last + 1), strict=True))
+    found = connection.execute(select(key, table.c.id).where(one_of(connection, key, keys)))
+    return {row[0]: row[1] for row in found}
 
 
 def bulk_update(

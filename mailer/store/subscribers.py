@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, sele
 
 from mailer.addresses import Candidate, as_stored, key, suppression_hash
 from mailer.lifecycle import CONSENT, LEFT, Reason, Status, can_become
-from mailer.store.bulk import bulk_insert, one_of
+from mailer.store.bulk import bulk_insert, inserted_ids, one_of
 from mailer.store.lists import Lists
 from mailer.store.schema import (
     driver_time,
@@ -327,13 +327,7 @@ class Subscribers:
                 for k, c in by_key.items()
             ],
         )
-        ids = dict(
-            connection.execute(
-                select(subscribers.c.email_key, subscribers.c.id).where(
-                    one_of(connection, subscribers.c.email_key, list(by_key))
-                )
-            ).all()
-        )
+        ids = inserted_ids(connection, subscribers, subscribers.c.email_key, list(by_key))
         return [
             (ids[k], list_ids[name], stamp)
             for k, candidate in by_key.items()
