@@ -1,12 +1,13 @@
 """The signed links in emails: confirm, unsubscribe and preferences.
 
-A token names a subscriber by id (never by address) and the day it was made, and carries an
-HMAC-SHA256 of both, keyed with the newsletter's secret and the link's purpose: an unsubscribe
-token cannot confirm anybody, a changed id or day breaks the signature, and an old token expires.
-Every issue carries two tokens per recipient, so they are made with the standard library's HMAC
-directly (about a microsecond each) rather than through a serializer.
+A token names a subscriber by id (never by address) and the day it was made, and carries a MAC of
+both, keyed with the newsletter's secret and the link's purpose: an unsubscribe token cannot
+confirm anybody, a changed id or day breaks the signature, and an old token expires. Every issue
+carries two tokens per recipient, a million recipients two million, so the MAC is keyed BLAKE2s
+(RFC 7693's keyed mode, a MAC by design; under a microsecond each, HMAC-SHA256 costs 2.5) made
+with the standard library directly rather than through a serializer.
 
-Format: `<id in hex>.<day in hex>.<first 16 bytes of the HMAC, base64url without padding>`.
+Format: `<id in hex>.<day in hex>.<16-byte BLAKE2s MAC, base64url without padding>`.
 """
 
 from __future__ import annotations
@@ -53,17 +54,20 @@ class Links:
             purpose: hashlib.sha256(f"mailer-{purpose.value}\0{secret}".encode()).digest()
             for purpose in Purpose
         }
+        self.prefixes = {purpose: f"{site_url}{purpose.value}/" for purpose in Purpose}
 
     def _signature(self, purpose: Purpose, subscriber_id: int, day: int) -> str:
-        mac = hmac.digest(self.keys[purpose], f"{subscriber_id:x}.{day:x}".encode(), "sha256")
-        return base64.urlsafe_b64encode(mac[:16]).rstrip(b"=").decode("ascii")
+        mac = hashlib.blake2s(
+            f"{subscriber_id:x}.{day:x}".encode(), key=self.keys[purpose], digest_size=16
+        ).digest()
+        return base64.urlsafe_b64encode(mac).rstrip(b"=").decode("ascii")
 
     def token(self, purpose: Purpose, subscriber_id: int) -> str:
         day = int(self.clock()) // _DAY
         return f"{subscriber_id:x}.{day:x}.{self._signature(purpose, subscriber_id, day)}"
 
     def url(self, purpose: Purpose, subscriber_id: int) -> str:
-        return f"{self.site_url}{purpose.value}/{self.token(purpose, subscriber_id)}"
+        return self.prefixes[purpose] + self.token(purpose, subscriber_id)
 
     def subscriber_id(self, purpose: Purpose, token: str) -> int:
         """The subscriber a token names; InvalidLink when it is not one we signed, or too old."""

@@ -96,7 +96,8 @@ def send(
         _send_tests(newsletter, template, test_addresses)
         return
     store = newsletter.store
-    if store.lists.summaries() and list_name not in {s.name for s in store.lists.summaries()}:
+    names = store.lists.names()
+    if names and list_name not in names:
         raise UsageError(f"there is no list '{list_name}'; `mailer lists` shows them")
     if dry_run:
         _dry_run(newsletter, template, list_name)
@@ -119,9 +120,7 @@ def send(
                 f"`mailer campaigns resume {campaign.id}` continues it"
             )
         if campaign is None:
-            recipients = sum(
-                1 for _ in store.subscribers.each(statuses=[Status.ACTIVE], list_name=list_name)
-            )
+            recipients = store.subscribers.count(Status.ACTIVE, list_name)
             confirm(
                 f"Send “{issue.subject}” to {count(recipients, 'active subscriber')} of "
                 f"'{list_name}' through {backend_name}?",

@@ -210,15 +210,25 @@ class MessageTemplate:
         """(text, html) filled in for one recipient, for services that substitute nothing."""
         return self.parts_with(self.personal_values(recipient).__getitem__)
 
-    @staticmethod
-    def personal_values(recipient: Recipient) -> dict[str, str]:
-        """Each personal field as text and, HTML-escaped, as `field_html`."""
+    def personal_values(self, recipient: Recipient) -> dict[str, str]:
+        """Each personal field the parts use, as text (`field`) and, HTML-escaped, as
+        `field_html`: what a provider substitutes into parts_with's placeholders."""
         values: dict[str, str] = {}
-        for field in PERSONAL_FIELDS:
-            value = getattr(recipient, field)
-            values[field] = value
-            values[field + "_html"] = html.escape(value, quote=True)
+        for field in self._fields_in_text:
+            values[field] = getattr(recipient, field)
+        for field in self._fields_in_html:
+            values[field + "_html"] = html.escape(getattr(recipient, field), quote=True)
         return values
+
+    @functools.cached_property
+    def _fields_in_text(self) -> tuple[str, ...]:
+        used = set(self.rendered.placeholder_pattern.findall(self.rendered.text))
+        return tuple(field for field in PERSONAL_FIELDS if field in used)
+
+    @functools.cached_property
+    def _fields_in_html(self) -> tuple[str, ...]:
+        used = set(self.rendered.placeholder_pattern.findall(self.rendered.html))
+        return tuple(field for field in PERSONAL_FIELDS if field in used)
 
     def list_headers(self, recipient: Recipient) -> dict[str, str]:
         """List-Unsubscribe (the recipient's own), List-Unsubscribe-Post, List-Id, Feedback-ID."""

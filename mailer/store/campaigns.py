@@ -44,6 +44,7 @@ from mailer.store.schema import (
 )
 from mailer.store.subscribers import change_status
 
+_STATUSES = {status.value: status for status in Status}
 RECORD_GROUPS = 8
 """Results sharing everything but the recipient are recorded with one statement, up to this many
 kinds per batch; beyond, row by row."""
@@ -306,21 +307,29 @@ class Campaigns:
             deliveries.c.lease_until < now,
         )
         with self.writing, self.engine.begin() as connection:
-            claimed = self._due(connection, abandoned, size)
-            claimed += self._due(connection, queued, size - len(claimed))
+            taken = 0
+            claimed: list[Claimed] = []
+            for due in (abandoned, queued):
+                found = self._due(connection, due, size - len(claimed))
+                if not found:
+                    continue
+                claimed += found
+                ids = [c.subscriber_id for c in found]
+                # `due` again: a row another worker took meanwhile stays theirs. One UPDATE per
+                # condition: SQLite answers an OR of the two by scanning every queued row.
+                taken += connection.execute(
+                    update(deliveries)
+                    .where(due, one_of(connection, deliveries.c.subscriber_id, ids))
+                    .values(
+                        state=State.SENDING.value,
+                        claimed_by=worker,
+                        lease_until=now + lease,
+                        updated_at=now,
+                    )
+                ).rowcount
             if not claimed:
                 return []
             ids = [c.subscriber_id for c in claimed]
-            taken = connection.execute(  # due again: a row another worker took stays theirs
-                update(deliveries)
-                .where(or_(queued, abandoned), one_of(connection, deliveries.c.subscriber_id, ids))
-                .values(
-                    state=State.SENDING.value,
-                    claimed_by=worker,
-                    lease_until=now + lease,
-                    updated_at=now,
-                )
-            ).rowcount
             if taken == len(claimed):
                 return claimed
             ours = set(
@@ -354,9 +363,10 @@ class Campaigns:
         )
         if connection.dialect.name == "postgresql":
             picked = picked.with_for_update(of=deliveries, skip_locked=True)
+        rows = connection.execute(picked).all()
         return [
-            Claimed(r.id, r.email, r.name, Status(r.status), r.attempts)
-            for r in connection.execute(picked)
+            Claimed(i, email, name, _STATUSES[status], tries)
+            for i, email, name, status, tries in rows
         ]
 
     def record(self, campaign_id: int, worker: str, outcomes: Sequence[Outcome]) -> None:

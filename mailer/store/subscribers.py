@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, update
 
 from mailer.addresses import Candidate, as_stored, key, suppression_hash
 from mailer.lifecycle import CONSENT, LEFT, Reason, Status, can_become
@@ -149,12 +149,15 @@ class Subscribers:
         if statuses:
             query = query.where(subscribers.c.status.in_([s.value for s in statuses]))
         if list_name is not None:
-            query = query.where(
-                subscribers.c.id.in_(
-                    select(memberships.c.subscriber_id)
-                    .join(lists, lists.c.id == memberships.c.list_id)
-                    .where(lists.c.name == list_name)
-                )
+            # A join, walked along the (list_id, subscriber_id) index from the last page on; an
+            # IN (subquery) was evaluated whole for every page.
+            query = query.join(
+                memberships,
+                and_(
+                    memberships.c.subscriber_id == subscribers.c.id,
+                    memberships.c.list_id
+                    == select(lists.c.id).where(lists.c.name == list_name).scalar_subquery(),
+                ),
             )
         if search:
             query = query.where(subscribers.c.email_key.contains(key(search), autoescape=True))
@@ -168,6 +171,18 @@ class Subscribers:
             for row in rows:
                 yield _subscriber(row, names[row.id])
             last = rows[-1].id
+
+    def count(self, status: Status, list_name: str) -> int:
+        """How many subscribers of a list have this status (an issue's recipients, say)."""
+        query = (
+            select(func.count())
+            .select_from(memberships)
+            .join(lists, lists.c.id == memberships.c.list_id)
+            .join(subscribers, subscribers.c.id == memberships.c.subscriber_id)
+            .where(lists.c.name == list_name, subscribers.c.status == status.value)
+        )
+        with self.engine.connect() as connection:
+            return int(connection.execute(query).scalar_one())
 
     def counts(self) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
         """(subscribers by status, and by list then status)."""
