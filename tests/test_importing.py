@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +24,7 @@ from mailer.importing import import_csv
 from mailer.lifecycle import Reason, Status
 from mailer.store import Store
 from mailer.store.schema import subscribers as subscribers_table
-from tests.conftest import Folder, Run
+from tests.conftest import SECRET, Folder, Run
 
 # The issue's "done when" file. Line numbers matter: the rejections name them.
 DONE_WHEN_CSV = (
@@ -138,6 +141,39 @@ def test_the_done_when_file_imports_exactly_as_described(
     assert (bob["status"], bob["name"], bob["lists"]) == ("unsubscribed", "Bob", ["commentaries"])
     assert run("subscribers", "show", "carl@example.org").exit_code == 2
     assert run("subscribers", "show", "not-an-address").exit_code == 2
+
+
+def test_the_done_when_file_through_the_installed_command(
+    db_folder: Folder, tmp_path: Path
+) -> None:
+    """The same file through the console script of the installed package, as staff run it."""
+    mailer = Path(sys.executable).parent / "mailer"
+    env = {**os.environ, "MAILER_SECRET": SECRET}
+
+    def command(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(mailer), "--config", str(db_folder.config_path), *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
+
+    assert command("subscribers", "add", "bob@example.org").returncode == 0
+    assert command("subscribers", "remove", "bob@example.org").returncode == 0
+    path = write(tmp_path / "people.csv", DONE_WHEN_CSV)
+
+    done = command("subscribers", "import", str(path))
+
+    assert done.returncode == 1, done.stderr
+    assert "10 rows: 3 added, 0 updated, 2 unchanged, 4 rejected." in done.stdout
+    assert "1 address kept out" in done.stdout
+    for line in (5, 6, 7, 13):
+        assert f"{path}:{line}: " in done.stderr
+    shown = json.loads(command("subscribers", "show", "ALICE@example.org").stdout)
+    assert (shown["status"], shown["lists"]) == ("active", ["briefings", "news"])
+    bob = json.loads(command("subscribers", "show", "bob@example.org").stdout)
+    assert bob["status"] == "unsubscribed"
 
 
 def test_a_line_break_in_a_name_is_reported_on_the_first_line_of_its_record(
