@@ -33,7 +33,7 @@ class RenderedMessage:
     marker: str
 
     def placeholder(self, field: str) -> str:
-        return f"{self.marker}{field}x"
+        return placeholder(self.marker, field)
 
     @property
     def placeholder_pattern(self) -> re.Pattern[str]:
@@ -60,12 +60,18 @@ class RenderedIssue(RenderedMessage):
         )
 
 
+def placeholder(marker: str, field: str) -> str:
+    """A personal field in rendered text: letters and digits only, which the HTML parser
+    behind premailer leaves alone (it would percent-encode braces or spaces in a link)."""
+    return f"{marker}{field}x"
+
+
 class _Placeholders:
     """What the templates see as `recipient`: every personal field is its placeholder."""
 
     def __init__(self, marker: str) -> None:
         for field in PERSONAL_FIELDS:
-            setattr(self, field, f"{marker}{field}x")
+            setattr(self, field, placeholder(marker, field))
 
 
 def render_issue(issue: Issue, theme: Theme, newsletter: NewsletterSettings) -> RenderedIssue:

@@ -93,10 +93,7 @@ def mailbox(name: str, address: str) -> str:
     if address.isascii():
         return formataddr((name, address), "utf-8")
     # A non-ASCII local part (SMTPUTF8): formataddr refuses it, so the name is encoded alone.
-    if not name:
-        return address
-    phrase = formataddr((name, "x@x.invalid"), "utf-8").removesuffix(" <x@x.invalid>")
-    return f"{phrase} <{address}>"
+    return f"{phrase(name)} <{address}>" if name else address
 
 
 def phrase(text: str) -> str:

@@ -285,7 +285,7 @@ class Campaigns:
         )
         if worker is not None:
             query = query.where(deliveries.c.claimed_by == worker)
-        with self.engine.begin() as connection:
+        with self.writing, self.engine.begin() as connection:
             return connection.execute(
                 query.values(state=State.QUEUED.value, claimed_by=None, lease_until=None)
             ).rowcount
