@@ -121,6 +121,10 @@ class NewsletterSettings(_Section):
     postal_address: str = _setting()
     secret: str = _setting()
     reply_to: str = _setting("", check=_optional_address)
+    unsubscribe_mailto: str = _setting("", check=_optional_address)
+    """An address whose mail unsubscribes, offered in List-Unsubscribe after the link."""
+    feedback_id: str = _setting("")
+    """A Feedback-ID header (Gmail's complaint feedback loop), e.g. `commentaries:example`."""
     language: str = _setting("en")
     timezone: str = _setting("UTC", check=_timezone)
 

@@ -103,6 +103,8 @@ class Newsletter:
             list_name=f"{newsletter.name}: {list_name}",
             list_label=list_label(list_name),
             reply_to=newsletter.reply_to,
+            unsubscribe_mailto=newsletter.unsubscribe_mailto,
+            feedback_id=newsletter.feedback_id,
         )
 
     def message_template(self, rendered: RenderedIssue, list_name: str) -> MessageTemplate:

@@ -166,3 +166,19 @@ def test_a_line_break_in_the_sender_or_list_is_refused_before_building(folder: F
         MessageTemplate(rendered, Sender("News <n@example.org>\r\nBcc: x@example.com", "l", "l"))
     with pytest.raises(HeaderInjection):
         MessageTemplate(rendered, Sender("News <n@example.org>", "list\nBcc: x", "l"))
+
+
+def test_the_optional_mailto_and_feedback_id_come_from_the_config(folder: Folder) -> None:
+    folder.configure('unsubscribe_mailto = ""', 'unsubscribe_mailto = "leave@example.org"')
+    folder.configure('feedback_id = ""', 'feedback_id = "commentaries:iai"')
+    message = parse(template(folder).personalise(recipient()))
+    assert message["List-Unsubscribe"] == (
+        "<https://www.example.org/commentaries/unsubscribe/TOKEN-A>, <mailto:leave@example.org>"
+    )
+    assert message["Feedback-ID"] == "commentaries:iai"
+
+
+def test_without_them_there_is_no_mailto_and_no_feedback_id(folder: Folder) -> None:
+    message = parse(template(folder).personalise(recipient()))
+    assert "mailto:" not in message["List-Unsubscribe"]
+    assert message["Feedback-ID"] is None
