@@ -21,8 +21,8 @@ from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
-from mailer import config
-from mailer.newsletter import Newsletter
+from mailer.app.newsletter import Newsletter
+from mailer.core import config
 from mailer.render.email import inline_css
 
 REPOSITORY = Path(__file__).resolve().parent.parent

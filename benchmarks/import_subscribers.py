@@ -25,7 +25,7 @@ from pathlib import Path
 from email_validator import validate_email
 from sqlalchemy import create_engine, insert, text
 
-from mailer.store import Store
+from mailer.store.database import Store
 from mailer.store.schema import subscribers, utcnow
 
 MAILER = Path(sys.executable).parent / "mailer"

@@ -31,8 +31,8 @@ import threading
 import time
 from pathlib import Path
 
-from mailer import config
-from mailer.newsletter import Newsletter
+from mailer.app.newsletter import Newsletter
+from mailer.core import config
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 MAILER = Path(sys.executable).parent / "mailer"

@@ -31,10 +31,10 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
 
 from mailer import config  # noqa: E402
-from mailer.addresses import Candidate  # noqa: E402
-from mailer.lifecycle import Reason, Status  # noqa: E402
-from mailer.links import Purpose  # noqa: E402
-from mailer.newsletter import Newsletter  # noqa: E402
+from mailer.app.newsletter import Newsletter  # noqa: E402
+from mailer.core.addresses import Candidate  # noqa: E402
+from mailer.core.lifecycle import Reason, Status  # noqa: E402
+from mailer.core.tokens import Purpose  # noqa: E402
 from mailer.store.schema import history  # noqa: E402
 from mailer.web import create_app  # noqa: E402
 from tests.web_server import serving  # noqa: E402

@@ -33,8 +33,8 @@ from pathlib import Path
 from send_campaign import MAILER, SECRET, SMTP_SINK, free_port, longest_slug, wait_for_port
 from sqlalchemy import Connection, create_engine, func, select, text
 
-from mailer import config
-from mailer.newsletter import Newsletter
+from mailer.app.newsletter import Newsletter
+from mailer.core import config
 from mailer.store.campaigns import State
 from mailer.store.schema import deliveries
 

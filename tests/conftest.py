@@ -14,10 +14,10 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import create_engine, text
 
-from mailer import config
+from mailer.app.newsletter import Newsletter
 from mailer.cli import main
-from mailer.newsletter import Newsletter
-from mailer.store import Store
+from mailer.core import config
+from mailer.store.database import Store
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 EXAMPLES = REPOSITORY / "commentaries"

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from mailer.cli import main
-from mailer.theme import THEME_FILES
+from mailer.render.theme import THEME_FILES
 from tests.conftest import SECRET, Folder, Run
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from mailer import config
 from mailer.cli import main
-from mailer.errors import ConfigError
+from mailer.core import config
+from mailer.core.errors import ConfigError
 from tests.conftest import SECRET, Folder, Run, skip_or_fail
 
 PROVIDER_VARIABLES = (

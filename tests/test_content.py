@@ -19,7 +19,7 @@ import lxml.html
 import pytest
 from click.testing import Result
 
-from mailer import content
+from mailer.content import commentary as content
 from tests.conftest import Folder, Run
 
 SITE_URL = "https://www.example.org/commentaries/"

@@ -19,12 +19,12 @@ import cssutils
 import lxml.etree
 import lxml.html
 
-from mailer import body
-from mailer.content import Commentary, Issue
-from mailer.newsletter import Newsletter
+from mailer.app.newsletter import Newsletter
+from mailer.content import markdown as body
+from mailer.content.commentary import Commentary, Issue
 from mailer.render.email import RenderedIssue
 from mailer.render.message import Recipient
-from mailer.theme import packaged_folder
+from mailer.render.theme import packaged_folder
 from tests.conftest import Folder, Run
 
 THEME = packaged_folder("theme")

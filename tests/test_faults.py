@@ -50,13 +50,13 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from mailer.delivery.generic import GenericHttpBackend
-from mailer.delivery.mailgun import MailgunBackend
+from mailer.core.lifecycle import Status
 from mailer.delivery.outbox import OutboxBackend
-from mailer.delivery.postmark import PostmarkBackend
-from mailer.delivery.sendgrid import SendgridBackend
 from mailer.delivery.smtp import SmtpBackend
-from mailer.lifecycle import Status
+from mailer.providers.generic.backend import GenericHttpBackend
+from mailer.providers.mailgun.backend import MailgunBackend
+from mailer.providers.postmark.backend import PostmarkBackend
+from mailer.providers.sendgrid.backend import SendgridBackend
 from mailer.store.campaigns import CampaignStatus, State
 from tests.conftest import Folder, Run
 from tests.smtp_server import (

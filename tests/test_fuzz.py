@@ -20,12 +20,12 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from mailer import content
-from mailer.addresses import AddressBook, InvalidAddress
-from mailer.csv_rows import UnusableFile, _candidate, _rows
-from mailer.links import InvalidLink, Links, Purpose
+from mailer.content import commentary as content
+from mailer.core.addresses import AddressBook, InvalidAddress
+from mailer.core.tokens import InvalidLink, Links, Purpose
 from mailer.render.email import RenderedIssue
 from mailer.render.message import HeaderInjection, MessageTemplate, Recipient, Sender
+from mailer.store.importing.reader import UnusableFile, _candidate, _rows
 
 SITE = content.Site("https://www.example.org/commentaries/", zoneinfo.ZoneInfo("Europe/Rome"))
 LOCATED = re.compile(r"^.+\.md(:\d+)?: ")

@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from mailer.lifecycle import Status
-from mailer.newsletter import Newsletter
-from mailer.store import Store
+from mailer.app.newsletter import Newsletter
+from mailer.core.lifecycle import Status
+from mailer.store.database import Store
 from mailer.store.schema import history, subscribers
 from mailer.web import create_app
 from tests.conftest import Folder, Run

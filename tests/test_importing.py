@@ -19,10 +19,10 @@ import pytest
 from click.testing import Result
 from sqlalchemy import MetaData, create_engine, func, select
 
-from mailer.csv_rows import BATCH
-from mailer.importing import import_csv
-from mailer.lifecycle import Reason, Status
-from mailer.store import Store
+from mailer.core.lifecycle import Reason, Status
+from mailer.store.database import Store
+from mailer.store.importing.reader import BATCH
+from mailer.store.importing.writer import import_csv
 from mailer.store.schema import subscribers as subscribers_table
 from tests.conftest import SECRET, Folder, Run
 

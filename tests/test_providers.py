@@ -30,11 +30,11 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from mailer.delivery.base import BackendError, Outcome, Outgoing, Result
-from mailer.delivery.generic import GenericHttpBackend
 from mailer.delivery.http import HttpBackend
-from mailer.delivery.mailgun import MailgunBackend
-from mailer.delivery.postmark import PostmarkBackend
-from mailer.delivery.sendgrid import SendgridBackend
+from mailer.providers.generic.backend import GenericHttpBackend
+from mailer.providers.mailgun.backend import MailgunBackend
+from mailer.providers.postmark.backend import PostmarkBackend
+from mailer.providers.sendgrid.backend import SendgridBackend
 from mailer.render.message import MessageTemplate, idna_address
 from tests.conftest import Folder
 

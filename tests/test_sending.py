@@ -24,13 +24,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
-from mailer import config
-from mailer.campaign import Engine, Pace
+from mailer.app.newsletter import Newsletter
+from mailer.core import config
+from mailer.core.lifecycle import Reason, Status
+from mailer.core.tokens import Links, Purpose
 from mailer.delivery.base import Backend, Outgoing, Result
-from mailer.lifecycle import Reason, Status
-from mailer.links import Links, Purpose
-from mailer.newsletter import Newsletter
 from mailer.render.message import MessageTemplate
+from mailer.sending.dispatch import Engine, Pace
 from mailer.store.campaigns import CampaignStatus, State
 from mailer.store.schema import deliveries, subscribers
 from tests.conftest import SECRET, Folder, Run

@@ -23,11 +23,11 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import MetaData, create_engine, inspect, select, text
 
-from mailer.addresses import AddressBook, Candidate
 from mailer.cli import main
-from mailer.lifecycle import Reason, Status
-from mailer.links import InvalidLink, Links, Purpose
-from mailer.store import Store
+from mailer.core.addresses import AddressBook, Candidate
+from mailer.core.lifecycle import Reason, Status
+from mailer.core.tokens import InvalidLink, Links, Purpose
+from mailer.store.database import Store
 from tests.conftest import POSTGRES_URL, SECRET, Folder, Run
 
 SITE = "https://www.example.org/commentaries/"

@@ -25,10 +25,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from mailer.addresses import Candidate
-from mailer.lifecycle import Reason, Status
-from mailer.links import Links, Purpose
-from mailer.newsletter import Newsletter
+from mailer.app.newsletter import Newsletter
+from mailer.core.addresses import Candidate
+from mailer.core.lifecycle import Reason, Status
+from mailer.core.tokens import Links, Purpose
 from mailer.store.subscribers import Subscriber
 from mailer.web import create_app
 from mailer.web.ratelimit import SlidingWindow

@@ -11,7 +11,7 @@ import re
 from email.message import EmailMessage
 from pathlib import Path
 
-from mailer.lifecycle import Status
+from mailer.core.lifecycle import Status
 from mailer.web import create_app
 from tests.conftest import Folder, Run, skip_or_fail
 from tests.test_browser import CHROMIUM, CHROMIUM_ARGS

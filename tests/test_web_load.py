@@ -13,9 +13,9 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import func, select
 
-from mailer.addresses import Candidate
-from mailer.lifecycle import Reason, Status
-from mailer.links import Purpose
+from mailer.core.addresses import Candidate
+from mailer.core.lifecycle import Reason, Status
+from mailer.core.tokens import Purpose
 from mailer.store.schema import history
 from mailer.web import create_app
 from tests.conftest import REPOSITORY, Folder, Run

@@ -35,14 +35,14 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import MetaData, create_engine, select
 
-from mailer.addresses import Candidate
-from mailer.lifecycle import Reason, Status
-from mailer.newsletter import Newsletter
-from mailer.store import Store
+from mailer.app.newsletter import Newsletter
+from mailer.core.addresses import Candidate
+from mailer.core.lifecycle import Reason, Status
+from mailer.providers.ses import webhook as ses
 from mailer.store.campaigns import Outcome, State
+from mailer.store.database import Store
 from mailer.store.schema import deliveries
 from mailer.web import create_app
-from mailer.webhooks import ses
 from tests.conftest import Folder
 from tests.smtp_server import make_certificates
 

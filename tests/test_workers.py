@@ -24,8 +24,8 @@ from collections import Counter
 import pytest
 from sqlalchemy import func, select
 
-from mailer.campaign import FIRST_BATCH
 from mailer.delivery.smtp import SmtpBackend
+from mailer.sending.dispatch import FIRST_BATCH
 from mailer.store.campaigns import CampaignStatus, State
 from mailer.store.schema import deliveries, subscribers
 from tests.conftest import SECRET, Folder, Run

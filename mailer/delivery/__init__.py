@@ -1,1 +1,1 @@
-"""How messages leave: one module per backend behind the small interface in base.py."""
+"""How messages leave: the backend interface, and the transports every provider shares."""

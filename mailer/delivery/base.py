@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from enum import StrEnum
 from typing import NamedTuple, Protocol
 
-from mailer.errors import MailerError
+from mailer.core.errors import MailerError
 from mailer.render.message import MessageTemplate, Recipient
 
 

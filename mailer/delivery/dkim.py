@@ -10,7 +10,7 @@ from pathlib import Path
 
 import dkim
 
-from mailer.errors import ConfigError, Problem
+from mailer.core.errors import ConfigError, Problem
 
 SIGNED_HEADERS = (
     b"From",

@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from mailer.app.output import write_atomically
 from mailer.delivery.base import Outcome, Outgoing, Result
-from mailer.output import write_atomically
 from mailer.render.message import MessageTemplate
 
 STALE_SECONDS = 600

@@ -13,10 +13,10 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from mailer.config import NewsletterSettings
-from mailer.content import Issue
-from mailer.errors import Problem
-from mailer.theme import Theme
+from mailer.content.commentary import Issue
+from mailer.core.config import NewsletterSettings
+from mailer.core.errors import Problem
+from mailer.render.theme import Theme
 
 PERSONAL_FIELDS = ("name", "email", "unsubscribe_url", "preferences_url")
 GMAIL_CLIP_BYTES = 100 * 1024

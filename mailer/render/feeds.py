@@ -18,8 +18,8 @@ from feedgen.feed import FeedGenerator
 from lxml import etree
 
 from mailer import __version__
-from mailer.config import NewsletterSettings
-from mailer.content import Commentary
+from mailer.content.commentary import Commentary
+from mailer.core.config import NewsletterSettings
 
 RSS_FILE = "rss.xml"
 ATOM_FILE = "atom.xml"

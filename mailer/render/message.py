@@ -26,7 +26,7 @@ from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
 from typing import NamedTuple
 
-from mailer.links import ascii_url
+from mailer.core.urls import ascii_url
 from mailer.render.email import PERSONAL_FIELDS, RenderedMessage
 
 CRLF = b"\r\n"

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from mailer.config import NewsletterSettings
-from mailer.content import Commentary
-from mailer.theme import Theme
+from mailer.content.commentary import Commentary
+from mailer.core.config import NewsletterSettings
+from mailer.render.theme import Theme
 
 ARCHIVE = "archive"
 

@@ -29,7 +29,7 @@ from sqlalchemy import (
     update,
 )
 
-from mailer.lifecycle import Reason, Status
+from mailer.core.lifecycle import Reason, Status
 from mailer.store.bulk import bulk_update, one_of
 from mailer.store.lists import Lists
 from mailer.store.schema import (

@@ -20,7 +20,11 @@ from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from mailer.errors import DatabaseError
+from mailer.core.errors import DatabaseError
+from mailer.store.campaigns import Campaigns
+from mailer.store.events import Events
+from mailer.store.lists import Lists
+from mailer.store.subscribers import Subscribers
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_SECONDS = 30
@@ -152,3 +156,31 @@ def ensure_current(engine: Engine, shown_url: str) -> None:
         f"the database {shown_url} holds {found}, not the current revision {head_revision()}: "
         "run `mailer db upgrade` to migrate it (back it up first)"
     )
+
+
+class Store:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.subscribers = Subscribers(engine)
+        self.lists = Lists(engine)
+        self.campaigns = Campaigns(engine)
+        self.events = Events(engine)
+
+    @classmethod
+    def open(cls, url: str, folder: Path) -> Store:
+        """The database at `url` (SQLite paths relative to `folder`), its schema made current."""
+        resolved = resolve_url(url, folder)
+        engine = open_engine(resolved)
+        ensure_current(engine, make_url(resolved).render_as_string(hide_password=True))
+        return cls(engine)
+
+    @property
+    def single_worker(self) -> bool:
+        """SQLite: one sending process at a time (see only_sender)."""
+        return self.engine.dialect.name == "sqlite"
+
+    def only_sender(self) -> contextlib.AbstractContextManager[None]:
+        return only_sender(self.engine.url.render_as_string(hide_password=False))
+
+    def close(self) -> None:
+        self.engine.dispose()

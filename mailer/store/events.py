@@ -20,12 +20,12 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Table, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from mailer.addresses import as_stored, key, suppression_hash
-from mailer.lifecycle import Reason, Status
+from mailer.core.addresses import as_stored, key, suppression_hash
+from mailer.core.events import Event, Kind
+from mailer.core.lifecycle import Reason, Status
 from mailer.store.campaigns import State
 from mailer.store.schema import deliveries, events, subscribers, utcnow, webhook_tokens
 from mailer.store.subscribers import change_status
-from mailer.webhooks.events import Event, Kind
 
 TOKENS_KEPT = dt.timedelta(days=1)
 MAX_REASON = 1000

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
-from mailer.addresses import clean_list_name
-from mailer.errors import UsageError
-from mailer.lifecycle import Status
+from mailer.core.addresses import clean_list_name
+from mailer.core.errors import UsageError
+from mailer.core.lifecycle import Status
 from mailer.store.schema import lists, memberships, subscribers, utcnow
 
 

@@ -14,8 +14,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, update
 
-from mailer.addresses import Candidate, as_stored, key, suppression_hash
-from mailer.lifecycle import CONSENT, LEFT, Reason, Status, can_become
+from mailer.core.addresses import Candidate, as_stored, key, suppression_hash
+from mailer.core.lifecycle import CONSENT, LEFT, Reason, Status, can_become
 from mailer.store.bulk import bulk_insert, inserted_ids, one_of
 from mailer.store.lists import Lists
 from mailer.store.schema import (

@@ -15,8 +15,8 @@ from flask import Flask, Response, jsonify, make_response, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from mailer.newsletter import Newsletter
-from mailer.web.confirmation import ConfirmationMail
+from mailer.app.confirmation import ConfirmationMail
+from mailer.app.newsletter import Newsletter
 from mailer.web.csrf import Csrf
 from mailer.web.files import BuiltFiles
 from mailer.web.headers import add_security_headers

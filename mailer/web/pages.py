@@ -16,15 +16,15 @@ from flask import Blueprint, Response, abort, jsonify, make_response, request, u
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from mailer.addresses import Candidate, InvalidAddress, clean_name, key
+from mailer.core.addresses import Candidate, InvalidAddress, clean_name, key
+from mailer.core.lifecycle import LEFT, Reason, Status
+from mailer.core.tokens import MAX_AGE_DAYS, InvalidLink, Purpose
 from mailer.delivery.base import BackendError, Outcome
-from mailer.lifecycle import LEFT, Reason, Status
-from mailer.links import MAX_AGE_DAYS, InvalidLink, Purpose
 from mailer.store.subscribers import Subscriber
+from mailer.store.subscribing import request_subscription
 from mailer.web import redact
 from mailer.web.files import FEEDS, PAGE
 from mailer.web.service import Service, service
-from mailer.web.subscriptions import request_subscription
 
 pages = Blueprint("pages", __name__)
 log = logging.getLogger("mailer.web")

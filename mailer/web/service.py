@@ -8,9 +8,9 @@ from typing import Any, cast
 
 from flask import Response, current_app, make_response
 
-from mailer.addresses import AddressBook
-from mailer.newsletter import Newsletter
-from mailer.web.confirmation import ConfirmationMail
+from mailer.app.confirmation import ConfirmationMail
+from mailer.app.newsletter import Newsletter
+from mailer.core.addresses import AddressBook
 from mailer.web.csrf import Csrf
 from mailer.web.files import BuiltFiles
 from mailer.web.ratelimit import SlidingWindow

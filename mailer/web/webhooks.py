@@ -17,11 +17,16 @@ import time
 
 from flask import Blueprint, Response, abort, jsonify, make_response, request
 
-from mailer.errors import ConfigError
-from mailer.newsletter import Newsletter
+from mailer.app.newsletter import Newsletter
+from mailer.core.errors import ConfigError
+from mailer.providers.generic import webhook as generic
+from mailer.providers.mailgun import webhook as mailgun
+from mailer.providers.postmark import webhook as postmark
+from mailer.providers.sendgrid import webhook as sendgrid
+from mailer.providers.ses import webhook as ses
 from mailer.store.events import Applied, Replayed
-from mailer.webhooks import PROVIDERS, generic, mailgun, postmark, sendgrid, ses
-from mailer.webhooks.events import Incoming, Malformed, Received, Refused, Unavailable
+from mailer.webhooks import PROVIDERS
+from mailer.webhooks.base import Incoming, Malformed, Received, Refused, Unavailable
 
 log = logging.getLogger("mailer.web.webhooks")
 

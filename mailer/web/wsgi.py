@@ -17,8 +17,8 @@ import os
 
 from flask import Flask
 
-from mailer import config
-from mailer.newsletter import Newsletter
+from mailer.app.newsletter import Newsletter
+from mailer.core import config
 from mailer.web import create_app
 
 _made: list[Flask] = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from mailer.webhooks.events import Refused
+from mailer.webhooks.base import Refused
 
 MAX_AGE = 300
 """Seconds a signed request stays acceptable: older ones are refused as stale, so a captured

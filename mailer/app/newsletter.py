@@ -1,0 +1,152 @@
+"""A newsletter folder put together from its config.toml: the one place that wires the pieces.
+
+The command line and the web service hold a Newsletter; everything below it receives plain values.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+
+from mailer.app.output import Written, write_folder
+from mailer.content.commentary import Collection, Commentary, Issue, Site, load_folder
+from mailer.core.config import Config
+from mailer.core.errors import ConfigError, Problem
+from mailer.core.tokens import Links, Purpose
+from mailer.delivery.base import Backend
+from mailer.render.email import RenderedIssue, render_issue
+from mailer.render.message import MessageTemplate, Recipient, Sender
+from mailer.render.theme import Theme
+from mailer.store.database import Store
+
+PREVIEW_ADDRESS = "reader@example.org"
+PREVIEW_NAME = "Reader"
+PREVIEW_SUBSCRIBER_ID = 0
+_WEAK_SECRETS = {"", "secret", "changeme", "change-me", "mailer", "example", "test", "password"}
+MINIMUM_SECRET_LENGTH = 16
+
+
+@dataclass(frozen=True)
+class Built:
+    commentaries: int
+    written: Written
+
+
+class Newsletter:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    @cached_property
+    def theme(self) -> Theme:
+        return Theme(self.config.paths.templates)
+
+    @cached_property
+    def site(self) -> Site:
+        newsletter = self.config.newsletter
+        return Site(site_url=newsletter.site_url, zone=newsletter.zone)
+
+    @cached_property
+    def store(self) -> Store:
+        return Store.open(self.config.database.url, self.config.folder)
+
+    @cached_property
+    def links(self) -> Links:
+        return Links(self.config.newsletter.site_url, self.secret())
+
+    def secret(self) -> str:
+        """The secret that signs links; refused when missing, short or a well-known default."""
+        secret = self.config.newsletter.secret
+        if secret.strip().lower() in _WEAK_SECRETS or len(secret) < MINIMUM_SECRET_LENGTH:
+            raise ConfigError(
+                [
+                    Problem(
+                        self.config.path,
+                        None,
+                        "newsletter.secret is too weak to sign unsubscribe links: use at least "
+                        f"{MINIMUM_SECRET_LENGTH} random characters, e.g. from "
+                        "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`",
+                    )
+                ]
+            )
+        return secret
+
+    def commentaries(self) -> Collection:
+        """Every commentary file, read and checked (problems are kept, not raised)."""
+        return load_folder(self.config.paths.commentaries, self.site)
+
+    def issue(self, slugs: Sequence[str]) -> Issue:
+        """The issue of these commentaries; with no slugs, the newest published one alone."""
+        collection = self.commentaries()
+        collection.raise_errors()
+        if not slugs:
+            published = collection.published()
+            if not published:
+                raise ConfigError(
+                    [
+                        Problem(
+                            self.config.paths.commentaries, None, "there is no published commentary"
+                        )
+                    ]
+                )
+            slugs = [published[0].slug]
+        return collection.issue(slugs)
+
+    def render(self, issue: Issue) -> RenderedIssue:
+        return render_issue(issue, self.theme, self.config.newsletter)
+
+    def sender(self, list_name: str) -> Sender:
+        newsletter = self.config.newsletter
+        return Sender(
+            address=newsletter.sender,
+            list_name=f"{newsletter.name}: {list_name}",
+            list_label=list_label(list_name),
+            reply_to=newsletter.reply_to,
+            unsubscribe_mailto=newsletter.unsubscribe_mailto,
+            feedback_id=newsletter.feedback_id,
+        )
+
+    def message_template(self, rendered: RenderedIssue, list_name: str) -> MessageTemplate:
+        return MessageTemplate(rendered, self.sender(list_name))
+
+    def recipient(self, subscriber_id: int, email: str, name: str) -> Recipient:
+        return Recipient(
+            email=email,
+            name=name,
+            unsubscribe_url=self.links.url(Purpose.UNSUBSCRIBE, subscriber_id),
+            preferences_url=self.links.url(Purpose.PREFERENCES, subscriber_id),
+        )
+
+    def preview_recipient(self) -> Recipient:
+        return self.recipient(PREVIEW_SUBSCRIBER_ID, PREVIEW_ADDRESS, PREVIEW_NAME)
+
+    def backend_factory(self) -> Callable[[], Backend]:
+        """Makes the configured backend, one per sending worker (see mailer.backends)."""
+        from mailer.app.backends import backend_factory  # only the chosen backend is imported
+
+        return backend_factory(self.config.delivery, self.config.dkim)
+
+    def build(self) -> Built:
+        """Feeds and web archive into the output folder; nothing is written if anything is wrong."""
+        collection = self.commentaries()
+        collection.raise_errors()
+        published = collection.published()
+        files = self.render_files(published)
+        return Built(len(published), write_folder(self.config.paths.output, files))
+
+    def render_files(self, published: Sequence[Commentary]) -> dict[str, bytes]:
+        """Feeds and archive pages by path in the output folder, in memory."""
+        from mailer.render.feeds import render_feeds  # feedgen and lxml: only when building
+        from mailer.render.site import render_site
+
+        newsletter = self.config.newsletter
+        files = render_feeds(published, newsletter, self.config.feeds.entries)
+        files.update(render_site(published, self.theme, newsletter))
+        return files
+
+
+def list_label(list_name: str) -> str:
+    """A list's name as the dot-atom label of List-Id: `Commentaries (EN)` → `commentaries-en`."""
+    label = re.sub(r"[^a-z0-9]+", "-", list_name.lower()).strip("-")
+    return label or "list"

@@ -1,0 +1,88 @@
+"""Writing generated files so that a reader never sees half of one and a failure loses nothing.
+
+Each file is written to a temporary name beside its target and renamed over it, so a full disk or a
+crash leaves the previous file whole. A file whose bytes have not changed is left alone, keeping its
+modification time (and so the ETag and Last-Modified the web service derives from it). Files a
+previous build wrote and this one does not are removed; nothing else in the folder is touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mailer.core.errors import OutputError
+
+MANIFEST = ".mailer-build"
+
+
+@dataclass
+class Written:
+    changed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` in one step; on any failure the old file stays as it was."""
+    try:
+        _replace(path, data)
+    except OSError as error:
+        raise OutputError(
+            f"cannot write {path}: {error.strerror or error}; the file that was there is "
+            "unchanged. Free some space or fix the folder's permissions, then run again"
+        ) from None
+
+
+def _replace(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
+def write_folder(folder: Path, files: Mapping[str, bytes]) -> Written:
+    """Make `folder` hold `files` (relative path to bytes), touching only what changed."""
+    written = Written()
+    for name, data in sorted(files.items()):
+        target = folder / name
+        if target.is_file() and target.read_bytes() == data:
+            written.unchanged.append(name)
+            continue
+        write_atomically(target, data)
+        written.changed.append(name)
+    manifest = folder / MANIFEST
+    previous = manifest.read_text(encoding="utf-8").splitlines() if manifest.is_file() else []
+    for name in previous:
+        if name not in files and _inside(folder, name):
+            with contextlib.suppress(FileNotFoundError):
+                (folder / name).unlink()
+                written.removed.append(name)
+                _remove_empty_parents(folder, (folder / name).parent)
+    listing = "".join(f"{name}\n" for name in sorted(files)).encode("utf-8")
+    if not manifest.is_file() or manifest.read_bytes() != listing:
+        write_atomically(manifest, listing)
+    return written
+
+
+def _inside(folder: Path, name: str) -> bool:
+    return (folder / name).resolve().is_relative_to(folder.resolve())
+
+
+def _remove_empty_parents(folder: Path, directory: Path) -> None:
+    while directory != folder and directory.is_dir() and not any(directory.iterdir()):
+        directory.rmdir()
+        directory = directory.parent

@@ -1,0 +1,195 @@
+"""Publishing: init, check, build and preview."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import webbrowser
+from collections.abc import Sequence
+from email.message import EmailMessage
+from pathlib import Path
+from typing import cast
+
+import click
+
+from mailer.app import scaffold
+from mailer.app.newsletter import Newsletter
+from mailer.app.output import write_atomically
+from mailer.cli.shared import State, count, pass_state
+from mailer.content.commentary import Commentary, Issue
+from mailer.core.errors import Problem, ProblemsError, TemplateError
+
+
+@click.command()
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--with-theme", is_flag=True, help="Copy the default theme into templates/ to edit it."
+)
+def init(folder: Path, with_theme: bool) -> None:
+    """Create a new newsletter folder: config.toml, commentaries/, subscribers/.
+
+    The packaged theme is used unless --with-theme copies it into the folder.
+
+    \b
+    Example:
+      mailer init ~/newsletters/weekly --with-theme
+    """
+    created = scaffold.create(folder, with_theme=with_theme)
+    click.echo(f"Created the newsletter folder {folder}:")
+    for path in created:
+        click.echo(f"  {path}")
+    click.echo(
+        f"Next: edit {folder / 'config.toml'}, set MAILER_SECRET, then run "
+        f"`mailer check` in {folder}."
+    )
+
+
+@click.command()
+@pass_state
+def check(state: State) -> None:
+    """Check config.toml, every commentary and the theme; print every problem.
+
+    Problems are printed as FILE:LINE: MESSAGE. The exit status is 2 when anything is wrong;
+    warnings alone leave it 0.
+
+    \b
+    Example:
+      mailer check && mailer build
+    """
+    newsletter = state.newsletter
+    problems: list[Problem] = []
+    try:
+        newsletter.secret()
+    except ProblemsError as error:
+        problems.extend(error.problems)
+    problems.extend(newsletter.theme.problems())
+    collection = newsletter.commentaries()
+    problems.extend(collection.problems)
+    if not any(not p.warning for p in problems):
+        problems.extend(_render_problems(newsletter, collection.published()))
+    for problem in problems:
+        click.echo(str(problem), err=True)
+    errors = [p for p in problems if not p.warning]
+    warnings = len(problems) - len(errors)
+    click.echo(
+        f"Checked {state.config_path}, "
+        f"{count(len(collection.commentaries), 'commentary', 'commentaries')} and the "
+        f"theme: {count(len(errors), 'error')}, {count(warnings, 'warning')}."
+    )
+    if errors:
+        raise click.exceptions.Exit(2)
+
+
+def _render_problems(newsletter: Newsletter, published: Sequence[Commentary]) -> list[Problem]:
+    """Render every email and page in memory: template errors and oversized emails."""
+    problems: list[Problem] = []
+    try:
+        newsletter.render_files(published)
+        for commentary in published:
+            warning = newsletter.render(Issue((commentary,))).size_warning()
+            if warning:
+                problems.append(warning)
+    except TemplateError as error:
+        problems.extend(error.problems)
+    return problems
+
+
+@click.command()
+@pass_state
+def build(state: State) -> None:
+    """Write the feeds and the web archive into the output folder.
+
+    Each file is replaced in one step, unchanged files are left alone, and nothing is written
+    when a commentary or template has an error.
+
+    \b
+    Example:
+      mailer build && ls public/
+    """
+    newsletter = state.newsletter
+    built = newsletter.build()
+    written = built.written
+    click.echo(
+        f"Built {count(built.commentaries, 'commentary', 'commentaries')} into "
+        f"{newsletter.config.paths.output}: {len(written.changed)} written, "
+        f"{len(written.unchanged)} unchanged, {len(written.removed)} removed."
+    )
+
+
+@click.command()
+@click.argument("slugs", nargs=-1)
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the HTML part here.",
+)
+@click.option(
+    "--text",
+    "text_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the plain-text part here.",
+)
+@click.option(
+    "--eml",
+    "eml_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the whole message (headers and both parts) here.",
+)
+@click.option("--open", "open_browser", is_flag=True, help="Open the HTML in a web browser.")
+@click.option("--list", "list_name", default=None, help="The list the issue goes to (for List-Id).")
+@pass_state
+def preview(
+    state: State,
+    slugs: tuple[str, ...],
+    html_path: Path | None,
+    text_path: Path | None,
+    eml_path: Path | None,
+    open_browser: bool,
+    list_name: str | None,
+) -> None:
+    """Show the issue made of SLUGS exactly as a subscriber would receive it.
+
+    The first slug leads in full; the others follow as title, authors and key points. With no
+    slug, the newest published commentary. The recipient is reader@example.org. With no file
+    option, all three files go into the preview/ folder beside config.toml.
+
+    \b
+    Example:
+      mailer preview stalemate --html /tmp/issue.html --open
+    """
+    newsletter = state.newsletter
+    issue = newsletter.issue(slugs)
+    rendered = newsletter.render(issue)
+    warning = rendered.size_warning()
+    if warning:
+        click.echo(str(warning), err=True)
+    list_name = list_name or newsletter.config.delivery.list
+    message_bytes = newsletter.message_template(rendered, list_name).personalise(
+        newsletter.preview_recipient()
+    )
+    message = email.message_from_bytes(message_bytes, policy=email.policy.default)
+    default = newsletter.config.folder / "preview" / issue.lead.slug
+    if not (html_path or text_path or eml_path):
+        text_path, eml_path = default.with_suffix(".txt"), default.with_suffix(".eml")
+        html_path = default.with_suffix(".html")
+    elif open_browser and not html_path:
+        html_path = default.with_suffix(".html")
+    outputs = {
+        html_path: _part(message, "html").encode("utf-8"),
+        text_path: _part(message, "plain").encode("utf-8"),
+        eml_path: message_bytes,
+    }
+    click.echo(f"Subject: {issue.subject}")
+    for path, data in outputs.items():
+        if path is not None:
+            write_atomically(path, data)
+            click.echo(f"Wrote {path} ({len(data) / 1024:.1f} KB)")
+    if open_browser and html_path and not webbrowser.open(html_path.resolve().as_uri()):
+        click.echo(f"No web browser could be started here; open {html_path} yourself.")
+
+
+def _part(message: EmailMessage, subtype: str) -> str:
+    body = message.get_body(preferencelist=(subtype,))
+    assert body is not None, f"the message has no text/{subtype} part"
+    return str(cast(EmailMessage, body).get_content())

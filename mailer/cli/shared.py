@@ -1,0 +1,65 @@
+"""What every command shares: the newsletter named by --config, read on demand, and wording."""
+
+from __future__ import annotations
+
+import sys
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mailer.app.newsletter import Newsletter
+from mailer.core import config
+from mailer.core.errors import UsageError
+
+
+class State:
+    """The config file named on the command line, read the first time a command needs it."""
+
+    def __init__(self, config_path: Path | None) -> None:
+        self.config_path = config.locate(config_path)
+
+    @cached_property
+    def newsletter(self) -> Newsletter:
+        return Newsletter(config.load(self.config_path))
+
+
+pass_state = click.make_pass_decorator(State)
+
+
+def count(number: int, singular: str, plural: str = "") -> str:
+    """`1 commentary`, `3 commentaries`."""
+    return f"{number:,} {singular if number == 1 else plural or singular + 's'}"
+
+
+def confirm(question: str, yes: bool) -> None:
+    """Ask before a destructive step on a terminal; elsewhere demand --yes."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError(
+            f"{question.rstrip('?')}: not confirmed; add --yes to do it without asking"
+        )
+    if not click.confirm(question, default=False):
+        raise click.exceptions.Exit(1)
+
+
+class _Quiet:
+    """A progress bar that shows nothing, for output that is not a terminal."""
+
+    def __enter__(self) -> _Quiet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, steps: int) -> None:
+        return None
+
+
+def progress_bar(length: int, label: str) -> Any:
+    """A progress bar on stderr when it is a terminal; silent in a pipe, a log or CI."""
+    if not sys.stderr.isatty():
+        return _Quiet()
+    return click.progressbar(length=length, label=label, file=sys.stderr, show_pos=True)

@@ -1,0 +1,343 @@
+"""`mailer subscribers`: add, import, export, list, show, remove, erase, stats."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import click
+
+from mailer.cli.shared import State, confirm, count, pass_state, progress_bar
+from mailer.core.addresses import (
+    AddressBook,
+    Candidate,
+    InvalidAddress,
+    clean_list_name,
+    clean_name,
+)
+from mailer.core.errors import UsageError
+from mailer.core.lifecycle import Reason, Status
+from mailer.store.importing.writer import import_csv
+from mailer.store.subscribers import Subscriber
+
+STATUSES = click.Choice([s.value for s in Status])
+EXPORT_COLUMNS = ("email", "name", "status", "lists", "created_at", "updated_at")
+
+
+@click.group("subscribers")
+def group() -> None:
+    """Who the newsletter goes to.
+
+    \b
+    Example:
+      mailer subscribers import people.csv --list commentaries
+      mailer subscribers stats
+    """
+
+
+@group.command()
+@click.argument("email")
+@click.option("--name", default="", help="The subscriber's name.")
+@click.option("--list", "list_names", multiple=True, help="A list to join (repeatable).")
+@click.option(
+    "--status",
+    type=click.Choice([Status.ACTIVE.value, Status.PENDING.value]),
+    default=Status.ACTIVE.value,
+    show_default=True,
+    help="pending: awaiting confirmation.",
+)
+@pass_state
+def add(state: State, email: str, name: str, list_names: tuple[str, ...], status: str) -> None:
+    """Add one subscriber, or add lists and a name to an existing one.
+
+    Without --list, the subscriber joins the default list ([delivery] list). An address that
+    unsubscribed, bounced, complained or was erased is never brought back this way.
+
+    \b
+    Example:
+      mailer subscribers add alice@example.org --name "Alice Rossi" --list commentaries
+    """
+    newsletter = state.newsletter
+    try:
+        address = AddressBook().normalise(email)
+        candidate = Candidate(
+            email=address,
+            name=clean_name(name),
+            lists=frozenset(clean_list_name(n) for n in list_names)
+            or frozenset({newsletter.config.delivery.list}),
+        )
+    except (InvalidAddress, ValueError) as error:
+        raise UsageError(str(error)) from None
+    merged = newsletter.store.subscribers.merge(
+        [candidate], status=Status(status), reason=Reason.STAFF, detail="mailer subscribers add"
+    )
+    for list_name in merged.lists_created:
+        click.echo(f"Created the list '{list_name}'.")
+    if merged.added:
+        click.echo(f"Added {address} ({status}) to {', '.join(sorted(candidate.lists))}.")
+    elif merged.updated:
+        click.echo(f"Updated {address}.")
+    elif merged.kept_out:
+        raise UsageError(
+            f"{address} unsubscribed, bounced, complained or was erased; it is not added back. "
+            "Only the person can subscribe again, through the subscription form."
+        )
+    else:
+        click.echo(f"{address} was already there; nothing changed.")
+
+
+@group.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--list", "list_names", multiple=True, help="A list every row joins (repeatable).")
+@pass_state
+def import_(state: State, file: Path, list_names: tuple[str, ...]) -> None:
+    """Import subscribers from a CSV file with the columns email,name,lists.
+
+    `lists` holds list names separated by ';'; lists that do not exist yet are created. A row
+    with no list joins the default list ([delivery] list). Bad rows are reported as FILE:LINE
+    and skipped; the rest are imported. Importing the same file again changes nothing, and an
+    address that unsubscribed, bounced, complained or was erased is never brought back.
+    Exit status 1 when some rows were rejected, 2 when the file cannot be used at all.
+
+    \b
+    Example:
+      mailer subscribers import people.csv --list commentaries
+    """
+    newsletter = state.newsletter
+    subscribers = newsletter.store.subscribers
+    try:
+        extra = [clean_list_name(n) for n in list_names]
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    with progress_bar(file.stat().st_size, f"Importing {file.name}") as bar:
+        report = import_csv(
+            file,
+            subscribers,
+            lists=extra,
+            default_list=newsletter.config.delivery.list,
+            progress=bar.update,
+        )
+    merged = report.merged
+    for problem in report.rejected:
+        click.echo(str(problem), err=True)
+    click.echo(
+        f"{file}: {count(report.rows, 'row')}: {merged.added:,} added, {merged.updated:,} updated, "
+        f"{merged.unchanged:,} unchanged, {len(report.rejected):,} rejected."
+    )
+    if merged.kept_out:
+        click.echo(
+            f"{count(merged.kept_out, 'address', 'addresses')} kept out: they unsubscribed, "
+            "bounced, complained or were erased, and an import never brings them back."
+        )
+    if merged.lists_created:
+        names = ", ".join(sorted(set(merged.lists_created)))
+        click.echo(f"Created {count(len(set(merged.lists_created)), 'list')}: {names}.")
+    if report.rejected:
+        raise click.exceptions.Exit(1)
+
+
+@group.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path), required=False)
+@click.option("--status", "statuses", type=STATUSES, multiple=True, help="Only these statuses.")
+@click.option("--list", "list_name", help="Only members of this list.")
+@pass_state
+def export(
+    state: State, file: Path | None, statuses: tuple[str, ...], list_name: str | None
+) -> None:
+    """Write subscribers as CSV (every status unless --status narrows it), to FILE or stdout.
+
+    The columns are email,name,status,lists,created_at,updated_at, so the file can be imported
+    again.
+
+    \b
+    Example:
+      mailer subscribers export active.csv --status active
+    """
+    subscribers = state.newsletter.store.subscribers.each(
+        statuses=[Status(s) for s in statuses], list_name=list_name
+    )
+    if file is None:
+        written = _write_csv(sys.stdout, subscribers)
+    else:
+        with file.open("w", encoding="utf-8", newline="") as stream:
+            written = _write_csv(stream, subscribers)
+        click.echo(f"Wrote {count(written, 'subscriber')} to {file}.", err=True)
+
+
+def _write_csv(stream: IO[str], subscribers: Iterator[Subscriber]) -> int:
+    writer = csv.writer(stream)
+    writer.writerow(EXPORT_COLUMNS)
+    written = 0
+    for subscriber in subscribers:
+        writer.writerow(
+            [
+                subscriber.email,
+                subscriber.name,
+                subscriber.status.value,
+                ";".join(subscriber.lists),
+                subscriber.created_at.isoformat(timespec="seconds"),
+                subscriber.updated_at.isoformat(timespec="seconds"),
+            ]
+        )
+        written += 1
+    return written
+
+
+@group.command("list")
+@click.option("--status", "statuses", type=STATUSES, multiple=True, help="Only these statuses.")
+@click.option("--list", "list_name", help="Only members of this list.")
+@click.option("--search", default="", help="Only addresses containing this text.")
+@click.option("--limit", default=50, show_default=True, help="Show at most this many (0: all).")
+@pass_state
+def list_(
+    state: State, statuses: tuple[str, ...], list_name: str | None, search: str, limit: int
+) -> None:
+    """Show subscribers as a table.
+
+    \b
+    Example:
+      mailer subscribers list --status bounced --search example.org
+    """
+    rows: list[tuple[str, ...]] = []
+    for subscriber in state.newsletter.store.subscribers.each(
+        statuses=[Status(s) for s in statuses], list_name=list_name, search=search
+    ):
+        if limit and len(rows) == limit:
+            click.echo(f"(showing the first {limit}; --limit 0 shows all)", err=True)
+            break
+        rows.append(
+            (
+                subscriber.email,
+                subscriber.name,
+                subscriber.status.value,
+                ", ".join(subscriber.lists),
+                subscriber.created_at.strftime("%Y-%m-%d"),
+            )
+        )
+    if not rows:
+        click.echo("No subscribers match.")
+        return
+    click.echo(_table(("EMAIL", "NAME", "STATUS", "LISTS", "SINCE"), rows))
+
+
+def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
+    widths = [min(max(len(r[i]) for r in [header, *rows]), 40) for i in range(len(header))]
+    lines = [
+        "  ".join(cell[: widths[i]].ljust(widths[i]) for i, cell in enumerate(row)).rstrip()
+        for row in [header, *rows]
+    ]
+    return "\n".join(lines)
+
+
+@group.command()
+@click.argument("email")
+@pass_state
+def show(state: State, email: str) -> None:
+    """Everything held on one person, as JSON (their data, for a subject access request).
+
+    \b
+    Example:
+      mailer subscribers show alice@example.org > alice.json
+    """
+    subscriber = _find(state, email)
+    history = state.newsletter.store.subscribers.history(subscriber.id)
+    data: dict[str, Any] = {
+        "email": subscriber.email,
+        "name": subscriber.name,
+        "status": subscriber.status.value,
+        "lists": list(subscriber.lists),
+        "created_at": subscriber.created_at.isoformat(),
+        "updated_at": subscriber.updated_at.isoformat(),
+        "consent": [
+            {"at": c.at.isoformat(), "source": c.reason, "detail": c.detail, "ip": c.ip}
+            for c in [subscriber.joined, *history]
+            if c.is_consent
+        ],
+        "history": [
+            {
+                "at": h.at.isoformat(),
+                "from": h.old_status,
+                "to": h.new_status,
+                "reason": h.reason,
+                "detail": h.detail,
+                "ip": h.ip,
+            }
+            for h in history
+        ],
+    }
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+def _find(state: State, email: str) -> Subscriber:
+    found = state.newsletter.store.subscribers.find(email)
+    if found is None:
+        raise UsageError(f"no subscriber has the address {email.strip()}")
+    return found
+
+
+@group.command()
+@click.argument("email")
+@pass_state
+def remove(state: State, email: str) -> None:
+    """Unsubscribe someone, keeping their record (and so keeping them from being re-imported).
+
+    \b
+    Example:
+      mailer subscribers remove alice@example.org
+    """
+    subscriber = _find(state, email)
+    changed = state.newsletter.store.subscribers.change_status(
+        subscriber.id, Status.UNSUBSCRIBED, Reason.STAFF, "mailer subscribers remove"
+    )
+    if changed:
+        click.echo(f"Unsubscribed {subscriber.email}.")
+    else:
+        click.echo(f"{subscriber.email} is {subscriber.status.value}; nothing changed.")
+
+
+@group.command()
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_state
+def erase(state: State, email: str, yes: bool) -> None:
+    """Delete everything held on someone (the right to erasure).
+
+    Only a one-way hash of the address is kept, on the suppression list, so that it is not
+    imported again by accident.
+
+    \b
+    Example:
+      mailer subscribers erase alice@example.org --yes
+    """
+    subscribers = state.newsletter.store.subscribers
+    confirm(f"Erase everything held on {email.strip()}?", yes)
+    if subscribers.erase(email):
+        click.echo(f"Erased {email.strip()}; its hash stays on the suppression list.")
+    else:
+        click.echo("No subscriber had that address; its hash is on the suppression list now.")
+
+
+@group.command()
+@pass_state
+def stats(state: State) -> None:
+    """Subscribers by status, and by list.
+
+    \b
+    Example:
+      mailer subscribers stats
+    """
+    by_status, by_list = state.newsletter.store.subscribers.counts()
+    statuses = [s.value for s in Status]
+    rows = [
+        ("all", *(f"{by_status.get(s, 0):,}" for s in statuses), f"{sum(by_status.values()):,}")
+    ]
+    for name in sorted(by_list):
+        counts = by_list[name]
+        rows.append(
+            (name, *(f"{counts.get(s, 0):,}" for s in statuses), f"{sum(counts.values()):,}")
+        )
+    click.echo(_table(("LIST", *(s.upper() for s in statuses), "TOTAL"), rows))

@@ -1,0 +1,411 @@
+"""Commentary files: front matter (TOML between +++ lines, or YAML between ---) and a Markdown body.
+
+Reading reports every problem of a file as `file:line: message`; a table maps each front matter
+field to its converter. A Commentary owns its derived values (slug, links, preheader).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import re
+import zoneinfo
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from mailer.content import markdown
+from mailer.core import tomltext
+from mailer.core.errors import ContentError, Problem, UsageError
+
+_DATED_NAME = re.compile(r"^\d{4}-\d{2}-\d{2}-")
+_SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_DELIMITERS = {"+++": "TOML", "---": "YAML"}
+
+
+@dataclass(frozen=True)
+class Commentary:
+    slug: str
+    path: Path
+    title: str
+    authors: tuple[str, ...]
+    date: dt.datetime
+    archive_url: str
+    """Its page in the web archive, the "view in browser" target and its stable feed id."""
+    html: str
+    text: str
+    number: str = ""
+    summary: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    url: str = ""
+    pdf: str = ""
+    pdf_size: int = 0
+    """The PDF's size in bytes, when known: RSS writes an enclosure only with its length."""
+    draft: bool = False
+
+    @property
+    def link(self) -> str:
+        """Where readers go for the piece: its canonical URL, else its archive page."""
+        return self.url or self.archive_url
+
+    @property
+    def byline(self) -> str:
+        """Authors as a person writes them: "A", "A and B", "A, B and C"."""
+        *rest, last = self.authors
+        return f"{', '.join(rest)} and {last}" if rest else last
+
+    @property
+    def preheader(self) -> str:
+        """The line mail clients show after the subject: the first key point, else the opening."""
+        if self.summary:
+            return self.summary[0]
+        opening = " ".join(self.text.split())
+        return opening[:150].rsplit(" ", 1)[0] if len(opening) > 150 else opening
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One email: the first commentary leads in full; the others follow as title, byline, points."""
+
+    commentaries: tuple[Commentary, ...]
+
+    @property
+    def lead(self) -> Commentary:
+        return self.commentaries[0]
+
+    @property
+    def others(self) -> tuple[Commentary, ...]:
+        return self.commentaries[1:]
+
+    @property
+    def subject(self) -> str:
+        return self.lead.title
+
+
+@dataclass(frozen=True)
+class Site:
+    """What reading needs to know of the newsletter: links and the time zone of plain dates."""
+
+    site_url: str
+    zone: zoneinfo.ZoneInfo
+
+    def archive_url(self, slug: str) -> str:
+        return f"{self.site_url}archive/{slug}/"
+
+
+@dataclass
+class Collection:
+    """Every commentary of a folder, with the problems found while reading them."""
+
+    commentaries: list[Commentary] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if not p.warning]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.warning]
+
+    def published(self) -> list[Commentary]:
+        """Everything but drafts, newest first (the slug breaks ties so order never wavers)."""
+        live = [c for c in self.commentaries if not c.draft]
+        return sorted(live, key=lambda c: (c.date, c.slug), reverse=True)
+
+    def issue(self, slugs: Sequence[str]) -> Issue:
+        """The issue made of these commentaries, the first one leading."""
+        known = {c.slug: c for c in self.commentaries}
+        unknown = [s for s in slugs if s not in known]
+        if unknown:
+            names = ", ".join(sorted(known)) or "none"
+            raise UsageError(f"no commentary with the slug '{unknown[0]}'; the slugs are: {names}")
+        return Issue(tuple(known[s] for s in slugs))
+
+    def raise_errors(self) -> None:
+        if self.errors:
+            raise ContentError(self.errors)
+
+
+def load_folder(folder: Path, site: Site) -> Collection:
+    """Read every `*.md` of the folder; a problem in one file does not hide the others'."""
+    collection = Collection()
+    if not folder.is_dir():
+        collection.problems.append(
+            Problem(folder, None, "no such folder; create it or set [paths] commentaries")
+        )
+        return collection
+    seen: dict[str, Path] = {}
+    for path in sorted(folder.glob("*.md")):
+        commentary, problems = read(path, site)
+        collection.problems.extend(problems)
+        if commentary is None:
+            continue
+        if commentary.slug in seen:
+            collection.problems.append(
+                Problem(
+                    path,
+                    None,
+                    f"the slug '{commentary.slug}' is taken by {seen[commentary.slug].name}; "
+                    "rename one of the two files",
+                )
+            )
+            continue
+        seen[commentary.slug] = path
+        collection.commentaries.append(commentary)
+    return collection
+
+
+def slug_of(path: Path) -> str:
+    return _DATED_NAME.sub("", path.stem)
+
+
+def read(path: Path, site: Site) -> tuple[Commentary | None, list[Problem]]:
+    """The commentary in one file, or None with the reasons it cannot be used."""
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        return None, [Problem(path, None, f"cannot be read: {error.strerror}")]
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        return None, [
+            Problem(path, line, "is not UTF-8 text; save the file as UTF-8 in your editor")
+        ]
+    text = text.replace("\r\n", "\n")
+    slug = slug_of(path)
+    if not _SLUG.match(slug):
+        return None, [
+            Problem(
+                path,
+                None,
+                f"the file name gives the slug '{slug}', which cannot go in a web address; "
+                "rename the file using letters, digits and hyphens",
+            )
+        ]
+    front = _front_matter(text, path)
+    if isinstance(front, Problem):
+        return None, [front]
+    problems: list[Problem] = []
+    values = _fields(front, path, problems)
+    archive_url = site.archive_url(slug)
+    rendered = markdown.render(
+        front.body, base_url=archive_url, path=path, first_line=front.body_line
+    )
+    problems.extend(rendered.problems)
+    if any(not p.warning for p in problems):
+        return None, problems
+    date = values.pop("date")
+    if isinstance(date, dt.date) and not isinstance(date, dt.datetime):
+        date = dt.datetime.combine(date, dt.time(), tzinfo=site.zone)
+    return (
+        Commentary(
+            slug=slug,
+            path=path,
+            date=date,
+            archive_url=archive_url,
+            html=rendered.html,
+            text=rendered.text,
+            **values,
+        ),
+        problems,
+    )
+
+
+# Front matter ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _FrontMatter:
+    kind: str
+    data: dict[str, Any]
+    text: str
+    body: str
+    body_line: int
+    key_lines: dict[str, int]
+
+
+def _front_matter(text: str, path: Path) -> _FrontMatter | Problem:
+    lines = text.split("\n")
+    opener = lines[0].strip()
+    if opener not in _DELIMITERS:
+        return Problem(
+            path,
+            1,
+            "a commentary starts with front matter between +++ lines (TOML) or --- lines (YAML); "
+            "see commentaries/ for an example",
+        )
+    closing = next((i for i, line in enumerate(lines[1:], 1) if line.strip() == opener), None)
+    if closing is None:
+        return Problem(
+            path, 1, f"the front matter opened here is never closed; add a line {opener}"
+        )
+    inner = "\n".join(lines[1:closing])
+    body_text = "\n".join(lines[closing + 1 :])
+    if _DELIMITERS[opener] == "TOML":
+        parsed = tomltext.parse(inner, path, first_line=2)
+        if isinstance(parsed, Problem):
+            return parsed
+        keys = {key: tomltext.key_line(inner, (), key, first_line=2) for key in parsed}
+    else:
+        loaded = _yaml(inner, path)
+        if isinstance(loaded, Problem):
+            return loaded
+        parsed, keys = loaded
+    return _FrontMatter(_DELIMITERS[opener], parsed, inner, body_text, closing + 2, keys)
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that an impossible date (2025-13-45) stays text, so that
+    it is reported at its line like any other bad date instead of stopping the whole file."""
+
+    def construct_yaml_timestamp(self, node: yaml.ScalarNode) -> Any:
+        try:
+            return super().construct_yaml_timestamp(node)
+        except ValueError:
+            return self.construct_scalar(node)
+
+
+_YamlLoader.add_constructor("tag:yaml.org,2002:timestamp", _YamlLoader.construct_yaml_timestamp)
+
+
+def _yaml(text: str, path: Path) -> tuple[dict[str, Any], dict[str, int]] | Problem:
+    try:
+        node = yaml.compose(text, Loader=_YamlLoader)
+        data = yaml.load(text, Loader=_YamlLoader)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        line = mark.line + 2 if mark else 1
+        return Problem(path, line, f"this is not valid YAML: {error.problem or error}")
+    except yaml.YAMLError as error:
+        return Problem(path, 1, f"this is not valid YAML: {error}")
+    if data is None:
+        data, node = {}, None
+    if not isinstance(data, dict) or not isinstance(node, yaml.MappingNode | None):
+        return Problem(path, 2, "the front matter must be a set of `key: value` lines")
+    keys = {str(k.value): k.start_mark.line + 2 for k, _ in node.value} if node else {}
+    return {str(k): v for k, v in data.items()}, keys
+
+
+# Fields ----------------------------------------------------------------------------------------
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"must be text in quotes, not {value!r}")
+    if any(c in value for c in "\r\n"):
+        raise ValueError("must be on one line")
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value.strip()
+
+
+def _texts(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        raise ValueError(f'must be a list in brackets, like ["one", "two"], not {value!r}')
+    return tuple(_text(item) for item in value)
+
+
+def _some_texts(value: Any) -> tuple[str, ...]:
+    items = _texts(value)
+    if not items:
+        raise ValueError('needs at least one name, like ["Nona Mikhelidze"]')
+    return items
+
+
+def _date(value: Any) -> dt.date:
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            raise ValueError(
+                f"{value.isoformat()} has no time zone offset; write it like "
+                f"{value.isoformat()}+02:00, or give just the date"
+            )
+        return value
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str):
+        try:
+            return _date(
+                dt.datetime.fromisoformat(value) if "T" in value else dt.date.fromisoformat(value)
+            )
+        except ValueError as error:
+            if "offset" in str(error):
+                raise
+    raise ValueError(
+        f"{value!r} is not a date; write a date like 2025-09-17 (no quotes) "
+        "or a date-time with offset like 2025-09-17T09:00:00+02:00"
+    )
+
+
+def _web_url(value: Any) -> str:
+    url = _text(value)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"'{url}' is not a full web address starting with https://")
+    return url
+
+
+def _size(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ValueError(
+            f"must be the PDF's size in bytes, a whole number like 482133, not {value!r}"
+        )
+    return value
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"must be true or false, not {value!r}")
+    return value
+
+
+_FIELDS: dict[str, tuple[Callable[[Any], Any], bool]] = {
+    # name: (converter, required)
+    "title": (_text, True),
+    "authors": (_some_texts, True),
+    "date": (_date, True),
+    "number": (_text, False),
+    "summary": (_texts, False),
+    "tags": (_texts, False),
+    "url": (_web_url, False),
+    "pdf": (_web_url, False),
+    "pdf_size": (_size, False),
+    "draft": (_flag, False),
+}
+
+
+def _fields(front: _FrontMatter, path: Path, problems: list[Problem]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for key, value in front.data.items():
+        line = front.key_lines.get(key, 2)
+        if key not in _FIELDS:
+            problems.append(Problem(path, line, _unknown_field(key)))
+            continue
+        convert, _ = _FIELDS[key]
+        try:
+            values[key] = convert(value)
+        except ValueError as error:
+            problems.append(Problem(path, line, f"{key} {error}"))
+    for key, (_, required) in _FIELDS.items():
+        if required and key not in front.data:
+            example = {
+                "title": 'title = "…"',
+                "authors": 'authors = ["…"]',
+                "date": "date = 2025-09-17",
+            }
+            hint = example[key] if front.kind == "TOML" else example[key].replace(" =", ":")
+            problems.append(Problem(path, 1, f"the front matter has no {key}; add `{hint}`"))
+    return values
+
+
+def _unknown_field(key: str) -> str:
+    nearest = difflib.get_close_matches(key, list(_FIELDS), n=1, cutoff=0.6)
+    hint = f"did you mean '{nearest[0]}'?" if nearest else f"the fields are: {', '.join(_FIELDS)}"
+    return f"unknown field '{key}'; {hint}"

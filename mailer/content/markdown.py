@@ -1,0 +1,207 @@
+"""A commentary's Markdown body, made safe: HTML for email, feeds and web, and plain text for email.
+
+Raw HTML is never passed through (it shows as text), links are limited to http, https and mailto,
+and relative links and images are made absolute against the commentary's own web page, because an
+email has no base URL.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
+from markdown_it.tree import SyntaxTreeNode
+
+from mailer.core.errors import Problem
+
+ALLOWED_SCHEMES = ("http", "https", "mailto")
+TEXT_WIDTH = 72
+_SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*):")
+
+
+@dataclass(frozen=True)
+class Body:
+    html: str
+    text: str
+    problems: tuple[Problem, ...]
+
+
+def is_allowed_link(url: str) -> bool:
+    """True for http, https and mailto links and for relative ones (made absolute later)."""
+    found = _SCHEME.match(url.strip())
+    return found is None or found.group(1).lower() in ALLOWED_SCHEMES
+
+
+class _SafeMarkdown(MarkdownIt):
+    """CommonMark with raw HTML off and only allowed links, remembering the links it refused."""
+
+    def __init__(self) -> None:
+        super().__init__("commonmark", {"html": False, "typographer": True})
+        self.enable(["replacements", "smartquotes", "table", "strikethrough"])
+        self.refused: list[str] = []
+
+    def validateLink(self, url: str) -> bool:
+        if is_allowed_link(url):
+            return True
+        self.refused.append(self.normalizeLinkText(url))  # as written, not percent-encoded
+        return False
+
+
+def render(source: str, *, base_url: str, path: Path, first_line: int) -> Body:
+    """The body as HTML and text; problems carry file lines (`first_line` is the body's first)."""
+    markdown = _SafeMarkdown()
+    tokens = markdown.parse(source)
+    problems = [
+        Problem(
+            path,
+            first_line + _line_of(source, url),
+            f"link to '{url}' is not allowed: links may only use http, https or mailto",
+        )
+        for url in markdown.refused
+    ]
+    for token, line in _inline_tokens(tokens):
+        _make_absolute(token, base_url)
+        if token.type == "image" and not token.content.strip():
+            problems.append(
+                Problem(
+                    path,
+                    first_line + line,
+                    "image has no description; write one for readers who cannot see it: "
+                    "![what the image shows](address)",
+                    warning=True,
+                )
+            )
+    html = markdown.renderer.render(tokens, markdown.options, {})
+    text = "\n\n".join(_blocks(SyntaxTreeNode(tokens), TEXT_WIDTH))
+    return Body(html=html, text=text, problems=tuple(problems))
+
+
+def _line_of(source: str, fragment: str) -> int:
+    """Zero-based line of the first occurrence of fragment (0 when it is not found verbatim)."""
+    at = source.find(fragment)
+    return source.count("\n", 0, at) if at >= 0 else 0
+
+
+def _inline_tokens(tokens: list[Token]) -> Iterator[tuple[Token, int]]:
+    for token in tokens:
+        line = token.map[0] if token.map else 0
+        for child in token.children or ():
+            yield child, line
+
+
+def _make_absolute(token: Token, base_url: str) -> None:
+    name = {"link_open": "href", "image": "src"}.get(token.type)
+    if name is None:
+        return
+    value = str(token.attrGet(name) or "")
+    if urlsplit(value).scheme == "":
+        token.attrSet(name, urljoin(base_url, value))
+
+
+# Plain text ------------------------------------------------------------------------------------
+
+
+def _blocks(node: SyntaxTreeNode, width: int) -> Iterator[str]:
+    """Each block of a container as wrapped text (blank lines go between them)."""
+    for child in node.children:
+        block = _block(child, width)
+        if block:
+            yield block
+
+
+def _block(node: SyntaxTreeNode, width: int) -> str:
+    kind = node.type
+    if kind == "heading":
+        title = _inline(node)
+        underline = "=" if node.tag in ("h1", "h2") else "-"
+        return f"{wrap(title, width)}\n{underline * min(len(title), width)}"
+    if kind == "paragraph":
+        return wrap(_inline(node), width)
+    if kind == "blockquote":
+        inner = "\n\n".join(_blocks(node, width - 2))
+        return "\n".join(f"| {line}".rstrip() for line in inner.splitlines())
+    if kind in ("bullet_list", "ordered_list"):
+        return _list(node, width)
+    if kind in ("code_block", "fence"):
+        return "\n".join("    " + line for line in node.content.rstrip("\n").splitlines())
+    if kind == "hr":
+        return "* * *".center(width).rstrip()
+    if kind == "table":
+        return _table(node)
+    return "\n\n".join(_blocks(node, width))
+
+
+def _list(node: SyntaxTreeNode, width: int) -> str:
+    start = int(str(node.attrs.get("start", 1)))
+    items = []
+    for number, item in enumerate(node.children, start=start):
+        marker = f"{number}. " if node.type == "ordered_list" else "* "
+        indent = " " * len(marker)
+        inner = "\n\n".join(_blocks(item, width - len(marker)))
+        lines = inner.splitlines() or [""]
+        items.append(
+            "\n".join([marker + lines[0]] + [(indent + line).rstrip() for line in lines[1:]])
+        )
+    return "\n".join(items)
+
+
+def _table(node: SyntaxTreeNode) -> str:
+    rows = [
+        " | ".join(_inline(cell) for cell in row.children)
+        for section in node.children
+        for row in section.children
+    ]
+    return "\n".join(rows)
+
+
+def _inline(node: SyntaxTreeNode) -> str:
+    return "".join(_inline_parts(node))
+
+
+def _inline_parts(node: SyntaxTreeNode) -> Iterator[str]:
+    for child in node.children:
+        kind = child.type
+        if kind in ("text", "code_inline"):
+            yield child.content
+        elif kind == "softbreak":
+            yield " "
+        elif kind == "hardbreak":
+            yield "\n"
+        elif kind == "link":
+            label = _inline(child)
+            href = str(child.attrs.get("href", ""))
+            shown = href.removeprefix("mailto:")
+            yield shown if label in (href, shown) else f"{label} ({shown})"
+        elif kind == "image":
+            yield f"[{child.content or 'image'}: {child.attrs.get('src', '')}]"
+        else:
+            yield from _inline_parts(child)
+
+
+def wrap(
+    text: str, width: int = TEXT_WIDTH, indent: str = "", subsequent: str | None = None
+) -> str:
+    """Plain text wrapped for email, never breaking a word or a URL, keeping hard line breaks.
+
+    `indent` starts the first line (a bullet, say); the following lines are indented as far unless
+    `subsequent` says otherwise.
+    """
+    following = " " * len(indent) if subsequent is None else subsequent
+    lines = text.split("\n")
+    return "\n".join(
+        textwrap.fill(
+            line,
+            width=max(width, 20),
+            initial_indent=indent if number == 0 else following,
+            subsequent_indent=following,
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
+        for number, line in enumerate(lines)
+    )

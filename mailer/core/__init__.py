@@ -1,0 +1,3 @@
+"""What every part of mailer shares: errors, lifecycle, addresses, events, tokens, urls, config.
+
+It imports nothing else of mailer."""

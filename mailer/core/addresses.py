@@ -1,0 +1,117 @@
+"""Email addresses and names as subscribers give them: validated, normalised, safe for headers.
+
+Addresses are checked by email-validator (no DNS look-ups; internationalised addresses allowed).
+It costs about 50 µs an address, too slow for a million-row import, so an address made only of
+the plain characters every validator accepts, at a domain email-validator has already accepted,
+is taken without asking again: the verdict on a domain does not depend on the local part.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from email_validator import EmailNotValidError, validate_email
+
+from mailer.core.lifecycle import Status
+
+_PLAIN = re.compile(
+    r"^(?P<local>[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*)"
+    r"@(?P<domain>(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63})$"
+)
+MAX_LENGTH = 254
+MAX_LOCAL_LENGTH = 64
+MAX_NAME_LENGTH = 200
+MAX_LIST_NAME_LENGTH = 100
+
+
+class InvalidAddress(ValueError):
+    """An address that cannot receive mail; the message says why in plain words."""
+
+
+@dataclass
+class AddressBook:
+    """Validates addresses, remembering which domains email-validator accepted."""
+
+    good_domains: dict[str, str] = field(default_factory=dict)
+    """Each domain email-validator accepted, as written (lower-cased) → as stored (Unicode)."""
+
+    def normalise(self, raw: str) -> str:
+        """The address as stored: trimmed, domain lower-cased (IDN kept in Unicode)."""
+        address = raw.strip()
+        if not address:
+            raise InvalidAddress("the address is empty")
+        plain = _PLAIN.match(address)
+        if plain and len(address) <= MAX_LENGTH and len(plain["local"]) <= MAX_LOCAL_LENGTH:
+            domain = self.good_domains.get(plain["domain"].lower())
+            if domain is not None:
+                return f"{plain['local']}@{domain}"
+        try:
+            checked = validate_email(address, check_deliverability=False)
+        except EmailNotValidError as error:
+            raise InvalidAddress(f"'{address}' is not a valid email address: {error}") from None
+        domain = checked.domain.lower()
+        self.good_domains[checked.ascii_domain.lower()] = domain
+        self.good_domains[domain] = domain
+        return f"{checked.local_part}@{domain}"
+
+
+def key(address: str) -> str:
+    """What makes two addresses the same person: the whole address, lower-cased.
+
+    Not case-folded: folding makes `straße@` and `strasse@` one person, and they are two
+    mailboxes."""
+    return address.lower()
+
+
+def suppression_hash(address: str) -> str:
+    """The only trace an erased address leaves: enough to recognise it, not to read it."""
+    return hashlib.sha256(key(address).encode("utf-8")).hexdigest()
+
+
+def clean_name(raw: str) -> str:
+    """A subscriber's name: any Unicode, but never a line break or other control character."""
+    name = raw.strip()
+    if name.isprintable() and len(name) <= MAX_NAME_LENGTH:  # the common case, checked in C
+        return name
+    bad = [c for c in name if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") and c != "\u200d"]
+    if bad:
+        shown = ", ".join(sorted({f"U+{ord(c):04X}" for c in bad}))
+        raise ValueError(f"the name holds a line break or control character ({shown})")
+    if len(name) > MAX_NAME_LENGTH:
+        raise ValueError(f"the name is longer than {MAX_NAME_LENGTH} characters")
+    return name
+
+
+def as_stored(raw: str) -> str:
+    """The address as mailer stores it, for looking someone up; as typed if it is not valid."""
+    try:
+        return AddressBook().normalise(raw)
+    except InvalidAddress:
+        return raw.strip()
+
+
+def clean_list_name(name: str) -> str:
+    """A list name as typed: trimmed, one line, not empty, no `;` (the CSV separator)."""
+    cleaned = name.strip()
+    if not cleaned:
+        raise ValueError("a list name cannot be empty")
+    if ";" in cleaned or any(ord(c) < 32 or ord(c) == 127 for c in cleaned):
+        raise ValueError(f"the list name {cleaned!r} holds ';' or a control character")
+    if len(cleaned) > MAX_LIST_NAME_LENGTH:
+        raise ValueError(f"a list name has at most {MAX_LIST_NAME_LENGTH} characters")
+    return cleaned
+
+
+class Candidate(NamedTuple):
+    """One person to add or merge, already validated (an import row, a form, a staff command)."""
+
+    email: str
+    name: str
+    lists: frozenset[str]
+    line: int = 0
+    status: Status | None = None
+    """The status a row of an exported list carries; None takes the import's."""

@@ -1,0 +1,1 @@
+"""The sending services: one package each, declaring its settings, backend and webhook."""

@@ -1,0 +1,1 @@
+"""The send engine: campaigns sent through a backend, recorded in the store."""

@@ -1,0 +1,347 @@
+"""The send engine: claim a batch, hand it to the backend, record each result, again.
+
+It knows the campaign store and the backend interface, never a concrete backend or SQL. Several
+worker threads (the configured concurrency) each hold their own backend (an SMTP connection, an
+HTTP session) and share one rate limit. Every batch is recorded as soon as the backend answers,
+so a crash can repeat at most the batches that were in flight, and never loses anybody.
+
+Temporary failures go back in the queue with exponential backoff and jitter (at least what
+Retry-After asked), up to max_attempts. A backend that refuses everything, or refuses the
+credentials, pauses the campaign with the reason instead of burning through the list.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from mailer.core.lifecycle import Status
+from mailer.delivery.base import Backend, BackendError, Outcome, Outgoing, Result
+from mailer.render.message import HeaderInjection, MessageTemplate, Recipient, header_safe
+from mailer.store.campaigns import Campaign, Campaigns, CampaignStatus, Claimed, State
+from mailer.store.campaigns import Outcome as Recorded
+
+PAUSE_AFTER_MESSAGES = 50
+"""A run of this many messages with none accepted (and at least three batches) pauses."""
+PAUSE_AFTER_BATCHES = 3
+FIRST_BATCH = 10
+"""A worker starts with batches this small and doubles them while messages are accepted, so
+that a service refusing everything is noticed before the list is used up."""
+
+
+@dataclass(frozen=True)
+class Pace:
+    rate: float = 0.0
+    """Messages per second at most, over all workers; 0 is unlimited."""
+    concurrency: int = 4
+    max_attempts: int = 5
+    retry_backoff: float = 2.0
+    lease: dt.timedelta = dt.timedelta(minutes=5)
+    batch_size: int = 0
+    """Recipients claimed at a time; 0 takes the backend's own batch size."""
+
+
+@dataclass
+class Tally:
+    """What this run did so far; shared by the workers."""
+
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+    retried: int = 0
+    bounced: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def done(self) -> int:
+        return self.sent + self.failed + self.skipped
+
+
+@dataclass(frozen=True)
+class RunReport:
+    campaign: Campaign
+    tally: Tally
+    elapsed: float
+    counts: dict[State, int]
+
+    @property
+    def rate(self) -> float:
+        return self.tally.sent / self.elapsed if self.elapsed > 0 else 0.0
+
+
+class RateLimit:
+    """A token bucket shared by the workers: `take(n)` waits until n messages may go."""
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.clock = clock
+        self.lock = threading.Lock()
+        self.next_free = clock()
+
+    def take(self, count: int) -> None:
+        """Wait until `count` more messages may go: the last of them at its own slot."""
+        if self.rate <= 0 or count <= 0:
+            return
+        with self.lock:
+            now = self.clock()
+            start = max(now, self.next_free)
+            self.next_free = start + count / self.rate
+        wait = start + (count - 1) / self.rate - now
+        if wait > 0:
+            time.sleep(wait)
+
+    def most(self, size: int) -> int:
+        """A batch size that keeps a burst within a tenth of a second of the rate."""
+        return size if self.rate <= 0 else max(1, min(size, int(self.rate / 10)))
+
+
+class Paused(Exception):
+    """Stop every worker and pause the campaign, saying why."""
+
+
+class Engine:
+    def __init__(
+        self,
+        campaigns: Campaigns,
+        template: MessageTemplate,
+        make_backend: Callable[[], Backend],
+        recipient: Callable[[int, str, str], Recipient],
+        pace: Pace,
+        worker: str,
+    ) -> None:
+        self.campaigns = campaigns
+        self.template = template
+        self.make_backend = make_backend
+        self.recipient = recipient
+        self.pace = pace
+        self.worker = worker
+        self.limit = RateLimit(pace.rate)
+        self.tally = Tally()
+        self.stop = threading.Event()
+        self.pause_reason = ""
+        self.failing_messages = 0
+        self.failing_batches = 0
+        self.unreachable = 0
+        """Batches in a row that the backend could not hand over at all."""
+        self.workers = [f"{worker}/{n}" for n in range(pace.concurrency)]
+
+    def run(
+        self, campaign: Campaign, progress: Callable[[Tally], None] = lambda _: None
+    ) -> RunReport:
+        """Send what remains of `campaign`; returns when it is done, paused or cancelled."""
+        started = time.monotonic()
+        threads = [
+            threading.Thread(target=self._work, args=(campaign, name), daemon=True)
+            for name in self.workers
+        ]
+        for thread in threads:
+            thread.start()
+        renewed = time.monotonic()
+        while any(thread.is_alive() for thread in threads):
+            for thread in threads:
+                thread.join(timeout=0.2)
+            progress(self.tally)
+            if time.monotonic() - renewed > self.pace.lease.total_seconds() / 3:
+                # Batches still being handed over keep their lease: nobody takes them over.
+                self.campaigns.extend(campaign.id, self.workers, self.pace.lease)
+                renewed = time.monotonic()
+        progress(self.tally)
+        if self.pause_reason:
+            self.campaigns.set_status(campaign.id, CampaignStatus.PAUSED, self.pause_reason)
+        elif self._status(campaign) == CampaignStatus.RUNNING and not self.campaigns.unfinished(
+            campaign.id
+        ):
+            self.campaigns.set_status(campaign.id, CampaignStatus.DONE)
+        final = self.campaigns.get(campaign.id) or campaign
+        return RunReport(
+            final, self.tally, time.monotonic() - started, self.campaigns.counts(final.id)
+        )
+
+    def _status(self, campaign: Campaign) -> CampaignStatus:
+        current = self.campaigns.get(campaign.id)
+        return current.status if current else CampaignStatus.CANCELLED
+
+    # A worker thread ---------------------------------------------------------------------------
+
+    def _work(self, campaign: Campaign, worker: str) -> None:
+        backend = self.make_backend()
+        largest = self.limit.most(self.pace.batch_size or backend.batch_size)
+        size = min(FIRST_BATCH, largest)
+        try:
+            while not self.stop.is_set():
+                if self._status(campaign) != CampaignStatus.RUNNING:
+                    return
+                claimed = self.campaigns.claim(campaign.id, worker, size, self.pace.lease)
+                if not claimed:
+                    if not self._wait_for_more(campaign):
+                        return
+                    continue
+                try:
+                    outcomes = self._deliver(backend, claimed)
+                except Paused as pause:
+                    self.campaigns.release(campaign.id, worker)
+                    self._pause(str(pause))
+                    return
+                self.campaigns.record(campaign.id, worker, outcomes)
+                self._count(outcomes)
+                if any(o.state == State.SENT for o in outcomes):
+                    size = min(size * 2, largest)
+                if self.unreachable >= self.pace.max_attempts:
+                    self._pause(f"{outcomes[-1].error} ({self.unreachable} times in a row)")
+                    return
+                if self.unreachable:  # wait before trying the service again
+                    self.stop.wait(
+                        min(self._backoff(self.unreachable), self.pace.lease.total_seconds() / 3)
+                    )
+        except Exception as error:  # a worker must never die silently: pause and say why
+            self._pause(f"mailer stopped on an unexpected error: {error!r}")
+            sys.stderr.write(f"mailer: sending stopped: {error!r}\n")
+        finally:
+            backend.close()
+
+    def _backoff(self, attempt: int, at_least: float = 0.0) -> float:
+        """Seconds before attempt number `attempt + 1`: doubling, with jitter."""
+        delay = self.pace.retry_backoff * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
+        return float(max(delay, at_least))
+
+    def _wait_for_more(self, campaign: Campaign) -> bool:
+        """Nothing to claim now: wait for retries or other workers' batches; False when done."""
+        if not self.campaigns.unfinished(campaign.id):
+            return False
+        due = self.campaigns.next_retry(campaign.id)
+        now = dt.datetime.now(dt.UTC)
+        wait = 0.2 if due is None else min(max((due - now).total_seconds(), 0.02), 0.5)
+        self.stop.wait(wait)
+        return not self.stop.is_set()
+
+    def _pause(self, reason: str) -> None:
+        with self.tally.lock:
+            if not self.pause_reason:
+                self.pause_reason = reason
+        self.stop.set()
+
+    def _deliver(self, backend: Backend, claimed: list[Claimed]) -> list[Recorded]:
+        outcomes: list[Recorded] = []
+        outgoing: list[Outgoing] = []
+        attempts: dict[int, int] = {}
+        for person in claimed:
+            if person.status != Status.ACTIVE:
+                outcomes.append(
+                    Recorded(
+                        person.subscriber_id,
+                        State.SKIPPED,
+                        person.attempts,
+                        error=f"{person.status.value} while the campaign ran",
+                    )
+                )
+                continue
+            try:
+                header_safe(person.name, "the name")
+                header_safe(person.email, "the address")
+            except HeaderInjection as error:
+                outcomes.append(
+                    Recorded(person.subscriber_id, State.FAILED, person.attempts, error=str(error))
+                )
+                continue
+            attempts[person.subscriber_id] = person.attempts + 1
+            outgoing.append(
+                Outgoing(
+                    person.subscriber_id,
+                    self.recipient(person.subscriber_id, person.email, person.name),
+                    self.template.message_id(),
+                )
+            )
+        if not outgoing:
+            return outcomes
+        self.limit.take(len(outgoing))
+        try:
+            results = backend.send(self.template, outgoing)
+        except BackendError as error:
+            if not error.temporary:
+                raise Paused(str(error)) from None
+            return outcomes + self._unreachable(claimed, outgoing, error)
+        self.unreachable = 0
+        self._watch(results)
+        for message, result in zip(outgoing, results, strict=True):
+            outcomes.append(
+                self._recorded(message.subscriber_id, attempts[message.subscriber_id], result)
+            )
+        return outcomes
+
+    def _unreachable(
+        self, claimed: list[Claimed], outgoing: list[Outgoing], error: BackendError
+    ) -> list[Recorded]:
+        """Nothing of the batch was handed over: back in the queue, no attempt counted (the
+        service failed, not the message); enough of these in a row pause the campaign."""
+        with self.tally.lock:
+            self.unreachable += 1
+            count = self.unreachable
+        when = dt.datetime.now(dt.UTC) + dt.timedelta(
+            seconds=self._backoff(count, error.retry_after or 0.0)
+        )
+        waiting = {message.subscriber_id for message in outgoing}
+        return [
+            Recorded(p.subscriber_id, State.QUEUED, p.attempts, error=str(error), not_before=when)
+            for p in claimed
+            if p.subscriber_id in waiting
+        ]
+
+    def _recorded(self, subscriber_id: int, attempts: int, result: Result) -> Recorded:
+        if result.outcome == Outcome.SENT:
+            return Recorded(subscriber_id, State.SENT, attempts, message_id=result.message_id)
+        if result.outcome == Outcome.RETRY:
+            if attempts < self.pace.max_attempts:
+                delay = self._backoff(attempts, result.retry_after or 0.0)
+                when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay)
+                return Recorded(
+                    subscriber_id, State.QUEUED, attempts, error=result.reason, not_before=when
+                )
+            return Recorded(
+                subscriber_id,
+                State.FAILED,
+                attempts,
+                error=f"gave up after {attempts} attempts: {result.reason}",
+            )
+        return Recorded(
+            subscriber_id,
+            State.FAILED,
+            attempts,
+            error=result.reason,
+            bounced=result.outcome == Outcome.BOUNCED,
+        )
+
+    def _watch(self, results: list[Result]) -> None:
+        """Pause when the service has accepted nothing for a good while."""
+        with self.tally.lock:
+            if any(r.outcome == Outcome.SENT for r in results):
+                self.failing_messages = self.failing_batches = 0
+                return
+            self.failing_messages += len(results)
+            self.failing_batches += 1
+            failing = (
+                self.failing_messages >= PAUSE_AFTER_MESSAGES
+                and self.failing_batches >= PAUSE_AFTER_BATCHES
+            )
+        if failing:
+            raise Paused(
+                f"the last {self.failing_messages} messages were all refused or failed; the last "
+                f"reason: {results[-1].reason}"
+            )
+
+    def _count(self, outcomes: list[Recorded]) -> None:
+        with self.tally.lock:
+            for outcome in outcomes:
+                if outcome.state == State.SENT:
+                    self.tally.sent += 1
+                elif outcome.state == State.FAILED:
+                    self.tally.failed += 1
+                    self.tally.bounced += outcome.bounced
+                elif outcome.state == State.SKIPPED:
+                    self.tally.skipped += 1
+                else:
+                    self.tally.retried += 1

@@ -1,0 +1,1 @@
+"""CSV import of subscribers: a reader process checks rows, the writer merges them in."""

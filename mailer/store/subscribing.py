@@ -1,0 +1,54 @@
+"""What a subscribe request does to the database, apart from HTTP: double opt-in.
+
+A new address is stored pending, with its consent (form, time, client address); an address that
+unsubscribed or bounced becomes pending again through this new consent; either way nobody receives
+an issue before following the link in the confirmation message. An active address, a complaint
+and an erased address are left as they are and get no message, and the person asking is told the
+same as everybody else, so the form never reveals who is subscribed.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.exc import IntegrityError
+
+from mailer.core.addresses import Candidate
+from mailer.core.lifecycle import Reason, Status
+from mailer.store.database import Store
+from mailer.store.subscribers import Subscriber
+
+COME_BACK = frozenset({Status.UNSUBSCRIBED, Status.BOUNCED})
+"""Statuses a new subscription through the form moves back to pending."""
+
+
+def request_subscription(
+    store: Store, candidate: Candidate, detail: str, ip: str
+) -> Subscriber | None:
+    """Record the request; the subscriber to send a confirmation message to, or None."""
+    subscribers = store.subscribers
+    for _attempt in range(2):  # a second try when another request added the address meanwhile
+        found = subscribers.find(candidate.email)
+        try:
+            if found is None:
+                merged = subscribers.merge(
+                    [candidate], status=Status.PENDING, reason=Reason.FORM, detail=detail, ip=ip
+                )
+                return subscribers.find(candidate.email) if merged.added else None  # erased
+        except IntegrityError:
+            continue
+        if found.status == Status.PENDING:
+            subscribers.merge(
+                [candidate],
+                status=Status.PENDING,
+                reason=Reason.FORM,
+                detail=detail,
+                ip=ip,
+                replace_names=False,
+            )
+        elif found.status in COME_BACK:
+            if not subscribers.change_status(found.id, Status.PENDING, Reason.FORM, detail, ip):
+                return None
+            subscribers.set_lists(found.id, candidate.lists)
+        else:
+            return None
+        return subscribers.get(found.id)
+    return None
