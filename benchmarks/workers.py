@@ -35,7 +35,7 @@ from sqlalchemy import Connection, create_engine, func, select, text
 
 from mailer.app.newsletter import Newsletter
 from mailer.core import config
-from mailer.store.campaigns import State
+from mailer.store.campaigns import DeliveryState
 from mailer.store.schema import deliveries
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -100,7 +100,7 @@ def import_people(folder: Path, recipients: int) -> None:
 def left(connection: Connection, campaign_id: int) -> int:
     query = select(func.count()).where(
         deliveries.c.campaign_id == campaign_id,
-        deliveries.c.state.in_([State.QUEUED.value, State.SENDING.value]),
+        deliveries.c.state.in_([DeliveryState.QUEUED.value, DeliveryState.SENDING.value]),
     )
     return int(connection.execute(query).scalar_one())
 
@@ -151,7 +151,7 @@ def send_with_workers(
             raise SystemExit(f"a worker failed: {out}{err}")
         sent.append(int(found[1].replace(",", "")))
     counts = store.campaigns.counts(campaign.id)
-    if counts[State.SENT] != campaign.recipients:
+    if counts[DeliveryState.SENT] != campaign.recipients:
         raise SystemExit(f"campaign {campaign.id} ended with {counts}")
     return campaign.recipients / elapsed, sent
 

@@ -1,4 +1,4 @@
-"""config.toml and the environment (SPEC section 8): every mistake named with its line, secrets read
+"""config.toml and the environment: every mistake named with its line, secrets read
 from the environment only when needed, paths relative to the file, and where the file is found.
 """
 

@@ -1,4 +1,4 @@
-"""Commentary files (SPEC section 3): what is read from them, and every way they are refused.
+"""Commentary files: what is read from them, and every way they are refused.
 
 A refused commentary is reported as `file:line: message` by both `mailer check` and `mailer build`,
 both exit with status 2, and the build leaves the output folder exactly as it was.

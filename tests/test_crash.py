@@ -1,6 +1,6 @@
 """A real `mailer send` process killed with SIGKILL part-way, then run again to completion.
 
-The promise (SPEC section 6): every recipient receives the issue, nobody logged as sent receives
+The promise: every recipient receives the issue, nobody logged as sent receives
 it twice, and the only duplicates are messages that were in flight at the kill: at most the
 batches the workers held (concurrency × batch size). On PostgreSQL the second run takes the dead
 worker's batches over once their lease runs out, so the lease is set short here.
@@ -18,7 +18,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from mailer.delivery.smtp import SmtpBackend
-from mailer.store.campaigns import State
+from mailer.store.campaigns import DeliveryState
 from mailer.store.schema import deliveries
 from tests.conftest import SECRET, Folder, Run
 from tests.smtp_server import (
@@ -36,7 +36,7 @@ LEASE_SECONDS = 8
 
 def wait_until_logged_as_sent(folder: Folder, process: subprocess.Popen[bytes], count: int) -> None:
     """Until `count` deliveries are logged as sent by the running `mailer send`."""
-    query = select(func.count()).where(deliveries.c.state == State.SENT.value)
+    query = select(func.count()).where(deliveries.c.state == DeliveryState.SENT.value)
     deadline = time.monotonic() + 60
     with newsletter_of(folder) as newsletter:
         while True:
@@ -79,8 +79,10 @@ def test_a_killed_send_resumes_without_losing_anybody_or_repeating_what_was_logg
 
     before = server.arrivals()
     logged = send_log(db_folder)
-    sent_before = {address for address, entry in logged.items() if entry.state == State.SENT}
-    held = {address for address, entry in logged.items() if entry.state == State.SENDING}
+    sent_before = {
+        address for address, entry in logged.items() if entry.state == DeliveryState.SENT
+    }
+    held = {address for address, entry in logged.items() if entry.state == DeliveryState.SENDING}
     assert sent_before and len(before) < count, "the kill did not land part-way"
     assert sent_before <= set(before), "logged as sent but never arrived"
     assert len(held) <= in_flight_at_most
@@ -109,7 +111,7 @@ def test_a_killed_send_resumes_without_losing_anybody_or_repeating_what_was_logg
     assert len(twice) <= in_flight_at_most
     assert max(arrivals.values()) == (2 if twice else 1)
     final = send_log(db_folder)
-    assert {entry.state for entry in final.values()} == {State.SENT}
+    assert {entry.state for entry in final.values()} == {DeliveryState.SENT}
     assert len(final) == len(arrivals) == count
     assert sum(arrivals.values()) == count + len(twice)
     assert resumed_in < 60, f"the resumed send took {resumed_in:.0f} s"

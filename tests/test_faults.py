@@ -9,9 +9,9 @@ copy, the only duplicates are messages the killed process held (at most concurre
 backend's batch size), and the report of the resumed run adds up with the send log.
 
 Server faults, at the level of the whole campaign (`mailer send` against a real server that
-answers with the fault for the first requests, then as the service does): each ends as SPEC
-section 6 says (retried, failed with its reason, or the campaign paused with the reason), never
-with a traceback, and never with somebody silently dropped.
+answers with the fault for the first requests, then as the service does): each ends as the
+README's Guarantees say (retried, failed with its reason, or the campaign paused with the
+reason), never with a traceback, and never with somebody silently dropped.
 
 Faults covered elsewhere, and not repeated here (tests/test_sending.py): nothing listening
 (test_nothing_listening_retries_then_pauses_and_resumes_later), a certificate nobody trusts on
@@ -57,7 +57,7 @@ from mailer.providers.generic.backend import GenericHttpBackend
 from mailer.providers.mailgun.backend import MailgunBackend
 from mailer.providers.postmark.backend import PostmarkBackend
 from mailer.providers.sendgrid.backend import SendgridBackend
-from mailer.store.campaigns import CampaignStatus, State
+from mailer.store.campaigns import CampaignStatus, DeliveryState
 from tests.conftest import Folder, Run
 from tests.smtp_server import (
     HOST,
@@ -112,9 +112,9 @@ def send(run: Run, *options: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def log_counts(folder: Folder, campaign_id: int = 1) -> dict[State, int]:
+def log_counts(folder: Folder, campaign_id: int = 1) -> dict[DeliveryState, int]:
     counts = Counter(entry.state for entry in send_log(folder, campaign_id).values())
-    return {state: counts[state] for state in State}
+    return {state: counts[state] for state in DeliveryState}
 
 
 # A provider played by a real HTTP server ---------------------------------------------------------
@@ -337,8 +337,12 @@ def test_a_send_killed_at_random_moments_loses_nobody_and_repeats_only_what_was_
             campaign = newsletter.store.campaigns.latest(SLUG, list_name)
         assert campaign is not None, context
         logged = send_log(folder, campaign.id)
-        sent_before = {address for address, entry in logged.items() if entry.state == State.SENT}
-        held = {address for address, entry in logged.items() if entry.state == State.SENDING}
+        sent_before = {
+            address for address, entry in logged.items() if entry.state == DeliveryState.SENT
+        }
+        held = {
+            address for address, entry in logged.items() if entry.state == DeliveryState.SENDING
+        }
         arrived_before = destination.arrivals()
         assert sent_before <= set(arrived_before), f"{context}: logged as sent, never arrived"
         assert len(held) <= in_flight_at_most, context
@@ -351,7 +355,7 @@ def test_a_send_killed_at_random_moments_loses_nobody_and_repeats_only_what_was_
             assert "nothing was sent" in resumed.stdout, f"{context}: {resumed.stdout}"
         else:
             assert f"Resuming campaign {campaign.id}" in resumed.stdout, context
-            counts = {state: 0 for state in State} | {State.SENT: KILL_RECIPIENTS}
+            counts = {state: 0 for state in DeliveryState} | {DeliveryState.SENT: KILL_RECIPIENTS}
             assert in_all(resumed.stdout) == counts, f"{context}: {resumed.stdout}"
             assert this_run_sent(resumed.stdout) == KILL_RECIPIENTS - len(sent_before), context
         arrivals = destination.arrivals()
@@ -363,7 +367,7 @@ def test_a_send_killed_at_random_moments_loses_nobody_and_repeats_only_what_was_
         assert max(arrivals.values()) <= 2, context
         assert sum(arrivals.values()) == KILL_RECIPIENTS + len(twice), context
         final = send_log(folder, campaign.id)
-        assert {entry.state for entry in final.values()} == {State.SENT}, context
+        assert {entry.state for entry in final.values()} == {DeliveryState.SENT}, context
         assert len(final) == KILL_RECIPIENTS, context
 
 
@@ -440,9 +444,9 @@ def test_a_421_greeting_is_retried_and_a_later_connection_delivers(
     assert door.refused == 2 and door.relayed >= 1
     assert server.arrivals() == {address: 1 for address, _, _ in FOUR}
     logged = send_log(folder)
-    assert {(entry.state, entry.attempts) for entry in logged.values()} == {(State.SENT, 1)}, (
-        "the service was unavailable; the messages were not tried, so no attempt is counted"
-    )
+    assert {(entry.state, entry.attempts) for entry in logged.values()} == {
+        (DeliveryState.SENT, 1)
+    }, "the service was unavailable; the messages were not tried, so no attempt is counted"
     assert campaign_status(folder)[0] == CampaignStatus.DONE
 
 
@@ -462,7 +466,7 @@ def test_a_421_greeting_every_time_pauses_then_resumes(
     assert "Paused:" in output and "421 4.3.2" in output
     status, detail = campaign_status(folder)
     assert status == CampaignStatus.PAUSED and "421" in detail
-    assert log_counts(folder)[State.QUEUED] == len(FOUR), "nobody failed or went missing"
+    assert log_counts(folder)[DeliveryState.QUEUED] == len(FOUR), "nobody failed or went missing"
     assert server.messages() == []
 
     door.refusals = door.refused
@@ -490,7 +494,7 @@ def test_a_certificate_nobody_trusts_on_implicit_tls_pauses_before_the_login(
     assert server.messages() == []
     status, detail = campaign_status(folder)
     assert status == CampaignStatus.PAUSED and "certificate" in detail
-    assert log_counts(folder)[State.QUEUED] == len(FOUR)
+    assert log_counts(folder)[DeliveryState.QUEUED] == len(FOUR)
 
 
 def test_a_server_without_tls_on_the_implicit_tls_port_pauses_and_says_what_to_check(
@@ -508,7 +512,7 @@ def test_a_server_without_tls_on_the_implicit_tls_port_pauses_and_says_what_to_c
     assert status == CampaignStatus.PAUSED
     assert "TLS handshake" in detail and "security" in detail, detail
     assert server.messages() == []
-    assert log_counts(folder)[State.QUEUED] == len(FOUR)
+    assert log_counts(folder)[DeliveryState.QUEUED] == len(FOUR)
 
     folder.configure('security = "tls"', 'security = "none"')  # what the message says to fix
     code, output = send(run)
@@ -559,7 +563,7 @@ def gap_after_first(service: FakeService) -> float:
 def assert_delivered_once(service: FakeService, folder: Folder, people: list[str]) -> None:
     assert service.arrivals() == {address: 1 for address in people}
     logged = send_log(folder)
-    assert {(entry.state, entry.attempts) for entry in logged.values()} == {(State.SENT, 1)}
+    assert {(entry.state, entry.attempts) for entry in logged.values()} == {(DeliveryState.SENT, 1)}
     assert campaign_status(folder)[0] == CampaignStatus.DONE
 
 
@@ -617,7 +621,7 @@ def test_a_service_down_every_time_pauses_the_campaign_then_resumes(
     assert "Paused:" in output and "503" in output and "3 times in a row" in output
     status, detail = campaign_status(folder)
     assert status == CampaignStatus.PAUSED and "503" in detail
-    assert log_counts(folder)[State.QUEUED] == len(FOUR), "nobody failed or went missing"
+    assert log_counts(folder)[DeliveryState.QUEUED] == len(FOUR), "nobody failed or went missing"
     assert len(service.requests()) == 3
     assert not service.arrivals()
 
@@ -664,11 +668,11 @@ def test_a_malformed_answer_fails_that_batch_with_the_reason_and_the_rest_goes(
     assert set(tried) == {address for address, _, _ in many(count)}
     assert set(tried.values()) == {1}, "a failed message is never retried"
     logged = send_log(folder)
-    failed = {address for address, entry in logged.items() if entry.state == State.FAILED}
+    failed = {address for address, entry in logged.items() if entry.state == DeliveryState.FAILED}
     assert failed == spoiled
     assert all(reason in logged[address].error for address in failed)
     assert {entry.state for address, entry in logged.items() if address not in failed} == {
-        State.SENT
+        DeliveryState.SENT
     }
     assert report_numbers(output)[:3] == (count - len(spoiled), len(spoiled), 0)
     assert in_all(output) == log_counts(folder)
@@ -717,13 +721,13 @@ def test_postmark_partial_batch_failure_is_recorded_per_recipient(
     assert report_numbers(output)[:3] == (6, 2, 0)
     assert "1 address bounced" in output
     logged = send_log(folder)
-    assert logged[inactive].state == State.FAILED and "inactive" in logged[inactive].error
+    assert logged[inactive].state == DeliveryState.FAILED and "inactive" in logged[inactive].error
     assert status_of(folder, inactive) == Status.BOUNCED
-    assert logged[invalid].state == State.FAILED
+    assert logged[invalid].state == DeliveryState.FAILED
     assert logged[invalid].error == f"300: Invalid 'To' address: '{invalid}'."
     assert status_of(folder, invalid) == Status.ACTIVE
     others = [address for address in people if address not in (inactive, invalid)]
-    assert all(logged[a].state == State.SENT and logged[a].message_id for a in others)
+    assert all(logged[a].state == DeliveryState.SENT and logged[a].message_id for a in others)
     assert service.arrivals() == {address: 1 for address in others}
     assert sum(len(seen.addresses) for seen in service.requests()) == 8, "nothing retried"
     assert in_all(output) == log_counts(folder)
@@ -758,10 +762,12 @@ def test_http_partial_batch_failure_retries_fails_and_bounces_per_recipient(
     assert code == 1, output
     assert report_numbers(output)[:3] == (6, 2, 0)
     logged = send_log(folder)
-    assert logged[busy].state == State.SENT and logged[busy].attempts == 2
-    assert logged[refused].state == State.FAILED and logged[refused].error == "policy refusal"
+    assert logged[busy].state == DeliveryState.SENT and logged[busy].attempts == 2
+    assert (
+        logged[refused].state == DeliveryState.FAILED and logged[refused].error == "policy refusal"
+    )
     assert status_of(folder, refused) == Status.ACTIVE
-    assert logged[gone].state == State.FAILED and logged[gone].error == "no such mailbox"
+    assert logged[gone].state == DeliveryState.FAILED and logged[gone].error == "no such mailbox"
     assert status_of(folder, gone) == Status.BOUNCED
     assert service.arrivals() == {a: 1 for a in people if a not in (refused, gone)}
     seen = service.requests()

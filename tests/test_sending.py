@@ -30,8 +30,8 @@ from mailer.core.lifecycle import Reason, Status
 from mailer.core.tokens import Links, Purpose
 from mailer.delivery.base import Backend, Outgoing, Result
 from mailer.render.message import MessageTemplate
-from mailer.sending.dispatch import Engine, Pace
-from mailer.store.campaigns import CampaignStatus, State
+from mailer.sending.dispatch import Dispatcher, Pace
+from mailer.store.campaigns import CampaignStatus, DeliveryState
 from mailer.store.schema import deliveries, subscribers
 from tests.conftest import SECRET, Folder, Run
 from tests.smtp_server import (
@@ -130,7 +130,7 @@ def newsletter_of(folder: Folder) -> Iterator[Newsletter]:
 
 @dataclass(frozen=True)
 class Logged:
-    state: State
+    state: DeliveryState
     attempts: int
     error: str
     message_id: str
@@ -152,7 +152,9 @@ def send_log(folder: Folder, campaign_id: int = 1) -> dict[str, Logged]:
         )
         with newsletter.store.engine.connect() as connection:
             return {
-                row.email: Logged(State(row.state), row.attempts, row.error or "", row.message_id)
+                row.email: Logged(
+                    DeliveryState(row.state), row.attempts, row.error or "", row.message_id
+                )
                 for row in connection.execute(query)
             }
 
@@ -254,7 +256,7 @@ def test_an_issue_reaches_every_active_subscriber_exactly_once(
         message_id = str(message["Message-ID"])
         assert re.fullmatch(r"<[^<>@\s]+@example\.org>", message_id)
         message_ids.add(message_id)
-        assert logged[address] == Logged(State.SENT, 1, "", message_id)
+        assert logged[address] == Logged(DeliveryState.SENT, 1, "", message_id)
 
         assert message.get_content_type() == "multipart/alternative"
         parts = list(message.iter_parts())
@@ -269,7 +271,7 @@ def test_an_issue_reaches_every_active_subscriber_exactly_once(
 
     with newsletter_of(db_folder) as newsletter:
         counts = newsletter.store.campaigns.counts(1)
-    assert counts[State.SENT] == 4 and sum(counts.values()) == 4
+    assert counts[DeliveryState.SENT] == 4 and sum(counts.values()) == 4
     shown = run("campaigns", "show", "1")
     assert shown.exit_code == 0
     assert "status:     done" in shown.output
@@ -355,7 +357,7 @@ def test_a_subscriber_who_unsubscribes_while_the_campaign_runs_is_skipped(
         template = newsletter.message_template(newsletter.render(issue), "commentaries")
         campaign = store.campaigns.start(SLUG, "commentaries", issue.subject)
         smtp = newsletter.backend_factory()
-        engine = Engine(
+        engine = Dispatcher(
             store.campaigns,
             template,
             lambda: LeavesDuringTheCampaign(smtp(), newsletter, leaver.id),
@@ -371,7 +373,7 @@ def test_a_subscriber_who_unsubscribes_while_the_campaign_runs_is_skipped(
     assert GRACE[0] not in server.arrivals()
     assert server.arrivals() == {a: 1 for a, _, _ in (ADA, ZOE, OHARA)}
     logged = send_log(db_folder)
-    assert logged[GRACE[0]].state == State.SKIPPED
+    assert logged[GRACE[0]].state == DeliveryState.SKIPPED
     assert "unsubscribed while the campaign ran" in logged[GRACE[0]].error
     shown = run("campaigns", "show", "1").output
     assert re.search(r"skipped:\s+1\n", shown)
@@ -406,7 +408,7 @@ def test_a_batch_that_outlives_its_lease_is_not_sent_twice(
             retry_backoff=0.01,
             lease=dt.timedelta(seconds=1),
         )
-        engine = Engine(
+        engine = Dispatcher(
             store.campaigns,
             template,
             newsletter.backend_factory(),
@@ -453,7 +455,7 @@ def test_a_temporary_refusal_is_retried_and_delivered(
     assert server.arrivals() == {a: 1 for a, _, _ in FOUR}
     assert server.attempts[ZOE[0]] == 2
     logged = send_log(folder)
-    assert logged[ZOE[0]].state == State.SENT and logged[ZOE[0]].attempts == 2
+    assert logged[ZOE[0]].state == DeliveryState.SENT and logged[ZOE[0]].attempts == 2
     assert {logged[a].attempts for a in (ADA[0], OHARA[0], GRACE[0])} == {1}
 
 
@@ -507,8 +509,8 @@ def test_a_stalled_server_times_out_then_retries(
     assert code == 1, output
     assert server.arrivals() == {ZOE[0]: 1, OHARA[0]: 1, GRACE[0]: 1}
     logged = send_log(folder)
-    assert logged[GRACE[0]].state == State.SENT and logged[GRACE[0]].attempts == 2
-    assert logged[ADA[0]].state == State.FAILED and logged[ADA[0]].attempts == 2
+    assert logged[GRACE[0]].state == DeliveryState.SENT and logged[GRACE[0]].attempts == 2
+    assert logged[ADA[0]].state == DeliveryState.FAILED and logged[ADA[0]].attempts == 2
     assert "gave up after 2 attempts" in logged[ADA[0]].error
     assert "timed out" in logged[ADA[0]].error
     assert status_of(folder, ADA[0]) == Status.ACTIVE
@@ -535,7 +537,7 @@ def test_a_bad_mailbox_fails_and_marks_the_subscriber_bounced(
     assert server.attempts[ZOE[0]] == 1, "a permanent failure is not retried"
     assert ZOE[0] not in server.arrivals()
     logged = send_log(db_folder)
-    assert logged[ZOE[0]].state == State.FAILED
+    assert logged[ZOE[0]].state == DeliveryState.FAILED
     assert "550 5.1.1" in logged[ZOE[0]].error and "User unknown" in logged[ZOE[0]].error
     assert status_of(db_folder, ZOE[0]) == Status.BOUNCED
     assert status_of(db_folder, ADA[0]) == Status.ACTIVE
@@ -558,7 +560,7 @@ def test_a_policy_refusal_fails_that_delivery_only(
     assert "bounced" not in output
     assert server.attempts[ZOE[0]] == 1
     logged = send_log(folder)
-    assert logged[ZOE[0]].state == State.FAILED and "550 5.7.1" in logged[ZOE[0]].error
+    assert logged[ZOE[0]].state == DeliveryState.FAILED and "550 5.7.1" in logged[ZOE[0]].error
     assert status_of(folder, ZOE[0]) == Status.ACTIVE
     assert server.arrivals() == {a: 1 for a, _, _ in (ADA, OHARA, GRACE)}
 
@@ -582,7 +584,7 @@ def test_a_refused_login_pauses_the_campaign_until_the_password_is_fixed(
     assert "Paused:" in output
     assert server.messages() == [] and server.logins and not any(ok for _, ok in server.logins)
     assert campaign_status(db_folder)[0] == CampaignStatus.PAUSED
-    assert {entry.state for entry in send_log(db_folder).values()} == {State.QUEUED}
+    assert {entry.state for entry in send_log(db_folder).values()} == {DeliveryState.QUEUED}
 
     monkeypatch.setenv("SMTP_PASSWORD", PASSWORD)
     code, output = send(run, "--yes")
@@ -609,7 +611,7 @@ def test_a_certificate_nobody_trusts_pauses_the_campaign(
     assert server.logins == [], "the password went to a server nobody could verify"
     status, detail = campaign_status(folder)
     assert status == CampaignStatus.PAUSED and "certificate" in detail
-    assert {entry.state for entry in send_log(folder).values()} == {State.QUEUED}
+    assert {entry.state for entry in send_log(folder).values()} == {DeliveryState.QUEUED}
 
 
 def test_nothing_listening_retries_then_pauses_and_resumes_later(
@@ -629,7 +631,7 @@ def test_nothing_listening_retries_then_pauses_and_resumes_later(
         "a server that cannot be reached must pause the campaign, not fail every delivery: "
         f"{detail!r}, {send_log(folder)}"
     )
-    assert State.FAILED not in {entry.state for entry in send_log(folder).values()}
+    assert DeliveryState.FAILED not in {entry.state for entry in send_log(folder).values()}
     assert "cannot connect" in output
 
     with server:
@@ -672,7 +674,7 @@ def test_a_login_refused_after_some_messages_went_never_sends_them_twice(
     assert code == 1, output
     assert "Paused:" in output
     assert server.arrivals() == {ADA[0]: 1}
-    assert send_log(folder)[ADA[0]].state == State.SENT
+    assert send_log(folder)[ADA[0]].state == DeliveryState.SENT
 
     server.max_logins = None
     code, output = send(run, "--yes")
@@ -759,7 +761,7 @@ def test_a_name_with_a_line_break_never_adds_a_header(
         assert code == 1, output
         assert eve not in server.arrivals()
         logged = send_log(db_folder)[eve]
-        assert logged.state == State.FAILED and "line break" in logged.error
+        assert logged.state == DeliveryState.FAILED and "line break" in logged.error
         assert eve in run("campaigns", "show", "1").output
 
 
@@ -806,11 +808,11 @@ def test_a_non_ascii_mailbox_needs_smtputf8(
         arrived = server.only_message_to(jurgen)
         assert "SMTPUTF8" in arrived.mail_options
         assert arrived.message()["To"].addresses[0].addr_spec == jurgen
-        assert logged[jurgen].state == State.SENT
+        assert logged[jurgen].state == DeliveryState.SENT
     else:
         assert code == 1, output
         assert jurgen not in server.arrivals()
-        assert logged[jurgen].state == State.FAILED and "SMTPUTF8" in logged[jurgen].error
+        assert logged[jurgen].state == DeliveryState.FAILED and "SMTPUTF8" in logged[jurgen].error
         assert server.attempts[jurgen] == 0, "nothing to try: the server cannot take it"
         assert status_of(folder, jurgen) == Status.ACTIVE
 

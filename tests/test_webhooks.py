@@ -39,7 +39,7 @@ from mailer.app.newsletter import Newsletter
 from mailer.core.addresses import Candidate
 from mailer.core.lifecycle import Reason, Status
 from mailer.providers.ses import webhook as ses
-from mailer.store.campaigns import Outcome, State
+from mailer.store.campaigns import DeliveryRecord, DeliveryState
 from mailer.store.database import Store
 from mailer.store.schema import deliveries
 from mailer.web import create_app
@@ -279,7 +279,10 @@ class Site:
         campaigns.record(
             campaign.id,
             "test",
-            [Outcome(c.subscriber_id, State.SENT, 1, message_ids[c.email]) for c in claimed],
+            [
+                DeliveryRecord(c.subscriber_id, DeliveryState.SENT, 1, message_ids[c.email])
+                for c in claimed
+            ],
         )
 
 

@@ -2,7 +2,7 @@
 
 On PostgreSQL, `mailer send` starts the campaign and three `mailer worker` processes join it; each
 claims batches of recipients under a lease. One worker is killed with SIGKILL part-way: once its
-lease runs out the others take its batches over. The promise (SPEC sections 6 and 10): every
+lease runs out the others take its batches over. The promise: every
 recipient receives the issue, nobody logged as sent receives it again, and the only duplicates are
 messages of the batches the dead worker held, at most its concurrency × the backend's batch size.
 
@@ -26,7 +26,7 @@ from sqlalchemy import func, select
 
 from mailer.delivery.smtp import SmtpBackend
 from mailer.sending.dispatch import FIRST_BATCH
-from mailer.store.campaigns import CampaignStatus, State
+from mailer.store.campaigns import CampaignStatus, DeliveryState
 from mailer.store.schema import deliveries, subscribers
 from tests.conftest import SECRET, Folder, Run
 from tests.smtp_server import (
@@ -116,14 +116,14 @@ def finish(process: subprocess.Popen[str], timeout: float = 120) -> tuple[int, s
     return process.returncode, out, err
 
 
-def in_all(output: str) -> dict[State, int]:
+def in_all(output: str) -> dict[DeliveryState, int]:
     """The report's closing line, `In all: sent 598, failed 2.`, as counts per state."""
     found = re.search(r"^In all: (.*)\.$", output, re.MULTILINE)
     assert found, output
-    counts = {state: 0 for state in State}
+    counts = {state: 0 for state in DeliveryState}
     for part in found[1].split(", "):
         state, number = part.split(" ")
-        counts[State(state)] = int(number.replace(",", ""))
+        counts[DeliveryState(state)] = int(number.replace(",", ""))
     return counts
 
 
@@ -161,7 +161,8 @@ def held_by(folder: Folder, process: subprocess.Popen[str]) -> dict[str, str]:
         select(subscribers.c.email, deliveries.c.claimed_by)
         .join(deliveries, deliveries.c.subscriber_id == subscribers.c.id)
         .where(
-            deliveries.c.state == State.SENDING.value, deliveries.c.claimed_by.startswith(prefix)
+            deliveries.c.state == DeliveryState.SENDING.value,
+            deliveries.c.claimed_by.startswith(prefix),
         )
     )
     with newsletter_of(folder) as newsletter, newsletter.store.engine.connect() as connection:
@@ -174,7 +175,7 @@ def past_its_first_batch(held: dict[str, str]) -> bool:
 
 
 def logged_as_sent(folder: Folder) -> int:
-    query = select(func.count()).where(deliveries.c.state == State.SENT.value)
+    query = select(func.count()).where(deliveries.c.state == DeliveryState.SENT.value)
     with newsletter_of(folder) as newsletter, newsletter.store.engine.connect() as connection:
         return int(connection.execute(query).scalar_one())
 
@@ -214,7 +215,9 @@ def test_four_workers_share_a_campaign_and_survive_one_killed(
     kill(victim)
     held = set(held_by(db_folder, victim))  # nobody else may take these until the lease ends
     logged = send_log(db_folder)
-    sent_before = {address for address, entry in logged.items() if entry.state == State.SENT}
+    sent_before = {
+        address for address, entry in logged.items() if entry.state == DeliveryState.SENT
+    }
     assert held and len(held) <= IN_FLIGHT_AT_MOST
     assert len(sent_before) < RECIPIENTS, "the kill came after the end"
 
@@ -225,7 +228,10 @@ def test_four_workers_share_a_campaign_and_survive_one_killed(
     for code, out, err in reports:
         assert code == 0, out + err
         assert "Traceback" not in err
-        assert in_all(out) == {**{state: 0 for state in State}, State.SENT: RECIPIENTS}, out
+        assert in_all(out) == {
+            **{state: 0 for state in DeliveryState},
+            DeliveryState.SENT: RECIPIENTS,
+        }, out
     assert "Joining campaign 1" in reports[1][1]
     assert sum(this_run_sent(out) > 0 for _, out, _ in reports) >= 2, "the work was not shared"
     assert took < 60, f"the survivors took {took:.0f} s to finish"
@@ -236,7 +242,7 @@ def test_four_workers_share_a_campaign_and_survive_one_killed(
     assert set(copies) == everyone, f"{len(everyone - set(copies))} recipients lost"
     final = send_log(db_folder)
     assert len(final) == RECIPIENTS
-    assert {entry.state for entry in final.values()} == {State.SENT}
+    assert {entry.state for entry in final.values()} == {DeliveryState.SENT}
     for address, entry in final.items():
         assert entry.message_id in copies[address], f"{address}: the logged copy never arrived"
     twice = {address for address, ids in copies.items() if len(ids) > 1}
@@ -278,7 +284,7 @@ def test_a_worker_on_sqlite_is_refused_naming_postgresql(folder: Folder, run: Ru
     assert done.returncode == 2, done.stdout + done.stderr
     assert "Traceback" not in done.stderr
     assert "PostgreSQL" in done.stderr and "postgresql+psycopg://" in done.stderr
-    assert {entry.state for entry in send_log(folder).values()} == {State.QUEUED}
+    assert {entry.state for entry in send_log(folder).values()} == {DeliveryState.QUEUED}
 
 
 def test_a_second_sender_on_sqlite_is_refused_while_the_first_runs(
@@ -304,4 +310,4 @@ def test_a_second_sender_on_sqlite_is_refused_while_the_first_runs(
         assert "already sending" in refused.stderr and "PostgreSQL" in refused.stderr
     assert code == 0, out + err
     assert server.arrivals() == {address: 1 for address, _, _ in many(count)}
-    assert {entry.state for entry in send_log(folder).values()} == {State.SENT}
+    assert {entry.state for entry in send_log(folder).values()} == {DeliveryState.SENT}

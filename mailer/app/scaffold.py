@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from mailer.core.errors import UsageError
+from mailer.core.errors import RequestError
 from mailer.render.theme import THEME_FILES, packaged_folder
 
 EXAMPLE_CONFIG = "config.example.toml"
@@ -17,7 +17,7 @@ def create(folder: Path, *, with_theme: bool = False) -> list[Path]:
     """Make `folder` a newsletter folder; refuses to overwrite one that exists."""
     config_path = folder / "config.toml"
     if config_path.exists():
-        raise UsageError(f"{config_path} already exists; choose a new folder for the newsletter")
+        raise RequestError(f"{config_path} already exists; choose a new folder for the newsletter")
     example = packaged_folder("example")
     config_text = (example / EXAMPLE_CONFIG).read_text(encoding="utf-8")
     created = []

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from mailer import __version__
-from mailer.cli.shared import State
+from mailer.cli.shared import Invocation
 from mailer.core.errors import MailerError, ProblemsError
 
 COMMANDS = {
@@ -43,7 +43,8 @@ class _Group(click.Group):
             return None
         module, name = COMMANDS[cmd_name].split(":")
         command = getattr(importlib.import_module(f"mailer.cli.{module}"), name)
-        assert isinstance(command, click.Command)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{COMMANDS[cmd_name]} is not a click command")
         return command
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -80,4 +81,4 @@ def main(ctx: click.Context, config_path: Path | None) -> None:
       mailer init weekly && cd weekly
       mailer check && mailer build && mailer preview
     """
-    ctx.obj = State(config_path)
+    ctx.obj = Invocation(config_path)

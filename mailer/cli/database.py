@@ -6,7 +6,7 @@ import click
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
-from mailer.cli.shared import State, pass_state
+from mailer.cli.shared import Invocation, pass_invocation
 from mailer.store import database
 
 
@@ -21,15 +21,15 @@ def group() -> None:
     """
 
 
-def _engine(state: State) -> tuple[Engine, str]:
-    settings = state.newsletter.config
+def _engine(invocation: Invocation) -> tuple[Engine, str]:
+    settings = invocation.newsletter.config
     url = database.resolve_url(settings.database.url, settings.folder)
     return database.open_engine(url), make_url(url).render_as_string(hide_password=True)
 
 
 @group.command()
-@pass_state
-def upgrade(state: State) -> None:
+@pass_invocation
+def upgrade(invocation: Invocation) -> None:
     """Apply the migrations this mailer has and the database lacks.
 
     Back the database up first. Safe to run at any time: a current database is left alone.
@@ -38,7 +38,7 @@ def upgrade(state: State) -> None:
     Example:
       cp subscribers/mailer.db subscribers/backup.db && mailer db upgrade
     """
-    engine, shown = _engine(state)
+    engine, shown = _engine(invocation)
     before, after = database.upgrade(engine)
     if before == after:
         click.echo(f"{shown} is at the current revision {after}; nothing to do.")
@@ -47,15 +47,15 @@ def upgrade(state: State) -> None:
 
 
 @group.command()
-@pass_state
-def status(state: State) -> None:
+@pass_invocation
+def status(invocation: Invocation) -> None:
     """Show the database's revision and whether it needs `mailer db upgrade`.
 
     \b
     Example:
       mailer db status
     """
-    engine, shown = _engine(state)
+    engine, shown = _engine(invocation)
     current, head = database.current_revision(engine), database.head_revision()
     verdict = "current" if current == head else "needs `mailer db upgrade`"
     click.echo(f"{shown}: revision {current or 'none'} (this mailer's is {head}): {verdict}.")

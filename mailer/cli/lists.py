@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from mailer.cli.shared import State, pass_state
-from mailer.core.errors import UsageError
+from mailer.cli.shared import Invocation, pass_invocation
+from mailer.core.errors import RequestError
 
 
 @click.group("lists", invoke_without_command=True)
@@ -24,15 +24,15 @@ def group(ctx: click.Context) -> None:
 
 
 @group.command("show")
-@pass_state
-def show(state: State) -> None:
+@pass_invocation
+def show(invocation: Invocation) -> None:
     """Every list, with its active and total members.
 
     \b
     Example:
       mailer lists show
     """
-    summaries = state.newsletter.store.lists.summaries()
+    summaries = invocation.newsletter.store.lists.summaries()
     if not summaries:
         click.echo("There are no lists yet; `mailer lists create NAME` makes one.")
         return
@@ -44,8 +44,8 @@ def show(state: State) -> None:
 
 @group.command()
 @click.argument("name")
-@pass_state
-def create(state: State, name: str) -> None:
+@pass_invocation
+def create(invocation: Invocation, name: str) -> None:
     """Create a list.
 
     \b
@@ -53,17 +53,17 @@ def create(state: State, name: str) -> None:
       mailer lists create briefings
     """
     try:
-        state.newsletter.store.lists.create(name)
+        invocation.newsletter.store.lists.create(name)
     except ValueError as error:
-        raise UsageError(str(error)) from None
+        raise RequestError(str(error)) from None
     click.echo(f"Created the list '{name.strip()}'.")
 
 
 @group.command()
 @click.argument("old")
 @click.argument("new")
-@pass_state
-def rename(state: State, old: str, new: str) -> None:
+@pass_invocation
+def rename(invocation: Invocation, old: str, new: str) -> None:
     """Rename a list; its members stay.
 
     \b
@@ -71,7 +71,7 @@ def rename(state: State, old: str, new: str) -> None:
       mailer lists rename briefings "policy briefings"
     """
     try:
-        state.newsletter.store.lists.rename(old, new)
+        invocation.newsletter.store.lists.rename(old, new)
     except ValueError as error:
-        raise UsageError(str(error)) from None
+        raise RequestError(str(error)) from None
     click.echo(f"Renamed the list '{old}' to '{new.strip()}'.")

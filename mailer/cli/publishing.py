@@ -15,7 +15,7 @@ import click
 from mailer.app import scaffold
 from mailer.app.newsletter import Newsletter
 from mailer.app.output import write_atomically
-from mailer.cli.shared import State, count, pass_state
+from mailer.cli.shared import Invocation, count, pass_invocation
 from mailer.content.commentary import Commentary, Issue
 from mailer.core.errors import Problem, ProblemsError, TemplateError
 
@@ -45,8 +45,8 @@ def init(folder: Path, with_theme: bool) -> None:
 
 
 @click.command()
-@pass_state
-def check(state: State) -> None:
+@pass_invocation
+def check(invocation: Invocation) -> None:
     """Check config.toml, every commentary and the theme; print every problem.
 
     Problems are printed as FILE:LINE: MESSAGE. The exit status is 2 when anything is wrong;
@@ -56,7 +56,7 @@ def check(state: State) -> None:
     Example:
       mailer check && mailer build
     """
-    newsletter = state.newsletter
+    newsletter = invocation.newsletter
     problems: list[Problem] = []
     try:
         newsletter.secret()
@@ -72,7 +72,7 @@ def check(state: State) -> None:
     errors = [p for p in problems if not p.warning]
     warnings = len(problems) - len(errors)
     click.echo(
-        f"Checked {state.config_path}, "
+        f"Checked {invocation.config_path}, "
         f"{count(len(collection.commentaries), 'commentary', 'commentaries')} and the "
         f"theme: {count(len(errors), 'error')}, {count(warnings, 'warning')}."
     )
@@ -95,8 +95,8 @@ def _render_problems(newsletter: Newsletter, published: Sequence[Commentary]) ->
 
 
 @click.command()
-@pass_state
-def build(state: State) -> None:
+@pass_invocation
+def build(invocation: Invocation) -> None:
     """Write the feeds and the web archive into the output folder.
 
     Each file is replaced in one step, unchanged files are left alone, and nothing is written
@@ -106,7 +106,7 @@ def build(state: State) -> None:
     Example:
       mailer build && ls public/
     """
-    newsletter = state.newsletter
+    newsletter = invocation.newsletter
     built = newsletter.build()
     written = built.written
     click.echo(
@@ -138,9 +138,9 @@ def build(state: State) -> None:
 )
 @click.option("--open", "open_browser", is_flag=True, help="Open the HTML in a web browser.")
 @click.option("--list", "list_name", default=None, help="The list the issue goes to (for List-Id).")
-@pass_state
+@pass_invocation
 def preview(
-    state: State,
+    invocation: Invocation,
     slugs: tuple[str, ...],
     html_path: Path | None,
     text_path: Path | None,
@@ -158,7 +158,7 @@ def preview(
     Example:
       mailer preview stalemate --html /tmp/issue.html --open
     """
-    newsletter = state.newsletter
+    newsletter = invocation.newsletter
     issue = newsletter.issue(slugs)
     rendered = newsletter.render(issue)
     warning = rendered.size_warning()
@@ -191,5 +191,6 @@ def preview(
 
 def _part(message: EmailMessage, subtype: str) -> str:
     body = message.get_body(preferencelist=(subtype,))
-    assert body is not None, f"the message has no text/{subtype} part"
+    if body is None:
+        raise RuntimeError(f"the message has no text/{subtype} part")
     return str(cast(EmailMessage, body).get_content())

@@ -11,16 +11,15 @@ from collections.abc import Callable, Sequence
 import click
 
 from mailer.app.newsletter import Newsletter
-from mailer.cli.shared import State, confirm, count, pass_state, progress_bar
+from mailer.cli.shared import Invocation, confirm, count, pass_invocation, progress_bar
 from mailer.content.commentary import Issue
 from mailer.core.addresses import AddressBook, InvalidAddress
-from mailer.core.errors import UsageError
+from mailer.core.errors import RequestError
 from mailer.core.lifecycle import Status
 from mailer.delivery.base import Backend, BackendError, Outcome, Outgoing
 from mailer.render.message import MessageTemplate
-from mailer.sending.dispatch import Engine, Pace, RunReport, Tally
-from mailer.store.campaigns import Campaign, CampaignStatus
-from mailer.store.campaigns import State as DeliveryState
+from mailer.sending.dispatch import Dispatcher, Pace, RunReport, Tally
+from mailer.store.campaigns import Campaign, CampaignStatus, DeliveryState
 
 
 def _worker_name() -> str:
@@ -42,7 +41,7 @@ def _issue_for_sending(newsletter: Newsletter, slugs: Sequence[str]) -> Issue:
     issue = newsletter.issue(slugs)
     drafts = [c.slug for c in issue.commentaries if c.draft]
     if drafts:
-        raise UsageError(f"'{drafts[0]}' is a draft; set draft = false in its file to send it")
+        raise RequestError(f"'{drafts[0]}' is a draft; set draft = false in its file to send it")
     return issue
 
 
@@ -60,9 +59,9 @@ def _issue_for_sending(newsletter: Newsletter, slugs: Sequence[str]) -> Issue:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--rate", type=float, help="Messages per second at most (0: unlimited).")
 @click.option("--concurrency", type=click.IntRange(1, 64), help="Messages in flight at once.")
-@pass_state
+@pass_invocation
 def send(
-    state: State,
+    invocation: Invocation,
     slugs: tuple[str, ...],
     list_name: str | None,
     test_addresses: tuple[str, ...],
@@ -84,7 +83,7 @@ def send(
       mailer send stalemate --dry-run
       mailer send stalemate --list commentaries --yes
     """
-    newsletter = state.newsletter
+    newsletter = invocation.newsletter
     issue = _issue_for_sending(newsletter, slugs)
     list_name = list_name or newsletter.config.delivery.list
     rendered = newsletter.render(issue)
@@ -98,7 +97,7 @@ def send(
     store = newsletter.store
     names = store.lists.names()
     if names and list_name not in names:
-        raise UsageError(f"there is no list '{list_name}'; `mailer lists` shows them")
+        raise RequestError(f"there is no list '{list_name}'; `mailer lists` shows them")
     if dry_run:
         _dry_run(newsletter, template, list_name)
         return
@@ -115,7 +114,7 @@ def send(
             )
             return
         if campaign is not None and campaign.status == CampaignStatus.CANCELLED:
-            raise UsageError(
+            raise RequestError(
                 f"campaign {campaign.id} of this issue to '{list_name}' was cancelled; "
                 f"`mailer campaigns resume {campaign.id}` continues it"
             )
@@ -129,7 +128,7 @@ def send(
             try:
                 campaign = store.campaigns.start(issue_key, list_name, issue.subject)
             except LookupError:
-                raise UsageError(
+                raise RequestError(
                     f"there is no list '{list_name}'; `mailer lists` shows them"
                 ) from None
             click.echo(f"Campaign {campaign.id}: {count(campaign.recipients, 'recipient')}.")
@@ -156,7 +155,7 @@ def _run(
     if campaign.status == CampaignStatus.PAUSED:
         store.campaigns.set_status(campaign.id, CampaignStatus.RUNNING)
         campaign = store.campaigns.get(campaign.id) or campaign
-    engine = Engine(
+    engine = Dispatcher(
         store.campaigns,
         template,
         make_backend,
@@ -211,7 +210,7 @@ def _send_tests(
     try:
         checked = [book.normalise(address) for address in addresses]
     except InvalidAddress as error:
-        raise UsageError(str(error)) from None
+        raise RequestError(str(error)) from None
     outgoing = [
         Outgoing(0, newsletter.recipient(0, address, ""), template.message_id())
         for address in checked
@@ -220,7 +219,7 @@ def _send_tests(
     try:
         results = backend.send(template, outgoing)
     except BackendError as error:
-        raise UsageError(f"the test could not be sent: {error}") from None
+        raise RequestError(f"the test could not be sent: {error}") from None
     finally:
         backend.close()
     failed = False
@@ -273,15 +272,15 @@ def campaigns(ctx: click.Context) -> None:
 
 
 @campaigns.command("list")
-@pass_state
-def list_campaigns(state: State) -> None:
+@pass_invocation
+def list_campaigns(invocation: Invocation) -> None:
     """Every campaign, newest first, with its counts.
 
     \b
     Example:
       mailer campaigns list
     """
-    store = state.newsletter.store
+    store = invocation.newsletter.store
     found = store.campaigns.all()
     if not found:
         click.echo("No campaign yet; `mailer send` starts one.")
@@ -299,26 +298,26 @@ def list_campaigns(state: State) -> None:
         )
 
 
-def _campaign(state: State, campaign_id: int) -> Campaign:
-    found = state.newsletter.store.campaigns.get(campaign_id)
+def _campaign(invocation: Invocation, campaign_id: int) -> Campaign:
+    found = invocation.newsletter.store.campaigns.get(campaign_id)
     if found is None:
-        raise UsageError(f"there is no campaign {campaign_id}; `mailer campaigns` lists them")
+        raise RequestError(f"there is no campaign {campaign_id}; `mailer campaigns` lists them")
     return found
 
 
 @campaigns.command()
 @click.argument("campaign_id", type=int, metavar="ID")
 @click.option("--failures", default=50, show_default=True, help="Show at most this many failures.")
-@pass_state
-def show(state: State, campaign_id: int, failures: int) -> None:
+@pass_invocation
+def show(invocation: Invocation, campaign_id: int, failures: int) -> None:
     """One campaign: its issue, list, status, counts per state and its failures with reasons.
 
     \b
     Example:
       mailer campaigns show 3
     """
-    campaign = _campaign(state, campaign_id)
-    store = state.newsletter.store
+    campaign = _campaign(invocation, campaign_id)
+    store = invocation.newsletter.store
     counts = store.campaigns.counts(campaign.id)
     click.echo(f"Campaign {campaign.id}: “{campaign.subject}”")
     click.echo(f"  issue:      {campaign.issue}")
@@ -345,9 +344,9 @@ def show(state: State, campaign_id: int, failures: int) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--rate", type=float, help="Messages per second at most (0: unlimited).")
 @click.option("--concurrency", type=click.IntRange(1, 64), help="Messages in flight at once.")
-@pass_state
+@pass_invocation
 def resume(
-    state: State, campaign_id: int, yes: bool, rate: float | None, concurrency: int | None
+    invocation: Invocation, campaign_id: int, yes: bool, rate: float | None, concurrency: int | None
 ) -> None:
     """Continue a paused, interrupted or cancelled campaign.
 
@@ -355,8 +354,8 @@ def resume(
     Example:
       mailer campaigns resume 3 --yes
     """
-    newsletter = state.newsletter
-    campaign = _campaign(state, campaign_id)
+    newsletter = invocation.newsletter
+    campaign = _campaign(invocation, campaign_id)
     if campaign.status == CampaignStatus.DONE:
         click.echo(f"Campaign {campaign.id} is done; nothing left to send.")
         return
@@ -368,7 +367,7 @@ def resume(
         confirm(f"Resume campaign {campaign.id}: {count(left, 'message')} left to send?", yes)
         if campaign.status == CampaignStatus.CANCELLED:
             newsletter.store.campaigns.set_status(campaign.id, CampaignStatus.PAUSED, "resumed")
-            campaign = _campaign(state, campaign_id)
+            campaign = _campaign(invocation, campaign_id)
         report = _run(
             newsletter, template, campaign, _pace(newsletter, rate, concurrency), make_backend
         )
@@ -379,8 +378,10 @@ def resume(
 @click.argument("campaign_id", type=int, metavar="ID")
 @click.option("--concurrency", type=click.IntRange(1, 64), help="Messages in flight at once.")
 @click.option("--rate", type=float, help="Messages per second at most for this worker.")
-@pass_state
-def worker(state: State, campaign_id: int, concurrency: int | None, rate: float | None) -> None:
+@pass_invocation
+def worker(
+    invocation: Invocation, campaign_id: int, concurrency: int | None, rate: float | None
+) -> None:
     """Join a running campaign as one more sending worker (PostgreSQL only).
 
     Any number of workers, on this machine or others sharing the database, claim batches of
@@ -392,16 +393,16 @@ def worker(state: State, campaign_id: int, concurrency: int | None, rate: float 
       mailer send stalemate --yes &   # on one machine
       mailer worker 3                 # on others
     """
-    newsletter = state.newsletter
+    newsletter = invocation.newsletter
     if newsletter.store.single_worker:
-        raise UsageError(
+        raise RequestError(
             "several sending workers need PostgreSQL; this newsletter keeps its subscribers in "
             "SQLite, where one `mailer send` does the sending. Set [database] url = "
             '"postgresql+psycopg://…" and run `mailer db upgrade` to use several workers'
         )
-    campaign = _campaign(state, campaign_id)
+    campaign = _campaign(invocation, campaign_id)
     if campaign.status != CampaignStatus.RUNNING:
-        raise UsageError(
+        raise RequestError(
             f"campaign {campaign.id} is {campaign.status.value}, not running; "
             f"`mailer campaigns resume {campaign.id}` continues a paused one"
         )
@@ -416,20 +417,20 @@ def worker(state: State, campaign_id: int, concurrency: int | None, rate: float 
 @campaigns.command()
 @click.argument("campaign_id", type=int, metavar="ID")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@pass_state
-def cancel(state: State, campaign_id: int, yes: bool) -> None:
+@pass_invocation
+def cancel(invocation: Invocation, campaign_id: int, yes: bool) -> None:
     """Stop a campaign: nothing more of it is sent (a running send stops after its batch).
 
     \b
     Example:
       mailer campaigns cancel 3
     """
-    campaign = _campaign(state, campaign_id)
+    campaign = _campaign(invocation, campaign_id)
     if campaign.status in (CampaignStatus.DONE, CampaignStatus.CANCELLED):
         click.echo(f"Campaign {campaign.id} is already {campaign.status.value}.")
         return
     confirm(f"Cancel campaign {campaign.id} (“{campaign.subject}”)?", yes)
-    state.newsletter.store.campaigns.set_status(
+    invocation.newsletter.store.campaigns.set_status(
         campaign.id, CampaignStatus.CANCELLED, "cancelled by staff"
     )
     click.echo(f"Cancelled campaign {campaign.id}.")

@@ -6,7 +6,7 @@ import logging
 
 import click
 
-from mailer.cli.shared import State, pass_state
+from mailer.cli.shared import Invocation, pass_invocation
 
 
 @click.command()
@@ -26,8 +26,10 @@ from mailer.cli.shared import State, pass_state
     show_default=True,
     help="Reverse proxies in front to trust for X-Forwarded-For/-Proto.",
 )
-@pass_state
-def serve(state: State, host: str | None, port: int | None, threads: int, proxies: int) -> None:
+@pass_invocation
+def serve(
+    invocation: Invocation, host: str | None, port: int | None, threads: int, proxies: int
+) -> None:
     """Serve the subscription pages, the feeds and the web archive with waitress.
 
     Every page lives under the path of site_url (for https://www.example.org/commentaries/ the
@@ -44,7 +46,7 @@ def serve(state: State, host: str | None, port: int | None, threads: int, proxie
 
     from mailer.web import create_app, url_prefix
 
-    newsletter = state.newsletter
+    newsletter = invocation.newsletter
     web = newsletter.config.web
     host = host or web.host
     port = port or web.port

@@ -11,10 +11,10 @@ import click
 
 from mailer.app.newsletter import Newsletter
 from mailer.core import config
-from mailer.core.errors import UsageError
+from mailer.core.errors import RequestError
 
 
-class State:
+class Invocation:
     """The config file named on the command line, read the first time a command needs it."""
 
     def __init__(self, config_path: Path | None) -> None:
@@ -25,7 +25,7 @@ class State:
         return Newsletter(config.load(self.config_path))
 
 
-pass_state = click.make_pass_decorator(State)
+pass_invocation = click.make_pass_decorator(Invocation)
 
 
 def count(number: int, singular: str, plural: str = "") -> str:
@@ -38,7 +38,7 @@ def confirm(question: str, yes: bool) -> None:
     if yes:
         return
     if not sys.stdin.isatty():
-        raise UsageError(
+        raise RequestError(
             f"{question.rstrip('?')}: not confirmed; add --yes to do it without asking"
         )
     if not click.confirm(question, default=False):

@@ -11,7 +11,7 @@ from typing import IO, Any
 
 import click
 
-from mailer.cli.shared import State, confirm, count, pass_state, progress_bar
+from mailer.cli.shared import Invocation, confirm, count, pass_invocation, progress_bar
 from mailer.core.addresses import (
     AddressBook,
     Candidate,
@@ -19,7 +19,7 @@ from mailer.core.addresses import (
     clean_list_name,
     clean_name,
 )
-from mailer.core.errors import UsageError
+from mailer.core.errors import RequestError
 from mailer.core.lifecycle import Reason, Status
 from mailer.store.importing.writer import import_csv
 from mailer.store.subscribers import Subscriber
@@ -50,8 +50,10 @@ def group() -> None:
     show_default=True,
     help="pending: awaiting confirmation.",
 )
-@pass_state
-def add(state: State, email: str, name: str, list_names: tuple[str, ...], status: str) -> None:
+@pass_invocation
+def add(
+    invocation: Invocation, email: str, name: str, list_names: tuple[str, ...], status: str
+) -> None:
     """Add one subscriber, or add lists and a name to an existing one.
 
     Without --list, the subscriber joins the default list ([delivery] list). An address that
@@ -61,7 +63,7 @@ def add(state: State, email: str, name: str, list_names: tuple[str, ...], status
     Example:
       mailer subscribers add alice@example.org --name "Alice Rossi" --list commentaries
     """
-    newsletter = state.newsletter
+    newsletter = invocation.newsletter
     try:
         address = AddressBook().normalise(email)
         candidate = Candidate(
@@ -71,7 +73,7 @@ def add(state: State, email: str, name: str, list_names: tuple[str, ...], status
             or frozenset({newsletter.config.delivery.list}),
         )
     except (InvalidAddress, ValueError) as error:
-        raise UsageError(str(error)) from None
+        raise RequestError(str(error)) from None
     merged = newsletter.store.subscribers.merge(
         [candidate], status=Status(status), reason=Reason.STAFF, detail="mailer subscribers add"
     )
@@ -82,7 +84,7 @@ def add(state: State, email: str, name: str, list_names: tuple[str, ...], status
     elif merged.updated:
         click.echo(f"Updated {address}.")
     elif merged.kept_out:
-        raise UsageError(
+        raise RequestError(
             f"{address} unsubscribed, bounced, complained or was erased; it is not added back. "
             "Only the person can subscribe again, through the subscription form."
         )
@@ -93,8 +95,8 @@ def add(state: State, email: str, name: str, list_names: tuple[str, ...], status
 @group.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--list", "list_names", multiple=True, help="A list every row joins (repeatable).")
-@pass_state
-def import_(state: State, file: Path, list_names: tuple[str, ...]) -> None:
+@pass_invocation
+def import_(invocation: Invocation, file: Path, list_names: tuple[str, ...]) -> None:
     """Import subscribers from a CSV file with the columns email,name,lists.
 
     `lists` holds list names separated by ';'; lists that do not exist yet are created. A row
@@ -107,12 +109,12 @@ def import_(state: State, file: Path, list_names: tuple[str, ...]) -> None:
     Example:
       mailer subscribers import people.csv --list commentaries
     """
-    newsletter = state.newsletter
+    newsletter = invocation.newsletter
     subscribers = newsletter.store.subscribers
     try:
         extra = [clean_list_name(n) for n in list_names]
     except ValueError as error:
-        raise UsageError(str(error)) from None
+        raise RequestError(str(error)) from None
     with progress_bar(file.stat().st_size, f"Importing {file.name}") as bar:
         report = import_csv(
             file,
@@ -144,9 +146,9 @@ def import_(state: State, file: Path, list_names: tuple[str, ...]) -> None:
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path), required=False)
 @click.option("--status", "statuses", type=STATUSES, multiple=True, help="Only these statuses.")
 @click.option("--list", "list_name", help="Only members of this list.")
-@pass_state
+@pass_invocation
 def export(
-    state: State, file: Path | None, statuses: tuple[str, ...], list_name: str | None
+    invocation: Invocation, file: Path | None, statuses: tuple[str, ...], list_name: str | None
 ) -> None:
     """Write subscribers as CSV (every status unless --status narrows it), to FILE or stdout.
 
@@ -157,7 +159,7 @@ def export(
     Example:
       mailer subscribers export active.csv --status active
     """
-    subscribers = state.newsletter.store.subscribers.each(
+    subscribers = invocation.newsletter.store.subscribers.each(
         statuses=[Status(s) for s in statuses], list_name=list_name
     )
     if file is None:
@@ -192,9 +194,13 @@ def _write_csv(stream: IO[str], subscribers: Iterator[Subscriber]) -> int:
 @click.option("--list", "list_name", help="Only members of this list.")
 @click.option("--search", default="", help="Only addresses containing this text.")
 @click.option("--limit", default=50, show_default=True, help="Show at most this many (0: all).")
-@pass_state
+@pass_invocation
 def list_(
-    state: State, statuses: tuple[str, ...], list_name: str | None, search: str, limit: int
+    invocation: Invocation,
+    statuses: tuple[str, ...],
+    list_name: str | None,
+    search: str,
+    limit: int,
 ) -> None:
     """Show subscribers as a table.
 
@@ -203,7 +209,7 @@ def list_(
       mailer subscribers list --status bounced --search example.org
     """
     rows: list[tuple[str, ...]] = []
-    for subscriber in state.newsletter.store.subscribers.each(
+    for subscriber in invocation.newsletter.store.subscribers.each(
         statuses=[Status(s) for s in statuses], list_name=list_name, search=search
     ):
         if limit and len(rows) == limit:
@@ -235,16 +241,16 @@ def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
 
 @group.command()
 @click.argument("email")
-@pass_state
-def show(state: State, email: str) -> None:
+@pass_invocation
+def show(invocation: Invocation, email: str) -> None:
     """Everything held on one person, as JSON (their data, for a subject access request).
 
     \b
     Example:
       mailer subscribers show alice@example.org > alice.json
     """
-    subscriber = _find(state, email)
-    history = state.newsletter.store.subscribers.history(subscriber.id)
+    subscriber = _find(invocation, email)
+    history = invocation.newsletter.store.subscribers.history(subscriber.id)
     data: dict[str, Any] = {
         "email": subscriber.email,
         "name": subscriber.name,
@@ -272,25 +278,25 @@ def show(state: State, email: str) -> None:
     click.echo(json.dumps(data, ensure_ascii=False, indent=2))
 
 
-def _find(state: State, email: str) -> Subscriber:
-    found = state.newsletter.store.subscribers.find(email)
+def _find(invocation: Invocation, email: str) -> Subscriber:
+    found = invocation.newsletter.store.subscribers.find(email)
     if found is None:
-        raise UsageError(f"no subscriber has the address {email.strip()}")
+        raise RequestError(f"no subscriber has the address {email.strip()}")
     return found
 
 
 @group.command()
 @click.argument("email")
-@pass_state
-def remove(state: State, email: str) -> None:
+@pass_invocation
+def remove(invocation: Invocation, email: str) -> None:
     """Unsubscribe someone, keeping their record (and so keeping them from being re-imported).
 
     \b
     Example:
       mailer subscribers remove alice@example.org
     """
-    subscriber = _find(state, email)
-    changed = state.newsletter.store.subscribers.change_status(
+    subscriber = _find(invocation, email)
+    changed = invocation.newsletter.store.subscribers.change_status(
         subscriber.id, Status.UNSUBSCRIBED, Reason.STAFF, "mailer subscribers remove"
     )
     if changed:
@@ -302,8 +308,8 @@ def remove(state: State, email: str) -> None:
 @group.command()
 @click.argument("email")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@pass_state
-def erase(state: State, email: str, yes: bool) -> None:
+@pass_invocation
+def erase(invocation: Invocation, email: str, yes: bool) -> None:
     """Delete everything held on someone (the right to erasure).
 
     Only a one-way hash of the address is kept, on the suppression list, so that it is not
@@ -313,7 +319,7 @@ def erase(state: State, email: str, yes: bool) -> None:
     Example:
       mailer subscribers erase alice@example.org --yes
     """
-    subscribers = state.newsletter.store.subscribers
+    subscribers = invocation.newsletter.store.subscribers
     confirm(f"Erase everything held on {email.strip()}?", yes)
     if subscribers.erase(email):
         click.echo(f"Erased {email.strip()}; its hash stays on the suppression list.")
@@ -322,15 +328,15 @@ def erase(state: State, email: str, yes: bool) -> None:
 
 
 @group.command()
-@pass_state
-def stats(state: State) -> None:
+@pass_invocation
+def stats(invocation: Invocation) -> None:
     """Subscribers by status, and by list.
 
     \b
     Example:
       mailer subscribers stats
     """
-    by_status, by_list = state.newsletter.store.subscribers.counts()
+    by_status, by_list = invocation.newsletter.store.subscribers.counts()
     statuses = [s.value for s in Status]
     rows = [
         ("all", *(f"{by_status.get(s, 0):,}" for s in statuses), f"{sum(by_status.values()):,}")

@@ -20,7 +20,7 @@ import yaml
 
 from mailer.content import markdown
 from mailer.core import tomltext
-from mailer.core.errors import ContentError, Problem, UsageError
+from mailer.core.errors import ContentError, Problem, RequestError
 
 _DATED_NAME = re.compile(r"^\d{4}-\d{2}-\d{2}-")
 _SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -123,7 +123,9 @@ class Collection:
         unknown = [s for s in slugs if s not in known]
         if unknown:
             names = ", ".join(sorted(known)) or "none"
-            raise UsageError(f"no commentary with the slug '{unknown[0]}'; the slugs are: {names}")
+            raise RequestError(
+                f"no commentary with the slug '{unknown[0]}'; the slugs are: {names}"
+            )
         return Issue(tuple(known[s] for s in slugs))
 
     def raise_errors(self) -> None:

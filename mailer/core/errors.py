@@ -54,7 +54,7 @@ class TemplateError(ProblemsError):
     """A theme template is wrong."""
 
 
-class UsageError(MailerError):
+class RequestError(MailerError):
     """A command was asked for something it cannot do (an unknown slug, say)."""
 
 

@@ -84,7 +84,7 @@ def reply_address(template: MessageTemplate) -> tuple[str, str] | None:
     return parseaddr(template.sender.reply_to) if template.sender.reply_to else None
 
 
-def every(batch: Sequence[Outgoing], result: Result) -> list[Result]:
+def for_all(batch: Sequence[Outgoing], result: Result) -> list[Result]:
     return [result] * len(batch)
 
 
@@ -96,18 +96,11 @@ def json_answer(response: requests.Response) -> Any:
         return None
 
 
-def text_at(answer: Any, key: str) -> str:
-    """The text at `key` of a JSON object, or "" when the answer is not an object or the
-    value is not text."""
-    value = answer.get(key) if isinstance(answer, dict) else None
-    return value if isinstance(value, str) else ""
-
-
 def succeeded(response: requests.Response) -> bool:
     return 200 <= response.status_code < 300
 
 
-def unsafe(outgoing: Outgoing) -> str:
+def header_problem(outgoing: Outgoing) -> str:
     """Why this recipient cannot be put in a header (a line break in a name, address or URL),
     or "" when nothing is wrong."""
     person = outgoing.recipient
@@ -135,6 +128,9 @@ class HttpBackend:
         self.session: requests.Session | None = None
 
     def open(self) -> None:
+        self._opened()
+
+    def _opened(self) -> requests.Session:
         if self.session is None:
             self.session = requests.Session()
             adapter = requests.adapters.HTTPAdapter(
@@ -142,6 +138,7 @@ class HttpBackend:
             )
             self.session.mount("https://", adapter)
             self.session.mount("http://", adapter)
+        return self.session
 
     def close(self) -> None:
         if self.session is not None:
@@ -151,12 +148,15 @@ class HttpBackend:
     def send(self, template: MessageTemplate, batch: Sequence[Outgoing]) -> list[Result]:
         """One request for the batch. A recipient whose name, address or links would forge a
         header is FAILED here and never reaches the service; the rest go in one request."""
-        refusals = [unsafe(outgoing) for outgoing in batch]
+        refusals = [header_problem(outgoing) for outgoing in batch]
         ready = [outgoing for outgoing, refusal in zip(batch, refusals, strict=True) if not refusal]
         answered: list[Result] = []
         if ready:
             answered = self.results(self.post(self.payload(template, ready)), ready)
-            assert len(answered) == len(ready), f"{self.name}: a result for every recipient"
+            if len(answered) != len(ready):  # a provider module broke its contract
+                raise RuntimeError(
+                    f"{self.name}: {len(answered)} results for {len(ready)} messages"
+                )
         given = iter(answered)
         return [
             Result(Outcome.FAILED, reason=refusal) if refusal else next(given)
@@ -175,14 +175,11 @@ class HttpBackend:
         """POST, returning the response unless the failure concerns the whole batch: a network
         error, a timeout, 429 or 5xx (temporary), refused credentials or a wrong address
         (permanent)."""
-        self.open()
-        assert self.session is not None
+        session = self.session or self._opened()
         url = payload.url
         headers = {"Content-Type": payload.content_type, **payload.headers}
         try:
-            response = self.session.post(
-                url, data=payload.body, headers=headers, timeout=self.timeout
-            )
+            response = session.post(url, data=payload.body, headers=headers, timeout=self.timeout)
         except requests.Timeout:
             raise BackendError(
                 f"{self.name}: no answer from {url} within {self.timeout:g} s", temporary=True

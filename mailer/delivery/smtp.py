@@ -2,7 +2,7 @@
 
 STARTTLS (port 587) or implicit TLS (port 465) always verify the server's certificate; `none` is
 for a server on the same machine. A dropped connection or a 421 reconnects before the next
-message. Replies map to outcomes as SPEC section 6 says: 4xx is temporary, 5xx permanent, and
+message. Replies map to outcomes as README's Sending says: 4xx is temporary, 5xx permanent, and
 5.1.x (no such mailbox or domain) a hard bounce.
 """
 
@@ -180,8 +180,9 @@ class SmtpBackend:
         return results
 
     def _send_one(self, template: MessageTemplate, outgoing: Outgoing, sender: str) -> Result:
-        assert self.connection is not None
         connection = self.connection
+        if connection is None:  # send() opens it first; a caller skipping that gets this
+            raise BackendError("smtp: not connected", temporary=True)
         address = outgoing.recipient.email
         options: list[str] = []
         if not address.rpartition("@")[0].isascii():

@@ -33,7 +33,7 @@ class RenderedMessage:
     marker: str
 
     def placeholder(self, field: str) -> str:
-        return placeholder(self.marker, field)
+        return _placeholder(self.marker, field)
 
     @property
     def placeholder_pattern(self) -> re.Pattern[str]:
@@ -60,7 +60,7 @@ class RenderedIssue(RenderedMessage):
         )
 
 
-def placeholder(marker: str, field: str) -> str:
+def _placeholder(marker: str, field: str) -> str:
     """A personal field in rendered text: letters and digits only, which the HTML parser
     behind premailer leaves alone (it would percent-encode braces or spaces in a link)."""
     return f"{marker}{field}x"
@@ -71,7 +71,7 @@ class _Placeholders:
 
     def __init__(self, marker: str) -> None:
         for field in PERSONAL_FIELDS:
-            setattr(self, field, placeholder(marker, field))
+            setattr(self, field, _placeholder(marker, field))
 
 
 def render_issue(issue: Issue, theme: Theme, newsletter: NewsletterSettings) -> RenderedIssue:

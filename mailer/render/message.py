@@ -195,12 +195,12 @@ class MessageTemplate:
     # What HTTP providers need: they take the parts with their own placeholders, substitute each
     # recipient's values themselves, and write the headers from fields of their own.
 
-    def parts_with(self, placeholder: Callable[[str], str]) -> tuple[str, str]:
+    def parts_with(self, variable: Callable[[str], str]) -> tuple[str, str]:
         """(text, html) with each personal field written as `placeholder(field)` in the text
         part and `placeholder(field + "_html")` in the HTML, for `personal_values` to fill."""
         pattern = self.rendered.placeholder_pattern
-        text = pattern.sub(lambda found: placeholder(found[1]), self.rendered.text)
-        html = pattern.sub(lambda found: placeholder(found[1] + "_html"), self.rendered.html)
+        text = pattern.sub(lambda found: variable(found[1]), self.rendered.text)
+        html = pattern.sub(lambda found: variable(found[1] + "_html"), self.rendered.html)
         return text, html
 
     def personal_parts(self, recipient: Recipient) -> tuple[str, str]:

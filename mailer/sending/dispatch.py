@@ -23,8 +23,14 @@ from dataclasses import dataclass, field
 from mailer.core.lifecycle import Status
 from mailer.delivery.base import Backend, BackendError, Outcome, Outgoing, Result
 from mailer.render.message import HeaderInjection, MessageTemplate, Recipient, header_safe
-from mailer.store.campaigns import Campaign, Campaigns, CampaignStatus, Claimed, State
-from mailer.store.campaigns import Outcome as Recorded
+from mailer.store.campaigns import (
+    Campaign,
+    Campaigns,
+    CampaignStatus,
+    Claimed,
+    DeliveryRecord,
+    DeliveryState,
+)
 
 PAUSE_AFTER_MESSAGES = 50
 """A run of this many messages with none accepted (and at least three batches) pauses."""
@@ -67,7 +73,7 @@ class RunReport:
     campaign: Campaign
     tally: Tally
     elapsed: float
-    counts: dict[State, int]
+    counts: dict[DeliveryState, int]
 
     @property
     def rate(self) -> float:
@@ -95,7 +101,7 @@ class RateLimit:
         if wait > 0:
             time.sleep(wait)
 
-    def most(self, size: int) -> int:
+    def batch_limit(self, size: int) -> int:
         """A batch size that keeps a burst within a tenth of a second of the rate."""
         return size if self.rate <= 0 else max(1, min(size, int(self.rate / 10)))
 
@@ -104,7 +110,7 @@ class Paused(Exception):
     """Stop every worker and pause the campaign, saying why."""
 
 
-class Engine:
+class Dispatcher:
     def __init__(
         self,
         campaigns: Campaigns,
@@ -148,7 +154,7 @@ class Engine:
             progress(self.tally)
             if time.monotonic() - renewed > self.pace.lease.total_seconds() / 3:
                 # Batches still being handed over keep their lease: nobody takes them over.
-                self.campaigns.extend(campaign.id, self.workers, self.pace.lease)
+                self.campaigns.renew_leases(campaign.id, self.workers, self.pace.lease)
                 renewed = time.monotonic()
         progress(self.tally)
         if self.pause_reason:
@@ -170,7 +176,7 @@ class Engine:
 
     def _work(self, campaign: Campaign, worker: str) -> None:
         backend = self.make_backend()
-        largest = self.limit.most(self.pace.batch_size or backend.batch_size)
+        largest = self.limit.batch_limit(self.pace.batch_size or backend.batch_size)
         size = min(FIRST_BATCH, largest)
         try:
             while not self.stop.is_set():
@@ -189,7 +195,7 @@ class Engine:
                     return
                 self.campaigns.record(campaign.id, worker, outcomes)
                 self._count(outcomes)
-                if any(o.state == State.SENT for o in outcomes):
+                if any(o.state == DeliveryState.SENT for o in outcomes):
                     size = min(size * 2, largest)
                 if self.unreachable >= self.pace.max_attempts:
                     self._pause(f"{outcomes[-1].error} ({self.unreachable} times in a row)")
@@ -225,16 +231,16 @@ class Engine:
                 self.pause_reason = reason
         self.stop.set()
 
-    def _deliver(self, backend: Backend, claimed: list[Claimed]) -> list[Recorded]:
-        outcomes: list[Recorded] = []
+    def _deliver(self, backend: Backend, claimed: list[Claimed]) -> list[DeliveryRecord]:
+        outcomes: list[DeliveryRecord] = []
         outgoing: list[Outgoing] = []
         attempts: dict[int, int] = {}
         for person in claimed:
             if person.status != Status.ACTIVE:
                 outcomes.append(
-                    Recorded(
+                    DeliveryRecord(
                         person.subscriber_id,
-                        State.SKIPPED,
+                        DeliveryState.SKIPPED,
                         person.attempts,
                         error=f"{person.status.value} while the campaign ran",
                     )
@@ -245,7 +251,12 @@ class Engine:
                 header_safe(person.email, "the address")
             except HeaderInjection as error:
                 outcomes.append(
-                    Recorded(person.subscriber_id, State.FAILED, person.attempts, error=str(error))
+                    DeliveryRecord(
+                        person.subscriber_id,
+                        DeliveryState.FAILED,
+                        person.attempts,
+                        error=str(error),
+                    )
                 )
                 continue
             attempts[person.subscriber_id] = person.attempts + 1
@@ -266,7 +277,7 @@ class Engine:
                 raise Paused(str(error)) from None
             return outcomes + self._unreachable(claimed, outgoing, error)
         self.unreachable = 0
-        self._watch(results)
+        self._pause_when_nothing_accepted(results)
         for message, result in zip(outgoing, results, strict=True):
             outcomes.append(
                 self._recorded(message.subscriber_id, attempts[message.subscriber_id], result)
@@ -275,7 +286,7 @@ class Engine:
 
     def _unreachable(
         self, claimed: list[Claimed], outgoing: list[Outgoing], error: BackendError
-    ) -> list[Recorded]:
+    ) -> list[DeliveryRecord]:
         """Nothing of the batch was handed over: back in the queue, no attempt counted (the
         service failed, not the message); enough of these in a row pause the campaign."""
         with self.tally.lock:
@@ -286,36 +297,44 @@ class Engine:
         )
         waiting = {message.subscriber_id for message in outgoing}
         return [
-            Recorded(p.subscriber_id, State.QUEUED, p.attempts, error=str(error), not_before=when)
+            DeliveryRecord(
+                p.subscriber_id, DeliveryState.QUEUED, p.attempts, error=str(error), not_before=when
+            )
             for p in claimed
             if p.subscriber_id in waiting
         ]
 
-    def _recorded(self, subscriber_id: int, attempts: int, result: Result) -> Recorded:
+    def _recorded(self, subscriber_id: int, attempts: int, result: Result) -> DeliveryRecord:
         if result.outcome == Outcome.SENT:
-            return Recorded(subscriber_id, State.SENT, attempts, message_id=result.message_id)
+            return DeliveryRecord(
+                subscriber_id, DeliveryState.SENT, attempts, message_id=result.message_id
+            )
         if result.outcome == Outcome.RETRY:
             if attempts < self.pace.max_attempts:
                 delay = self._backoff(attempts, result.retry_after or 0.0)
                 when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay)
-                return Recorded(
-                    subscriber_id, State.QUEUED, attempts, error=result.reason, not_before=when
+                return DeliveryRecord(
+                    subscriber_id,
+                    DeliveryState.QUEUED,
+                    attempts,
+                    error=result.reason,
+                    not_before=when,
                 )
-            return Recorded(
+            return DeliveryRecord(
                 subscriber_id,
-                State.FAILED,
+                DeliveryState.FAILED,
                 attempts,
                 error=f"gave up after {attempts} attempts: {result.reason}",
             )
-        return Recorded(
+        return DeliveryRecord(
             subscriber_id,
-            State.FAILED,
+            DeliveryState.FAILED,
             attempts,
             error=result.reason,
             bounced=result.outcome == Outcome.BOUNCED,
         )
 
-    def _watch(self, results: list[Result]) -> None:
+    def _pause_when_nothing_accepted(self, results: list[Result]) -> None:
         """Pause when the service has accepted nothing for a good while."""
         with self.tally.lock:
             if any(r.outcome == Outcome.SENT for r in results):
@@ -333,15 +352,15 @@ class Engine:
                 f"reason: {results[-1].reason}"
             )
 
-    def _count(self, outcomes: list[Recorded]) -> None:
+    def _count(self, outcomes: list[DeliveryRecord]) -> None:
         with self.tally.lock:
             for outcome in outcomes:
-                if outcome.state == State.SENT:
+                if outcome.state == DeliveryState.SENT:
                     self.tally.sent += 1
-                elif outcome.state == State.FAILED:
+                elif outcome.state == DeliveryState.FAILED:
                     self.tally.failed += 1
                     self.tally.bounced += outcome.bounced
-                elif outcome.state == State.SKIPPED:
+                elif outcome.state == DeliveryState.SKIPPED:
                     self.tally.skipped += 1
                 else:
                     self.tally.retried += 1

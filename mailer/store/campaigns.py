@@ -57,7 +57,7 @@ class CampaignStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
-class State(StrEnum):
+class DeliveryState(StrEnum):
     QUEUED = "queued"
     SENDING = "sending"
     SENT = "sent"
@@ -93,11 +93,11 @@ class Claimed(NamedTuple):
     attempts: int
 
 
-class Outcome(NamedTuple):
+class DeliveryRecord(NamedTuple):
     """What became of one claimed delivery."""
 
     subscriber_id: int
-    state: State
+    state: DeliveryState
     attempts: int
     message_id: str = ""
     error: str = ""
@@ -166,22 +166,24 @@ class Campaigns:
             row = connection.execute(query).first()
         return self._campaign(row) if row else None
 
-    def counts(self, campaign_id: int) -> dict[State, int]:
+    def counts(self, campaign_id: int) -> dict[DeliveryState, int]:
         query = (
             select(deliveries.c.state, func.count())
             .where(deliveries.c.campaign_id == campaign_id)
             .group_by(deliveries.c.state)
         )
         with self.engine.connect() as connection:
-            found = {State(state): count for state, count in connection.execute(query)}
-        return {state: found.get(state, 0) for state in State}
+            found = {DeliveryState(state): count for state, count in connection.execute(query)}
+        return {state: found.get(state, 0) for state in DeliveryState}
 
     def failures(self, campaign_id: int, limit: int = 50) -> list[tuple[str, str]]:
         """(address, reason) of failed deliveries, at most `limit`."""
         query = (
             select(subscribers.c.email, deliveries.c.error)
             .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
-            .where(deliveries.c.campaign_id == campaign_id, deliveries.c.state == State.FAILED)
+            .where(
+                deliveries.c.campaign_id == campaign_id, deliveries.c.state == DeliveryState.FAILED
+            )
             .order_by(deliveries.c.subscriber_id)
             .limit(limit)
         )
@@ -191,7 +193,7 @@ class Campaigns:
     def next_retry(self, campaign_id: int) -> dt.datetime | None:
         """When the earliest delivery waiting to be retried falls due."""
         query = select(func.min(deliveries.c.not_before)).where(
-            deliveries.c.campaign_id == campaign_id, deliveries.c.state == State.QUEUED
+            deliveries.c.campaign_id == campaign_id, deliveries.c.state == DeliveryState.QUEUED
         )
         with self.engine.connect() as connection:
             value: dt.datetime | None = connection.execute(query).scalar()
@@ -201,7 +203,7 @@ class Campaigns:
         """Deliveries still queued or being sent."""
         query = select(func.count()).where(
             deliveries.c.campaign_id == campaign_id,
-            deliveries.c.state.in_([State.QUEUED.value, State.SENDING.value]),
+            deliveries.c.state.in_([DeliveryState.QUEUED.value, DeliveryState.SENDING.value]),
         )
         with self.engine.connect() as connection:
             return int(connection.execute(query).scalar_one())
@@ -232,7 +234,7 @@ class Campaigns:
                 select(
                     memberships.c.subscriber_id,
                     literal(campaign_id),
-                    literal(State.QUEUED.value),
+                    literal(DeliveryState.QUEUED.value),
                     literal(0),
                     literal(now, UtcDateTime),
                 )
@@ -251,7 +253,8 @@ class Campaigns:
                 update(campaigns).where(campaigns.c.id == campaign_id).values(recipients=added)
             )
         campaign = self.get(campaign_id)
-        assert campaign is not None
+        if campaign is None:  # made in the transaction just committed
+            raise LookupError(f"campaign {campaign_id}")
         return campaign
 
     def set_status(self, campaign_id: int, status: CampaignStatus, detail: str = "") -> None:
@@ -263,7 +266,7 @@ class Campaigns:
                 update(campaigns).where(campaigns.c.id == campaign_id).values(**values)
             )
 
-    def extend(self, campaign_id: int, workers: Sequence[str], lease: dt.timedelta) -> int:
+    def renew_leases(self, campaign_id: int, workers: Sequence[str], lease: dt.timedelta) -> int:
         """Renew the lease of the batches these workers hold (they are still handing them over)."""
         now = utcnow()
         with self.writing, self.engine.begin() as connection:
@@ -271,7 +274,7 @@ class Campaigns:
                 update(deliveries)
                 .where(
                     deliveries.c.campaign_id == campaign_id,
-                    deliveries.c.state == State.SENDING,
+                    deliveries.c.state == DeliveryState.SENDING,
                     deliveries.c.claimed_by.in_(list(workers)),
                 )
                 .values(lease_until=now + lease)
@@ -281,13 +284,13 @@ class Campaigns:
         """Put `sending` deliveries back in the queue: a dead worker's (or, with None, anyone's,
         for SQLite, where the only worker is the one asking)."""
         query = update(deliveries).where(
-            deliveries.c.campaign_id == campaign_id, deliveries.c.state == State.SENDING
+            deliveries.c.campaign_id == campaign_id, deliveries.c.state == DeliveryState.SENDING
         )
         if worker is not None:
             query = query.where(deliveries.c.claimed_by == worker)
         with self.writing, self.engine.begin() as connection:
             return connection.execute(
-                query.values(state=State.QUEUED.value, claimed_by=None, lease_until=None)
+                query.values(state=DeliveryState.QUEUED.value, claimed_by=None, lease_until=None)
             ).rowcount
 
     def claim(self, campaign_id: int, worker: str, size: int, lease: dt.timedelta) -> list[Claimed]:
@@ -298,12 +301,12 @@ class Campaigns:
         # the two would have SQLite walk past every row already sent, slower at each batch.
         queued = and_(
             deliveries.c.campaign_id == campaign_id,
-            deliveries.c.state == State.QUEUED,
+            deliveries.c.state == DeliveryState.QUEUED,
             or_(deliveries.c.not_before.is_(None), deliveries.c.not_before <= now),
         )
         abandoned = and_(
             deliveries.c.campaign_id == campaign_id,
-            deliveries.c.state == State.SENDING,
+            deliveries.c.state == DeliveryState.SENDING,
             deliveries.c.lease_until < now,
         )
         with self.writing, self.engine.begin() as connection:
@@ -321,7 +324,7 @@ class Campaigns:
                     update(deliveries)
                     .where(due, one_of(connection, deliveries.c.subscriber_id, ids))
                     .values(
-                        state=State.SENDING.value,
+                        state=DeliveryState.SENDING.value,
                         claimed_by=worker,
                         lease_until=now + lease,
                         updated_at=now,
@@ -337,7 +340,7 @@ class Campaigns:
                     select(deliveries.c.subscriber_id).where(
                         deliveries.c.campaign_id == campaign_id,
                         deliveries.c.claimed_by == worker,
-                        deliveries.c.state == State.SENDING,
+                        deliveries.c.state == DeliveryState.SENDING,
                         one_of(connection, deliveries.c.subscriber_id, ids),
                     )
                 ).scalars()
@@ -369,7 +372,7 @@ class Campaigns:
             for i, email, name, status, tries in rows
         ]
 
-    def record(self, campaign_id: int, worker: str, outcomes: Sequence[Outcome]) -> None:
+    def record(self, campaign_id: int, worker: str, outcomes: Sequence[DeliveryRecord]) -> None:
         """Write what became of a claimed batch, and mark hard bounces, in one commit."""
         if not outcomes:
             return
@@ -445,7 +448,7 @@ class Campaigns:
                     _bounce(connection, outcome, campaign_id)
 
 
-def _bounce(connection: Connection, outcome: Outcome, campaign_id: int) -> None:
+def _bounce(connection: Connection, outcome: DeliveryRecord, campaign_id: int) -> None:
     change_status(
         connection,
         outcome.subscriber_id,

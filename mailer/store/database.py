@@ -105,7 +105,8 @@ def _alembic(connection: Any) -> AlembicConfig:
 def head_revision() -> str:
     script = ScriptDirectory.from_config(_alembic(None))
     head = script.get_current_head()
-    assert head is not None
+    if head is None:
+        raise RuntimeError(f"no migrations in {MIGRATIONS}")
     return head
 
 

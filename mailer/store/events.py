@@ -23,7 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from mailer.core.addresses import as_stored, key, suppression_hash
 from mailer.core.events import Event, Kind
 from mailer.core.lifecycle import Reason, Status
-from mailer.store.campaigns import State
+from mailer.store.campaigns import DeliveryState
 from mailer.store.schema import deliveries, events, subscribers, utcnow, webhook_tokens
 from mailer.store.subscribers import change_status
 
@@ -56,7 +56,7 @@ class Applied:
 
 
 @dataclass(frozen=True)
-class Recorded:
+class StoredEvent:
     """An event as the store keeps it."""
 
     provider: str
@@ -92,7 +92,7 @@ class Events:
                 _apply(connection, event, now, applied)
         return applied
 
-    def of_subscriber(self, subscriber_id: int) -> list[Recorded]:
+    def of_subscriber(self, subscriber_id: int) -> list[StoredEvent]:
         """Every event recorded about this subscriber, oldest first."""
         with self.engine.connect() as connection:
             rows = connection.execute(
@@ -102,7 +102,7 @@ class Events:
             ).all()
         return [_recorded(row) for row in rows]
 
-    def find(self, provider: str, event_id: str) -> Recorded | None:
+    def find(self, provider: str, event_id: str) -> StoredEvent | None:
         with self.engine.connect() as connection:
             row = connection.execute(
                 select(*_COLUMNS).where(
@@ -126,8 +126,8 @@ _COLUMNS = (
 )
 
 
-def _recorded(row: Any) -> Recorded:
-    return Recorded(
+def _recorded(row: Any) -> StoredEvent:
+    return StoredEvent(
         provider=row.provider,
         event_id=row.event_id,
         kind=row.kind,
@@ -209,7 +209,7 @@ def _mark_delivery(
 ) -> int:
     """Fail (hard bounce) or annotate (complaint) the delivery the event is about; 0 or 1."""
     sent = select(deliveries.c.campaign_id).where(
-        deliveries.c.subscriber_id == subscriber_id, deliveries.c.state == State.SENT.value
+        deliveries.c.subscriber_id == subscriber_id, deliveries.c.state == DeliveryState.SENT.value
     )
     newest = deliveries.c.campaign_id.desc()
     campaign_id = None
@@ -225,13 +225,13 @@ def _mark_delivery(
         return 0
     values: dict[str, Any] = {"error": detail[:MAX_REASON], "updated_at": now}
     if event.hard_bounce:
-        values["state"] = State.FAILED.value
+        values["state"] = DeliveryState.FAILED.value
     return connection.execute(
         update(deliveries)
         .where(
             deliveries.c.campaign_id == campaign_id,
             deliveries.c.subscriber_id == subscriber_id,
-            deliveries.c.state == State.SENT.value,
+            deliveries.c.state == DeliveryState.SENT.value,
         )
         .values(**values)
     ).rowcount

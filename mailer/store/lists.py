@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from mailer.core.addresses import clean_list_name
-from mailer.core.errors import UsageError
+from mailer.core.errors import RequestError
 from mailer.core.lifecycle import Status
 from mailer.store.schema import lists, memberships, subscribers, utcnow
 
@@ -48,7 +48,7 @@ class Lists:
         name = clean_list_name(name)
         with self.engine.begin() as connection:
             if self.find(connection, name) is not None:
-                raise UsageError(f"the list '{name}' already exists")
+                raise RequestError(f"the list '{name}' already exists")
             connection.execute(insert(lists).values(name=name, created_at=utcnow()))
 
     def rename(self, old: str, new: str) -> None:
@@ -56,9 +56,9 @@ class Lists:
         with self.engine.begin() as connection:
             found = self.find(connection, old)
             if found is None:
-                raise UsageError(f"there is no list '{old}'; `mailer lists` shows them")
+                raise RequestError(f"there is no list '{old}'; `mailer lists` shows them")
             if self.find(connection, new) is not None:
-                raise UsageError(f"the list '{new}' already exists")
+                raise RequestError(f"the list '{new}' already exists")
             connection.execute(update(lists).where(lists.c.id == found).values(name=new))
 
     @staticmethod

@@ -74,19 +74,6 @@ def json_body(body: bytes) -> Any:
         raise Malformed("the body is not UTF-8 JSON") from None
 
 
-def text_at(value: Any, *path: str) -> str:
-    """The text (or number, as text) at `path` in nested objects; "" when it is not there."""
-    for name in path:
-        if not isinstance(value, dict):
-            return ""
-        value = value.get(name)
-    if isinstance(value, bool) or value is None:
-        return ""
-    if isinstance(value, str | int | float):
-        return str(value)
-    return ""
-
-
 def unix_time(value: Any) -> dt.datetime | None:
     """A Unix time in seconds (number or digits) as an aware UTC time; None if it is not one."""
     if isinstance(value, bool):

@@ -30,7 +30,7 @@ def hmac_sha256_hex(secret: str, message: bytes) -> str:
     return hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
 
 
-def same(given: str, expected: str) -> bool:
+def equal_in_constant_time(given: str, expected: str) -> bool:
     """Compare in constant time (bytes, since compare_digest refuses non-ASCII text)."""
     return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
 

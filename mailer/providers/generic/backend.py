@@ -16,18 +16,18 @@ from typing import Any
 
 import requests
 
+from mailer.core.json_text import text_at
 from mailer.delivery.base import Outcome, Outgoing, Result
 from mailer.delivery.http import (
     HttpBackend,
     Payload,
     bearer,
-    every,
+    for_all,
     json_answer,
     json_payload,
     reply_address,
     sender_address,
     succeeded,
-    text_at,
 )
 from mailer.render.message import MessageTemplate
 
@@ -39,7 +39,7 @@ STATUSES = {
 }
 
 
-def placeholder(field: str) -> str:
+def variable(field: str) -> str:
     return "{{" + field + "}}"
 
 
@@ -49,7 +49,7 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
     return f"sha256={digest.hexdigest()}"
 
 
-def person(name: str, address: str) -> dict[str, str]:
+def contact(name: str, address: str) -> dict[str, str]:
     return {"email": address, "name": name}
 
 
@@ -72,11 +72,11 @@ class GenericHttpBackend(HttpBackend):
         self.signing_secret = signing_secret
 
     def payload(self, template: MessageTemplate, batch: Sequence[Outgoing]) -> Payload:
-        text, html = template.parts_with(placeholder)
+        text, html = template.parts_with(variable)
         reply_to = reply_address(template)
         body = {
-            "from": person(*sender_address(template)),
-            "reply_to": person(*reply_to) if reply_to else None,
+            "from": contact(*sender_address(template)),
+            "reply_to": contact(*reply_to) if reply_to else None,
             "subject": template.rendered.subject,
             "text": text,
             "html": html,
@@ -107,10 +107,10 @@ class GenericHttpBackend(HttpBackend):
     def results(self, response: requests.Response, batch: Sequence[Outgoing]) -> list[Result]:
         answer = json_answer(response)
         if not succeeded(response):
-            return every(batch, self.refused(response, text_at(answer, "error")))
+            return for_all(batch, self.refused(response, text_at(answer, "error")))
         results = answer.get("results") if isinstance(answer, dict) else None
         if not isinstance(results, list) or len(results) != len(batch):
-            return every(batch, self.malformed(response))
+            return for_all(batch, self.malformed(response))
         return [
             self.result(response, one, outgoing)
             for one, outgoing in zip(results, batch, strict=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from mailer.core.events import Event, Kind, Severity
+from mailer.core.json_text import text_at
 from mailer.webhooks.base import (
     Incoming,
     Malformed,
@@ -18,10 +19,9 @@ from mailer.webhooks.base import (
     event_id,
     iso_time,
     json_body,
-    text_at,
     unix_time,
 )
-from mailer.webhooks.signatures import check_fresh, hmac_sha256_hex, require, same
+from mailer.webhooks.signatures import check_fresh, equal_in_constant_time, hmac_sha256_hex, require
 
 PROVIDER = "generic"
 TIMESTAMP_HEADER = "X-Mailer-Timestamp"
@@ -48,7 +48,7 @@ def verify(incoming: Incoming, secret: str, now: float) -> None:
     if not timestamp or not given:
         raise Refused(f"no {TIMESTAMP_HEADER} or {SIGNATURE_HEADER} header")
     expected = "sha256=" + hmac_sha256_hex(key, timestamp.encode("utf-8") + b"." + incoming.body)
-    if not same(given.strip(), expected):
+    if not equal_in_constant_time(given.strip(), expected):
         raise Refused("bad signature")
     check_fresh(timestamp, now)
 

@@ -18,18 +18,18 @@ from urllib.parse import quote
 
 import requests
 
+from mailer.core.json_text import text_at
 from mailer.delivery.base import Outcome, Outgoing, Result
 from mailer.delivery.http import (
     HttpBackend,
     Payload,
     basic_auth,
-    every,
+    for_all,
     form_payload,
     json_answer,
     reply_address,
     sender_address,
     succeeded,
-    text_at,
 )
 from mailer.render.message import MessageTemplate, idna_address, mailbox
 
@@ -37,7 +37,7 @@ UNSUBSCRIBE_VARIABLE = "list_unsubscribe"
 """The recipient variable holding the whole List-Unsubscribe value."""
 
 
-def placeholder(variable: str) -> str:
+def recipient_variable(variable: str) -> str:
     return f"%recipient.{variable}%"
 
 
@@ -59,7 +59,7 @@ class MailgunBackend(HttpBackend):
         self.auth = basic_auth("api", api_key)
 
     def payload(self, template: MessageTemplate, batch: Sequence[Outgoing]) -> Payload:
-        text, html = template.parts_with(placeholder)
+        text, html = template.parts_with(recipient_variable)
         fields = [("from", mailbox(*sender_address(template)))]
         # One `to` field listing everybody, as Mailgun allows: a form part per recipient costs
         # more to build than the rest of the request.
@@ -68,7 +68,7 @@ class MailgunBackend(HttpBackend):
         )
         fields += [("subject", template.rendered.subject), ("text", text), ("html", html)]
         fields.append(("recipient-variables", json.dumps(recipient_variables(template, batch))))
-        fields.append(("h:List-Unsubscribe", placeholder(UNSUBSCRIBE_VARIABLE)))
+        fields.append(("h:List-Unsubscribe", recipient_variable(UNSUBSCRIBE_VARIABLE)))
         fields += [(f"h:{name}", value) for name, value in template.shared_headers().items()]
         reply_to = reply_address(template)
         if reply_to:
@@ -78,11 +78,11 @@ class MailgunBackend(HttpBackend):
     def results(self, response: requests.Response, batch: Sequence[Outgoing]) -> list[Result]:
         answer = json_answer(response)
         if not succeeded(response):
-            return every(batch, self.refused(response, text_at(answer, "message")))
+            return for_all(batch, self.refused(response, text_at(answer, "message")))
         batch_id = text_at(answer, "id")
         if not batch_id:
-            return every(batch, self.malformed(response))
-        return every(batch, Result(Outcome.SENT, message_id=batch_id))
+            return for_all(batch, self.malformed(response))
+        return for_all(batch, Result(Outcome.SENT, message_id=batch_id))
 
 
 def recipient_variables(

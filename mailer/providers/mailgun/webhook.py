@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from mailer.core.events import Event, Kind, Severity
+from mailer.core.json_text import text_at
 from mailer.webhooks.base import (
     Incoming,
     Malformed,
@@ -21,10 +22,9 @@ from mailer.webhooks.base import (
     Refused,
     event_id,
     json_body,
-    text_at,
     unix_time,
 )
-from mailer.webhooks.signatures import check_fresh, hmac_sha256_hex, require, same
+from mailer.webhooks.signatures import check_fresh, equal_in_constant_time, hmac_sha256_hex, require
 
 PROVIDER = "mailgun"
 MAX_TOKEN = 255
@@ -53,7 +53,9 @@ def verify(signature: Any, signing_key: str, now: float) -> str:
     given = text_at(signature, "signature")
     if not (timestamp and token and given) or len(token) > MAX_TOKEN:
         raise Refused("no signature (timestamp, token and signature are needed)")
-    if not same(given.lower(), hmac_sha256_hex(key, (timestamp + token).encode("utf-8"))):
+    if not equal_in_constant_time(
+        given.lower(), hmac_sha256_hex(key, (timestamp + token).encode("utf-8"))
+    ):
         raise Refused("bad signature")
     check_fresh(timestamp, now)
     return token

@@ -14,17 +14,17 @@ from typing import Any
 
 import requests
 
+from mailer.core.json_text import text_at
 from mailer.delivery.base import Outcome, Outgoing, Result
 from mailer.delivery.http import (
     HttpBackend,
     Payload,
-    every,
+    for_all,
     json_answer,
     json_payload,
     reply_address,
     sender_address,
     succeeded,
-    text_at,
 )
 from mailer.render.message import MessageTemplate, mailbox
 
@@ -77,9 +77,9 @@ class PostmarkBackend(HttpBackend):
     def results(self, response: requests.Response, batch: Sequence[Outgoing]) -> list[Result]:
         answer = json_answer(response)
         if not succeeded(response):
-            return every(batch, self.refused(response, error(answer)))
+            return for_all(batch, self.refused(response, error(answer)))
         if not isinstance(answer, list) or len(answer) != len(batch):
-            return every(batch, self.malformed(response))
+            return for_all(batch, self.malformed(response))
         return [self.result(response, one) for one in answer]
 
     def result(self, response: requests.Response, one: Any) -> Result:

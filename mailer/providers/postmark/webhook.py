@@ -14,6 +14,7 @@ import binascii
 from typing import Any
 
 from mailer.core.events import Event, Kind, Severity
+from mailer.core.json_text import text_at
 from mailer.webhooks.base import (
     Incoming,
     Malformed,
@@ -22,9 +23,8 @@ from mailer.webhooks.base import (
     event_id,
     iso_time,
     json_body,
-    text_at,
 )
-from mailer.webhooks.signatures import require, same
+from mailer.webhooks.signatures import equal_in_constant_time, require
 
 PROVIDER = "postmark"
 
@@ -55,8 +55,8 @@ def verify(incoming: Incoming, username: str, password: str) -> None:
     except (binascii.Error, UnicodeDecodeError):
         raise Refused("unreadable basic auth") from None
     # Both compared, always, so the time taken does not tell which one was wrong.
-    right_user = same(given_user, user)
-    right_password = same(given_password, secret)
+    right_user = equal_in_constant_time(given_user, user)
+    right_password = equal_in_constant_time(given_password, secret)
     if not (right_user and right_password):
         raise Refused("wrong user name or password")
 

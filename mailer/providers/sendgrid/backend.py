@@ -19,7 +19,7 @@ from mailer.delivery.http import (
     HttpBackend,
     Payload,
     bearer,
-    every,
+    for_all,
     json_answer,
     json_payload,
     reply_address,
@@ -34,7 +34,7 @@ def tag(field: str) -> str:
     return f"-{field}-"
 
 
-def person(name: str, address: str) -> dict[str, str]:
+def email_object(name: str, address: str) -> dict[str, str]:
     found = {"email": idna_address(address)}
     if name:
         found["name"] = name
@@ -57,7 +57,7 @@ class SendgridBackend(HttpBackend):
         text, html = template.parts_with(tag)
         body: dict[str, Any] = {
             "personalizations": [personalization(template, o.recipient) for o in batch],
-            "from": person(*sender_address(template)),
+            "from": email_object(*sender_address(template)),
             "subject": template.rendered.subject,
             "content": [
                 {"type": "text/plain", "value": text},
@@ -67,7 +67,7 @@ class SendgridBackend(HttpBackend):
         }
         reply_to = reply_address(template)
         if reply_to:
-            body["reply_to"] = person(*reply_to)
+            body["reply_to"] = email_object(*reply_to)
         return json_payload(self.url, body, self.auth)
 
     def results(self, response: requests.Response, batch: Sequence[Outgoing]) -> list[Result]:
@@ -81,13 +81,13 @@ class SendgridBackend(HttpBackend):
             for error in (errors if isinstance(errors, list) else [])
             if isinstance(error, dict) and error.get("message")
         ]
-        return every(batch, self.refused(response, "; ".join(messages)))
+        return for_all(batch, self.refused(response, "; ".join(messages)))
 
 
 def personalization(template: MessageTemplate, recipient: Recipient) -> dict[str, Any]:
     values = template.personal_values(recipient)
     return {
-        "to": [person(recipient.name, recipient.email)],
+        "to": [email_object(recipient.name, recipient.email)],
         "substitutions": {tag(field): value for field, value in values.items()},
         "headers": {"List-Unsubscribe": template.list_headers(recipient)["List-Unsubscribe"]},
     }

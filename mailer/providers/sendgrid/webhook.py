@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from mailer.core.events import Event, Kind, Severity
+from mailer.core.json_text import text_at
 from mailer.webhooks.base import (
     Incoming,
     Malformed,
@@ -26,7 +27,6 @@ from mailer.webhooks.base import (
     Refused,
     event_id,
     json_body,
-    text_at,
     unix_time,
 )
 from mailer.webhooks.signatures import check_fresh, require

@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from mailer.core.events import Event, Kind, Severity
+from mailer.core.json_text import text_at
 from mailer.webhooks.base import (
     Incoming,
     Malformed,
@@ -48,7 +49,6 @@ from mailer.webhooks.base import (
     event_id,
     iso_time,
     json_body,
-    text_at,
 )
 
 PROVIDER = "ses"

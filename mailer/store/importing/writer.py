@@ -46,7 +46,8 @@ def import_csv(
         [sys.executable, "-m", "mailer.store.importing.reader", str(path), default_list, *extra],
         stdout=subprocess.PIPE,
     )
-    assert reader.stdout is not None
+    if reader.stdout is None:  # stdout=PIPE always gives one
+        raise RuntimeError("the CSV reader has no output")
     try:
         position = 0
         for batch in _received(reader.stdout):
