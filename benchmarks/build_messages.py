@@ -22,7 +22,6 @@ from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
 from mailer.app.newsletter import Newsletter
-from mailer.core import config
 from mailer.render.email import inline_css
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -30,7 +29,7 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 
 def newsletter() -> Newsletter:
     os.environ.setdefault("MAILER_SECRET", "benchmark-secret-0123456789")
-    return Newsletter(config.load(REPOSITORY / "config.example.toml"))
+    return Newsletter.load(REPOSITORY / "config.example.toml")
 
 
 def longest_slug(letter: Newsletter) -> str:

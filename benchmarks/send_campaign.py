@@ -32,7 +32,6 @@ import time
 from pathlib import Path
 
 from mailer.app.newsletter import Newsletter
-from mailer.core import config
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 MAILER = Path(sys.executable).parent / "mailer"
@@ -127,7 +126,7 @@ def send_measured(folder: Path, slug: str) -> tuple[int, float, int]:
 
 def longest_slug() -> str:
     os.environ.setdefault("MAILER_SECRET", SECRET)
-    letter = Newsletter(config.load(REPOSITORY / "config.example.toml"))
+    letter = Newsletter.load(REPOSITORY / "config.example.toml")
     return max(letter.commentaries().published(), key=lambda c: len(c.text)).slug
 
 
@@ -136,7 +135,7 @@ def bare_smtplib(
 ) -> float:
     """Pre-built messages sent with nothing but smtplib, over `connections` connections
     (with `nodelay`, Nagle's algorithm off, as mailer's smtp backend has it)."""
-    letter = Newsletter(config.load(folder / "config.toml", {"MAILER_SECRET": SECRET}))
+    letter = Newsletter.load(folder / "config.toml", {"MAILER_SECRET": SECRET})
     template = letter.message_template(letter.render(letter.issue([slug])), "commentaries")
     messages = [
         (

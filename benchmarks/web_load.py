@@ -30,7 +30,6 @@ from sqlalchemy import func, select
 REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
 
-from mailer import config  # noqa: E402
 from mailer.app.newsletter import Newsletter  # noqa: E402
 from mailer.core.addresses import Candidate  # noqa: E402
 from mailer.core.lifecycle import Reason, Status  # noqa: E402
@@ -46,7 +45,7 @@ def newsletter_in(root: Path) -> Newsletter:
     shutil.copytree(REPOSITORY / "commentaries", root / "commentaries")
     shutil.copyfile(REPOSITORY / "config.example.toml", root / "config.toml")
     (root / "subscribers").mkdir()
-    newsletter = Newsletter(config.load(root / "config.toml", {"MAILER_SECRET": SECRET}))
+    newsletter = Newsletter.load(root / "config.toml", {"MAILER_SECRET": SECRET})
     newsletter.build()
     return newsletter
 

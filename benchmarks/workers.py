@@ -34,7 +34,6 @@ from send_campaign import MAILER, SECRET, SMTP_SINK, free_port, longest_slug, wa
 from sqlalchemy import Connection, create_engine, func, select, text
 
 from mailer.app.newsletter import Newsletter
-from mailer.core import config
 from mailer.store.campaigns import DeliveryState
 from mailer.store.schema import deliveries
 
@@ -182,7 +181,7 @@ def main() -> None:
             folder = newsletter_folder(Path(temporary), database_url, port, args.concurrency)
             slug = longest_slug()
             import_people(folder, args.recipients)
-            newsletter = Newsletter(config.load(folder / "config.toml", {"MAILER_SECRET": SECRET}))
+            newsletter = Newsletter.load(folder / "config.toml", {"MAILER_SECRET": SECRET})
             print(f"machine: {machine()}; PostgreSQL {version}")
             print(
                 f"campaign: {slug}, {args.recipients:,} recipients, to Postfix smtp-sink on "

@@ -16,7 +16,6 @@ from sqlalchemy import create_engine, text
 
 from mailer.app.newsletter import Newsletter
 from mailer.cli import main
-from mailer.core import config
 from mailer.store.database import Store
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -79,7 +78,7 @@ class Folder:
         self.config_path.write_text(text.replace(old, new, 1), encoding="utf-8")
 
     def newsletter(self) -> Newsletter:
-        return Newsletter(config.load(self.config_path, {"MAILER_SECRET": SECRET}))
+        return Newsletter.load(self.config_path, {"MAILER_SECRET": SECRET})
 
     def output_files(self) -> dict[str, bytes]:
         return {

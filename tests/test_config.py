@@ -14,9 +14,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from mailer.app.newsletter import load_config
 from mailer.cli import main
 from mailer.core import config
 from mailer.core.errors import ConfigError
+from mailer.providers.outbox import OutboxSettings
+from mailer.providers.smtp import SmtpSettings
 from tests.conftest import SECRET, Folder, Run, skip_or_fail
 
 PROVIDER_VARIABLES = (
@@ -30,11 +33,11 @@ PROVIDER_VARIABLES = (
 
 def load(folder: Folder, **environment: str) -> config.Config:
     """config.toml read with MAILER_SECRET and the given variables as the whole environment."""
-    return config.load(folder.config_path, {"MAILER_SECRET": SECRET, **environment})
+    return load_config(folder.config_path, {"MAILER_SECRET": SECRET, **environment})
 
 
 def refused(folder: Folder, **environment: str) -> str:
-    """The problems config.load reports, one per line."""
+    """The problems load_config reports, one per line."""
     with pytest.raises(ConfigError) as caught:
         load(folder, **environment)
     return str(caught.value)
@@ -234,9 +237,9 @@ def test_a_value_from_the_environment_is_checked_like_a_written_one(folder: Fold
 
 def test_a_missing_variable_is_an_error_only_when_its_setting_is_read(folder: Folder) -> None:
     settings = load(folder)  # SMTP_PASSWORD and the provider keys are not set
-    assert settings.delivery.smtp.host == "localhost"
+    assert settings.table(SmtpSettings).host == "localhost"
     with pytest.raises(ConfigError) as caught:
-        _ = settings.delivery.smtp.password
+        _ = settings.table(SmtpSettings).password
     line = line_of(folder, "${SMTP_PASSWORD}")
     assert str(caught.value).startswith(
         f"{folder.config_path}:{line}: delivery.smtp.password needs the environment variable "
@@ -245,7 +248,7 @@ def test_a_missing_variable_is_an_error_only_when_its_setting_is_read(folder: Fo
 
 
 def test_a_set_variable_is_read(folder: Folder) -> None:
-    assert load(folder, SMTP_PASSWORD="hunter2").delivery.smtp.password == "hunter2"
+    assert load(folder, SMTP_PASSWORD="hunter2").table(SmtpSettings).password == "hunter2"
 
 
 def test_build_never_asks_for_the_smtp_password(
@@ -296,12 +299,12 @@ def test_relative_paths_start_beside_the_config_file(
 ) -> None:
     folder.configure('private_key_file = ""', 'private_key_file = "keys/dkim.pem"')
     monkeypatch.chdir(tmp_path)
-    settings = config.load(Path("newsletter/config.toml"), {"MAILER_SECRET": SECRET})
+    settings = load_config(Path("newsletter/config.toml"), {"MAILER_SECRET": SECRET})
     assert settings.path == folder.config_path
     assert settings.paths.commentaries == folder.commentaries
     assert settings.paths.output == folder.output
     assert settings.paths.templates is None
-    assert settings.delivery.outbox.path == folder.path / "outbox"
+    assert settings.table(OutboxSettings).path == folder.path / "outbox"
     assert settings.dkim.private_key_file == folder.path / "keys" / "dkim.pem"
 
 

@@ -25,7 +25,6 @@ import pytest
 from sqlalchemy import select, text
 
 from mailer.app.newsletter import Newsletter
-from mailer.core import config
 from mailer.core.lifecycle import Reason, Status
 from mailer.core.tokens import Links, Purpose
 from mailer.delivery.base import Backend, Outgoing, Result
@@ -120,7 +119,7 @@ def send(run: Run, *options: str) -> tuple[int, str]:
 def newsletter_of(folder: Folder) -> Iterator[Newsletter]:
     """The folder's newsletter, reading the environment as `mailer` does; its database closed
     afterwards."""
-    newsletter = Newsletter(config.load(folder.config_path))
+    newsletter = Newsletter.load(folder.config_path)
     try:
         yield newsletter
     finally:

@@ -6,14 +6,16 @@ The command line and the web service hold a Newsletter; everything below it rece
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
-from mailer.app.output import Written, write_folder
 from mailer.content.commentary import Collection, Commentary, Issue, Site, load_folder
+from mailer.core import config as settings
 from mailer.core.config import Config
 from mailer.core.errors import ConfigError, Problem
+from mailer.core.output import Written, write_folder
 from mailer.core.tokens import Links, Purpose
 from mailer.delivery.base import Backend
 from mailer.render.email import RenderedIssue, render_issue
@@ -34,9 +36,21 @@ class Built:
     written: Written
 
 
+def load_config(path: Path, environment: Mapping[str, str] | None = None) -> Config:
+    """config.toml with every provider's table (mailer.providers.registry) read and checked."""
+    from mailer.providers import registry
+
+    return settings.load(path, environment, registry.tables(), registry.backends())
+
+
 class Newsletter:
     def __init__(self, config: Config) -> None:
         self.config = config
+
+    @classmethod
+    def load(cls, path: Path, environment: Mapping[str, str] | None = None) -> Newsletter:
+        """The newsletter whose config.toml is at `path` ($VARIABLES from `environment`)."""
+        return cls(load_config(path, environment))
 
     @cached_property
     def theme(self) -> Theme:
@@ -125,7 +139,7 @@ class Newsletter:
         """Makes the configured backend, one per sending worker (see mailer.backends)."""
         from mailer.app.backends import backend_factory  # only the chosen backend is imported
 
-        return backend_factory(self.config.delivery, self.config.dkim)
+        return backend_factory(self.config)
 
     def build(self) -> Built:
         """Feeds and web archive into the output folder; nothing is written if anything is wrong."""

@@ -14,10 +14,10 @@ import click
 
 from mailer.app import scaffold
 from mailer.app.newsletter import Newsletter
-from mailer.app.output import write_atomically
 from mailer.cli.shared import Invocation, count, pass_invocation
 from mailer.content.commentary import Commentary, Issue
 from mailer.core.errors import Problem, ProblemsError, TemplateError
+from mailer.core.output import write_atomically
 
 
 @click.command()

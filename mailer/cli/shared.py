@@ -22,7 +22,7 @@ class Invocation:
 
     @cached_property
     def newsletter(self) -> Newsletter:
-        return Newsletter(config.load(self.config_path))
+        return Newsletter.load(self.config_path)
 
 
 pass_invocation = click.make_pass_decorator(Invocation)

@@ -15,11 +15,11 @@ import re
 import types
 import typing
 import zoneinfo
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
 from mailer.core import tomltext
@@ -39,8 +39,12 @@ class _Missing:
     problem: Problem
 
 
-class _Section:
-    """Base of every table: reading a setting whose variable is missing raises, naming it."""
+class Section:
+    """Base of every table: reading a setting whose variable is missing raises, naming it.
+
+    A provider's table says where it sits in config.toml in TABLE, e.g. ("delivery", "smtp")."""
+
+    TABLE: ClassVar[tuple[str, ...]] = ()
 
     def __getattribute__(self, name: str) -> Any:
         value = object.__getattribute__(self, name)
@@ -49,17 +53,18 @@ class _Section:
         return value
 
 
+S = TypeVar("S", bound="Section")
 Check = Callable[[Any], Any]
 """Returns the value to keep (possibly normalised) or raises ValueError saying what is wrong."""
 
 
-def _setting(
+def setting(
     default: Any = dataclasses.MISSING, *, key: str = "", check: Check | None = None
 ) -> Any:
     return field(default=default, metadata={"key": key, "check": check})
 
 
-def _http_url(value: str) -> str:
+def http_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(
@@ -71,7 +76,7 @@ def _http_url(value: str) -> str:
 def _site_url(value: str) -> str:
     """The public base of archive, feeds and links: ASCII (links go into headers), always
     ending with a slash."""
-    return ascii_url(_http_url(value)).rstrip("/") + "/"
+    return ascii_url(http_url(value)).rstrip("/") + "/"
 
 
 def _address(value: str) -> str:
@@ -95,7 +100,7 @@ def _timezone(value: str) -> str:
     return value
 
 
-def _one_of(*choices: str) -> Check:
+def one_of(*choices: str) -> Check:
     def check(value: str) -> str:
         if value not in choices:
             raise ValueError(f"'{value}' is not one of: {', '.join(choices)}")
@@ -104,7 +109,7 @@ def _one_of(*choices: str) -> Check:
     return check
 
 
-def _at_least(minimum: float) -> Check:
+def at_least(minimum: float) -> Check:
     def check(value: float) -> float:
         if value < minimum:
             raise ValueError(f"must be {minimum:g} or more, not {value:g}")
@@ -114,19 +119,19 @@ def _at_least(minimum: float) -> Check:
 
 
 @dataclass(frozen=True)
-class NewsletterSettings(_Section):
-    name: str = _setting()
-    site_url: str = _setting(check=_site_url)
-    sender: str = _setting(key="from", check=_address)
-    postal_address: str = _setting()
-    secret: str = _setting()
-    reply_to: str = _setting("", check=_optional_address)
-    unsubscribe_mailto: str = _setting("", check=_optional_address)
+class NewsletterSettings(Section):
+    name: str = setting()
+    site_url: str = setting(check=_site_url)
+    sender: str = setting(key="from", check=_address)
+    postal_address: str = setting()
+    secret: str = setting()
+    reply_to: str = setting("", check=_optional_address)
+    unsubscribe_mailto: str = setting("", check=_optional_address)
     """An address whose mail unsubscribes, offered in List-Unsubscribe after the link."""
-    feedback_id: str = _setting("")
+    feedback_id: str = setting("")
     """A Feedback-ID header (Gmail's complaint feedback loop), e.g. `commentaries:example`."""
-    language: str = _setting("en")
-    timezone: str = _setting("UTC", check=_timezone)
+    language: str = setting("en")
+    timezone: str = setting("UTC", check=_timezone)
 
     @property
     def zone(self) -> zoneinfo.ZoneInfo:
@@ -134,148 +139,81 @@ class NewsletterSettings(_Section):
 
 
 @dataclass(frozen=True)
-class PathSettings(_Section):
-    commentaries: Path = _setting(Path("commentaries"))
-    templates: Path | None = _setting(None)
-    output: Path = _setting(Path("public"))
+class PathSettings(Section):
+    commentaries: Path = setting(Path("commentaries"))
+    templates: Path | None = setting(None)
+    output: Path = setting(Path("public"))
 
 
 @dataclass(frozen=True)
-class DatabaseSettings(_Section):
-    url: str = _setting("sqlite:///subscribers/mailer.db")
+class DatabaseSettings(Section):
+    url: str = setting("sqlite:///subscribers/mailer.db")
 
 
 @dataclass(frozen=True)
-class FeedSettings(_Section):
-    entries: int = _setting(20, check=_at_least(1))
+class FeedSettings(Section):
+    entries: int = setting(20, check=at_least(1))
 
 
 @dataclass(frozen=True)
-class OutboxSettings(_Section):
-    path: Path = _setting(Path("outbox"))
-
-
-@dataclass(frozen=True)
-class SmtpSettings(_Section):
-    host: str = _setting("localhost")
-    port: int = _setting(587, check=_at_least(1))
-    security: str = _setting("starttls", check=_one_of("starttls", "tls", "none"))
-    username: str = _setting("")
-    password: str = _setting("")
-    timeout: float = _setting(30.0, check=_at_least(0.1))
-    ca_file: Path | None = _setting(None)
-    """Certificates to trust besides the system's (a private CA); empty: the system's only."""
-
-
-@dataclass(frozen=True)
-class MailgunSettings(_Section):
-    endpoint: str = _setting("https://api.mailgun.net/v3", check=_http_url)
-    domain: str = _setting("")
-    api_key: str = _setting("")
-    timeout: float = _setting(30.0, check=_at_least(0.1))
-    webhook_signing_key: str = _setting("")
-    """Checks the signature of Mailgun's webhooks (POST /webhooks/mailgun)."""
-
-
-@dataclass(frozen=True)
-class SendgridSettings(_Section):
-    endpoint: str = _setting("https://api.sendgrid.com/v3", check=_http_url)
-    api_key: str = _setting("")
-    timeout: float = _setting(30.0, check=_at_least(0.1))
-    webhook_public_key: str = _setting("")
-    """The signed Event Webhook's verification key (base64), for POST /webhooks/sendgrid."""
-
-
-@dataclass(frozen=True)
-class PostmarkSettings(_Section):
-    endpoint: str = _setting("https://api.postmarkapp.com", check=_http_url)
-    server_token: str = _setting("")
-    message_stream: str = _setting("broadcast")
-    timeout: float = _setting(30.0, check=_at_least(0.1))
-    webhook_username: str = _setting("")
-    webhook_password: str = _setting("")
-    """The basic auth Postmark's webhooks must carry (POST /webhooks/postmark)."""
-
-
-@dataclass(frozen=True)
-class HttpSettings(_Section):
-    url: str = _setting("")
-    token: str = _setting("")
-    signing_secret: str = _setting("")
-    timeout: float = _setting(30.0, check=_at_least(0.1))
-    webhook_secret: str = _setting("")
-    """Checks POST /webhooks/generic; empty: signing_secret does."""
-
-
-@dataclass(frozen=True)
-class DeliverySettings(_Section):
-    backend: str = _setting(
-        "outbox", check=_one_of("outbox", "smtp", "mailgun", "sendgrid", "postmark", "http")
-    )
-    list: str = _setting("commentaries")
-    rate: float = _setting(0.0, check=_at_least(0))
-    concurrency: int = _setting(4, check=_at_least(1))
-    max_attempts: int = _setting(5, check=_at_least(1))
-    retry_backoff: float = _setting(2.0, check=_at_least(0))
-    lease: float = _setting(300.0, check=_at_least(1))
+class DeliverySettings(Section):
+    backend: str = setting("outbox")
+    """A provider's name (mailer.providers.registry): checked against the registry on loading."""
+    list: str = setting("commentaries")
+    rate: float = setting(0.0, check=at_least(0))
+    concurrency: int = setting(4, check=at_least(1))
+    max_attempts: int = setting(5, check=at_least(1))
+    retry_backoff: float = setting(2.0, check=at_least(0))
+    lease: float = setting(300.0, check=at_least(1))
     """Seconds a worker holds a claimed batch; a dead worker's batch is taken over after it."""
-    outbox: OutboxSettings = _setting(OutboxSettings())
-    smtp: SmtpSettings = _setting(SmtpSettings())
-    mailgun: MailgunSettings = _setting(MailgunSettings())
-    sendgrid: SendgridSettings = _setting(SendgridSettings())
-    postmark: PostmarkSettings = _setting(PostmarkSettings())
-    http: HttpSettings = _setting(HttpSettings())
 
 
 @dataclass(frozen=True)
-class DkimSettings(_Section):
-    domain: str = _setting("")
-    selector: str = _setting("")
-    private_key_file: Path | None = _setting(None)
+class DkimSettings(Section):
+    domain: str = setting("")
+    selector: str = setting("")
+    private_key_file: Path | None = setting(None)
 
 
 @dataclass(frozen=True)
-class WebSettings(_Section):
-    host: str = _setting("127.0.0.1")
-    port: int = _setting(8000, check=_at_least(1))
+class WebSettings(Section):
+    host: str = setting("127.0.0.1")
+    port: int = setting(8000, check=at_least(1))
 
 
 @dataclass(frozen=True)
-class SesSettings(_Section):
-    """Amazon SES events through SNS (POST /webhooks/ses)."""
-
-    topic_arn: str = _setting("")
-    """The only SNS topic accepted, and whose subscription is confirmed; empty: any topic is
-    accepted but none confirmed (confirm it in the AWS console)."""
-    sns_hosts: str = _setting("sns.*.amazonaws.com")
-    """Hosts of SigningCertURL and SubscribeURL, space-separated; `*` is one DNS label."""
-    ca_file: Path | None = _setting(None)
-    """Certificates to trust instead of the system's when fetching from SNS (a test's own CA);
-    empty: the system's."""
+class WebhookSettings(Section):
+    """[webhooks]: its tables are the providers' own ([webhooks.ses])."""
 
 
 @dataclass(frozen=True)
-class WebhookSettings(_Section):
-    ses: SesSettings = _setting(SesSettings())
-
-
-@dataclass(frozen=True)
-class Config(_Section):
+class Config(Section):
     """The whole of config.toml. `path` is the file it came from; relative paths start beside it."""
 
     path: Path
     newsletter: NewsletterSettings
-    paths: PathSettings = _setting(PathSettings())
-    database: DatabaseSettings = _setting(DatabaseSettings())
-    feeds: FeedSettings = _setting(FeedSettings())
-    delivery: DeliverySettings = _setting(DeliverySettings())
-    dkim: DkimSettings = _setting(DkimSettings())
-    web: WebSettings = _setting(WebSettings())
-    webhooks: WebhookSettings = _setting(WebhookSettings())
+    paths: PathSettings = setting(PathSettings())
+    database: DatabaseSettings = setting(DatabaseSettings())
+    feeds: FeedSettings = setting(FeedSettings())
+    delivery: DeliverySettings = setting(DeliverySettings())
+    dkim: DkimSettings = setting(DkimSettings())
+    web: WebSettings = setting(WebSettings())
+    webhooks: WebhookSettings = setting(WebhookSettings())
+    tables: Mapping[tuple[str, ...], Section] = field(
+        default_factory=dict, metadata={"key": "", "check": None}
+    )
+    """The tables providers declare ([delivery.smtp], [webhooks.ses]…), by where they sit."""
 
     @property
     def folder(self) -> Path:
         return self.path.parent
+
+    def table(self, kind: type[S]) -> S:
+        """A provider's table, read like every other: `config.table(SmtpSettings).host`."""
+        found = self.tables.get(kind.TABLE)
+        if not isinstance(found, kind):
+            raise LookupError(f"[{'.'.join(kind.TABLE)}] was not declared when loading {self.path}")
+        return found
 
 
 def locate(explicit: Path | None) -> Path:
@@ -286,8 +224,16 @@ def locate(explicit: Path | None) -> Path:
     return Path(from_environment) if from_environment else DEFAULT_PATH
 
 
-def load(path: Path, environment: Mapping[str, str] | None = None) -> Config:
-    """Read and check config.toml, reporting every problem at once as `file:line: message`."""
+def load(
+    path: Path,
+    environment: Mapping[str, str] | None = None,
+    tables: Sequence[type[Section]] = (),
+    backends: Sequence[str] = (),
+) -> Config:
+    """Read and check config.toml, reporting every problem at once as `file:line: message`.
+
+    `tables` are the providers' own tables, read where their TABLE says; `backends` the names
+    [delivery] backend may take (mailer.app.newsletter.load_config passes the registry's)."""
     environment = os.environ if environment is None else environment
     try:
         text = path.read_text(encoding="utf-8")
@@ -307,21 +253,36 @@ def load(path: Path, environment: Mapping[str, str] | None = None) -> Config:
     parsed = tomltext.parse(text, path)
     if isinstance(parsed, Problem):
         raise ConfigError([parsed])
-    reader = _Reader(path.resolve(), text, environment)
-    values = reader.table(Config, parsed, (), skip={"path"})
+    reader = _Reader(path.resolve(), text, environment, tables)
+    values = reader.table(Config, parsed, (), skip={"path", "tables"})
+    delivery = values.get("delivery")
+    if backends and isinstance(delivery, DeliverySettings) and delivery.backend not in backends:
+        reader.problem(
+            ("delivery",),
+            "backend",
+            f"delivery.backend: '{delivery.backend}' is not one of: {', '.join(backends)}",
+        )
     if reader.problems:
         raise ConfigError(reader.problems)
-    return Config(path=path.resolve(), **values)
+    return Config(path=path.resolve(), tables=types.MappingProxyType(reader.tables), **values)
 
 
 class _Reader:
     """Turns parsed TOML into section dataclasses, gathering problems instead of stopping."""
 
-    def __init__(self, path: Path, text: str, environment: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        text: str,
+        environment: Mapping[str, str],
+        tables: Sequence[type[Section]] = (),
+    ) -> None:
         self.path = path
         self.text = text
         self.environment = environment
         self.problems: list[Problem] = []
+        self.declared = {kind.TABLE: kind for kind in tables}
+        self.tables: dict[tuple[str, ...], Section] = {}
 
     def problem(self, table: tuple[str, ...], key: str | None, message: str) -> Problem:
         line = tomltext.key_line(self.text, table, key)
@@ -330,24 +291,30 @@ class _Reader:
         return found
 
     def table(
-        self, cls: type[_Section], raw: dict[str, Any], where: tuple[str, ...], skip: set[str]
+        self, cls: type[Section], raw: dict[str, Any], where: tuple[str, ...], skip: set[str]
     ) -> dict[str, Any]:
         hints = typing.get_type_hints(cls)
         fields = {f.metadata.get("key") or f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         known = [k for k in fields if fields[k].name not in skip]
+        plugged = {t[-1]: kind for t, kind in self.declared.items() if t[:-1] == where}
         values: dict[str, Any] = {}
         for key, value in raw.items():
+            if key in plugged:
+                self.plug(plugged.pop(key), value, (*where, key))
+                continue
             if key not in known:
-                self.problem(where, key, _unknown(key, known, where))
+                self.problem(where, key, _unknown(key, [*known, *plugged], where))
                 continue
             spec = fields[key]
             values[spec.name] = self.value(hints[spec.name], spec, value, where, key)
+        for key, kind in plugged.items():  # a provider's table that the file leaves out
+            self.plug(kind, {}, (*where, key))
         for key in known:
             spec = fields[key]
             kind = hints[spec.name]
             if spec.name in values:
                 continue
-            if isinstance(kind, type) and issubclass(kind, _Section):
+            if isinstance(kind, type) and issubclass(kind, Section):
                 values[spec.name] = self.section(kind, {}, (*where, key))
             elif spec.default is dataclasses.MISSING:
                 self.problem(where, None, f"{_name(where, key)} is missing; add `{key} = …`")
@@ -355,7 +322,17 @@ class _Reader:
                 values[spec.name] = self.path.parent / spec.default
         return values
 
-    def section(self, kind: type[_Section], raw: dict[str, Any], where: tuple[str, ...]) -> Any:
+    def plug(self, kind: type[Section], raw: Any, where: tuple[str, ...]) -> None:
+        """A provider's table, kept apart in `tables`."""
+        if not isinstance(raw, dict):
+            name = ".".join(where)
+            self.problem(where[:-1], where[-1], f"{name} must be a table: [{name}]")
+            raw = {}
+        found = self.section(kind, raw, where)
+        if found is not None:
+            self.tables[where] = found
+
+    def section(self, kind: type[Section], raw: dict[str, Any], where: tuple[str, ...]) -> Any:
         """The table as its dataclass; None when a required key is missing (a problem says so)."""
         values = self.table(kind, raw, where, set())
         required = {f.name for f in dataclasses.fields(kind) if f.default is dataclasses.MISSING}  # type: ignore[arg-type]
@@ -364,7 +341,7 @@ class _Reader:
     def value(
         self, kind: Any, spec: dataclasses.Field[Any], value: Any, where: tuple[str, ...], key: str
     ) -> Any:
-        if isinstance(kind, type) and issubclass(kind, _Section):
+        if isinstance(kind, type) and issubclass(kind, Section):
             if not isinstance(value, dict):
                 self.problem(
                     where, key, f"{_name(where, key)} must be a table: [{_name(where, key)}]"

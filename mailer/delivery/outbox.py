@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from mailer.app.output import write_atomically
+from mailer.core.output import write_atomically
 from mailer.delivery.base import Outcome, Outgoing, Result
 from mailer.render.message import MessageTemplate
 

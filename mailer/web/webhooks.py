@@ -13,68 +13,61 @@ credentials are the provider's. Logs name subscribers by id, never by address or
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 from flask import Blueprint, Response, abort, jsonify, make_response, request
 
 from mailer.app.newsletter import Newsletter
 from mailer.core.errors import ConfigError
-from mailer.providers.generic import webhook as generic
-from mailer.providers.mailgun import webhook as mailgun
-from mailer.providers.postmark import webhook as postmark
-from mailer.providers.sendgrid import webhook as sendgrid
-from mailer.providers.ses import webhook as ses
+from mailer.providers import registry
+from mailer.providers.registry import Provider
+from mailer.providers.registry import Receiver as ProviderReceiver
 from mailer.store.events import Applied, Replayed
-from mailer.webhooks import PROVIDERS
 from mailer.webhooks.base import Incoming, Malformed, Received, Refused, Unavailable
 
 log = logging.getLogger("mailer.web.webhooks")
 
 
 class Receiver:
-    """Reads the provider's credentials from the configuration when a request needs them (a
-    `${VARIABLE}` that is not set makes that provider's webhook refuse, saying which)."""
+    """Reads the provider's credentials from the configuration when a request first needs them
+    (a `${VARIABLE}` that is not set makes that provider's webhook refuse, saying which)."""
 
     def __init__(self, newsletter: Newsletter) -> None:
         self.newsletter = newsletter
-        self._certificates: ses.Certificates | None = None
+        self.receivers: dict[str, ProviderReceiver] = {}
+        self.lock = threading.Lock()
 
-    def certificates(self) -> ses.Certificates:
-        if self._certificates is None:
-            self._certificates = ses.Certificates(self.newsletter.config.webhooks.ses.ca_file)
-        return self._certificates
+    def receiver(self, provider: Provider) -> ProviderReceiver:
+        """The provider's receiver, made once (SES's keeps the SNS certificates it fetched)."""
+        with self.lock:
+            found = self.receivers.get(provider.webhook)
+            if found is None and provider.receiver is not None:
+                settings = self.newsletter.config.table(provider.settings)
+                try:
+                    found = self.receivers[provider.webhook] = provider.receiver(settings)
+                except ConfigError as error:
+                    raise Refused(f"not configured: {error}") from None
+        if found is None:
+            raise Refused("this provider has no webhook")
+        return found
 
-    def receive(self, provider: str, incoming: Incoming, now: float) -> Received:
-        delivery = self.newsletter.config.delivery
+    def receive(self, provider: Provider, incoming: Incoming, now: float) -> Received:
         try:
-            if provider == "mailgun":
-                return mailgun.receive(incoming, delivery.mailgun.webhook_signing_key, now)
-            if provider == "sendgrid":
-                return sendgrid.receive(incoming, delivery.sendgrid.webhook_public_key, now)
-            if provider == "postmark":
-                settings = delivery.postmark
-                return postmark.receive(
-                    incoming, settings.webhook_username, settings.webhook_password
-                )
-            if provider == "ses":
-                settings_ses = self.newsletter.config.webhooks.ses
-                trust = ses.Trust(settings_ses.topic_arn, settings_ses.sns_hosts)
-                return ses.receive(incoming, trust, self.certificates())
-            http = delivery.http
-            secret = http.webhook_secret or http.signing_secret
-            return generic.receive(incoming, secret, now)
+            return self.receiver(provider)(incoming, now)
         except ConfigError as error:
             raise Refused(f"not configured: {error}") from None
 
     def view(self, provider: str) -> Response:
-        if provider not in PROVIDERS:
+        declared = registry.with_webhook(provider)
+        if declared is None:
             abort(404)
         incoming = Incoming(
             body=request.get_data(cache=False),
             headers={name.lower(): value for name, value in request.headers.items()},
         )
         try:
-            received = self.receive(provider, incoming, time.time())
+            received = self.receive(declared, incoming, time.time())
             applied = self.newsletter.store.events.apply(
                 received.events, received.replay_token, provider
             )

@@ -29,7 +29,7 @@ def make_app() -> Flask:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     proxies = int(os.environ.get("MAILER_PROXIES", "0") or 0)
-    return create_app(Newsletter(config.load(config.locate(None))), proxies=proxies)
+    return create_app(Newsletter.load(config.locate(None)), proxies=proxies)
 
 
 def __getattr__(name: str) -> Flask:
