@@ -776,18 +776,25 @@ def test_http_partial_batch_failure_retries_fails_and_bounces_per_recipient(
     assert in_all(output) == log_counts(folder)
 
 
-def test_the_outbox_clears_temporary_files_a_killed_send_left_long_ago(tmp_path: Path) -> None:
-    from mailer.delivery.outbox import STALE_SECONDS, OutboxBackend
+def test_a_send_clears_the_temporary_files_a_killed_send_left_in_the_outbox_long_ago(
+    folder: Folder, run: Run
+) -> None:
+    """The engine opens its backend: the outbox's clean-up runs in a real `mailer send`."""
+    from mailer.delivery.outbox import STALE_SECONDS
 
-    old = tmp_path / ".000000001-abc.eml.x1y2.tmp"
-    fresh = tmp_path / ".000000002-def.eml.z3w4.tmp"
-    kept = tmp_path / "000000003-0123456789ab.eml"
-    for path in (old, fresh, kept):
+    outbox = folder.path / "outbox"
+    outbox.mkdir()
+    old = outbox / ".000000001-abc.eml.x1y2.tmp"
+    fresh = outbox / ".000000002-def.eml.z3w4.tmp"
+    for path in (old, fresh):
         path.write_bytes(b"partial")
     long_ago = time.time() - STALE_SECONDS - 60
     os.utime(old, (long_ago, long_ago))
+    assert run("subscribers", "add", "ada@example.org").exit_code == 0
 
-    OutboxBackend(tmp_path).open()
+    code, output = send(run)
 
-    assert not old.exists()
-    assert fresh.exists() and kept.exists()
+    assert code == 0, output
+    assert not old.exists(), "the stale temporary file is still there"
+    assert fresh.exists(), "a temporary file that may still be written was removed"
+    assert len(list(outbox.glob("*.eml"))) == 1

@@ -17,7 +17,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from mailer.content import commentary as content
@@ -158,6 +158,8 @@ EXPECTED = [
 
 @FUZZ
 @given(name=st.text(max_size=60), subject=st.text(min_size=1, max_size=120))
+@example(name="", subject="\x1e0")  # email.header starts a new line at \x1c-\x1e, as at LF
+@example(name="A\u2028B", subject="ok")
 def test_any_name_or_subject_never_adds_a_header_and_round_trips(name: str, subject: str) -> None:
     recipient = Recipient(
         "reader@example.org",
@@ -168,7 +170,7 @@ def test_any_name_or_subject_never_adds_a_header_and_round_trips(name: str, subj
     try:
         data = compiled(subject).personalise(recipient)
     except HeaderInjection:
-        assert any(c in name + subject for c in "\r\n")
+        assert any(text.splitlines() != [text] for text in (name, subject) if text)
         return
     assert header_lines(data) == EXPECTED
     message = email.message_from_bytes(data, policy=email.policy.default)
@@ -186,7 +188,7 @@ def test_any_unsubscribe_url_never_adds_a_header(url: str) -> None:
     try:
         data = compiled("Subject").personalise(recipient)
     except HeaderInjection:
-        assert "\r" in url or "\n" in url
+        assert url.splitlines() != [url], "refused a URL with no line break"
         return
     assert header_lines(data) == EXPECTED
 

@@ -318,7 +318,7 @@ def test_sending_the_same_issue_again_sends_nothing_and_says_when_it_went(
 # Who is and is not a recipient -------------------------------------------------------------------
 
 
-class LeavesDuringTheCampaign:
+class LeavesDuringTheCampaign(Backend):
     """The smtp backend, with one subscriber unsubscribing once the first message has gone."""
 
     def __init__(self, backend: Backend, newsletter: Newsletter, leaver: int) -> None:

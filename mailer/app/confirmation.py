@@ -40,10 +40,6 @@ class ConfirmationMail:
         template = self.template(subscriber)
         recipient = self.newsletter.recipient(subscriber.id, subscriber.email, subscriber.name)
         outgoing = Outgoing(subscriber.id, recipient, template.message_id())
-        backend = self.backend()
-        backend.open()
-        try:
+        with self.backend() as backend:
             (result,) = backend.send(template, [outgoing])
-        finally:
-            backend.close()
         return result

@@ -101,45 +101,54 @@ def send(
     if dry_run:
         _dry_run(newsletter, template, list_name)
         return
-    issue_key = " ".join(c.slug for c in issue.commentaries)
-    backend_name = newsletter.config.delivery.backend
     make_backend = newsletter.backend_factory()  # a missing secret stops us before a campaign
     with store.only_sender():
-        campaign = store.campaigns.latest(issue_key, list_name)
-        if campaign is not None and campaign.status == CampaignStatus.DONE:
-            when = campaign.finished_at or campaign.created_at
-            click.echo(
-                f"This issue went to '{list_name}' on {when:%Y-%m-%d %H:%M} UTC "
-                f"(campaign {campaign.id}); nothing was sent."
-            )
-            return
-        if campaign is not None and campaign.status == CampaignStatus.CANCELLED:
-            raise RequestError(
-                f"campaign {campaign.id} of this issue to '{list_name}' was cancelled; "
-                f"`mailer campaigns resume {campaign.id}` continues it"
-            )
+        campaign = _campaign_to_send(newsletter, issue, list_name, yes)
         if campaign is None:
-            recipients = store.subscribers.count(Status.ACTIVE, list_name)
-            confirm(
-                f"Send “{issue.subject}” to {count(recipients, 'active subscriber')} of "
-                f"'{list_name}' through {backend_name}?",
-                yes,
-            )
-            try:
-                campaign = store.campaigns.start(issue_key, list_name, issue.subject)
-            except LookupError:
-                raise RequestError(
-                    f"there is no list '{list_name}'; `mailer lists` shows them"
-                ) from None
-            click.echo(f"Campaign {campaign.id}: {count(campaign.recipients, 'recipient')}.")
-        else:
-            left = store.campaigns.unfinished(campaign.id)
-            confirm(f"Resume campaign {campaign.id}: {count(left, 'message')} left to send?", yes)
-            click.echo(f"Resuming campaign {campaign.id}: {count(left, 'message')} left.")
+            return
         report = _run(
             newsletter, template, campaign, _pace(newsletter, rate, concurrency), make_backend
         )
     _report(report)
+
+
+def _campaign_to_send(
+    newsletter: Newsletter, issue: Issue, list_name: str, yes: bool
+) -> Campaign | None:
+    """The campaign of this issue to this list that the send continues, or a new one; None when
+    the issue already went. Asks before a new send or a resumed one."""
+    store = newsletter.store
+    issue_key = " ".join(c.slug for c in issue.commentaries)
+    campaign = store.campaigns.latest(issue_key, list_name)
+    if campaign is not None and campaign.status == CampaignStatus.DONE:
+        when = campaign.finished_at or campaign.created_at
+        click.echo(
+            f"This issue went to '{list_name}' on {when:%Y-%m-%d %H:%M} UTC "
+            f"(campaign {campaign.id}); nothing was sent."
+        )
+        return None
+    if campaign is not None and campaign.status == CampaignStatus.CANCELLED:
+        raise RequestError(
+            f"campaign {campaign.id} of this issue to '{list_name}' was cancelled; "
+            f"`mailer campaigns resume {campaign.id}` continues it"
+        )
+    if campaign is not None:
+        left = store.campaigns.unfinished(campaign.id)
+        confirm(f"Resume campaign {campaign.id}: {count(left, 'message')} left to send?", yes)
+        click.echo(f"Resuming campaign {campaign.id}: {count(left, 'message')} left.")
+        return campaign
+    recipients = store.subscribers.count(Status.ACTIVE, list_name)
+    confirm(
+        f"Send “{issue.subject}” to {count(recipients, 'active subscriber')} of "
+        f"'{list_name}' through {newsletter.config.delivery.backend}?",
+        yes,
+    )
+    try:
+        campaign = store.campaigns.start(issue_key, list_name, issue.subject)
+    except LookupError:
+        raise RequestError(f"there is no list '{list_name}'; `mailer lists` shows them") from None
+    click.echo(f"Campaign {campaign.id}: {count(campaign.recipients, 'recipient')}.")
+    return campaign
 
 
 def _run(
@@ -215,13 +224,11 @@ def _send_tests(
         Outgoing(0, newsletter.recipient(0, address, ""), template.message_id())
         for address in checked
     ]
-    backend = newsletter.backend_factory()()
     try:
-        results = backend.send(template, outgoing)
+        with newsletter.backend_factory()() as backend:
+            results = backend.send(template, outgoing)
     except BackendError as error:
         raise RequestError(f"the test could not be sent: {error}") from None
-    finally:
-        backend.close()
     failed = False
     for message, result in zip(outgoing, results, strict=True):
         if result.outcome == Outcome.SENT:

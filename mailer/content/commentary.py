@@ -300,7 +300,7 @@ def _yaml(text: str, path: Path) -> tuple[dict[str, Any], dict[str, int]] | Prob
 def _text(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError(f"must be text in quotes, not {value!r}")
-    if any(c in value for c in "\r\n"):
+    if value and value.splitlines() != [value]:  # CR, LF, and every other line break
         raise ValueError("must be on one line")
     if not value.strip():
         raise ValueError("must not be empty")

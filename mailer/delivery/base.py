@@ -6,9 +6,10 @@ subscribers or the database: the campaign engine gives it a batch and records wh
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Sequence
 from enum import StrEnum
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Self
 
 from mailer.core.errors import MailerError
 from mailer.render.message import MessageTemplate, Recipient
@@ -59,16 +60,30 @@ class BackendError(MailerError):
         self.retry_after = retry_after
 
 
-class Backend(Protocol):
+class Backend(abc.ABC):
+    """Hands batches to one kind of service. A context manager, as Django's mail backends are:
+    the engine opens it before the first batch and closes it after the last, and one opened
+    backend sends any number of batches."""
+
     name: str
     batch_size: int
     """The most recipients one `send` takes (a provider's batch API limit)."""
 
-    def open(self) -> None: ...
+    def open(self) -> None:  # noqa: B027  (most backends have nothing to get ready)
+        """Get ready to send: a folder, an HTTP session. A connection to a server may wait for
+        the first message, so that a server that is down is judged like any failed send."""
 
+    @abc.abstractmethod
     def send(self, template: MessageTemplate, batch: Sequence[Outgoing]) -> list[Result]:
         """Hand the batch over; one Result per Outgoing, in order. Raises BackendError when
         nothing could be handed over at all."""
-        ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:  # noqa: B027
+        """Let go of what open and send took (connections, sessions)."""
+
+    def __enter__(self) -> Self:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

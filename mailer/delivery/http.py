@@ -21,7 +21,7 @@ from typing import Any
 import requests
 from urllib3 import encode_multipart_formdata
 
-from mailer.delivery.base import BackendError, Outcome, Outgoing, Result
+from mailer.delivery.base import Backend, BackendError, Outcome, Outgoing, Result
 from mailer.render.message import HeaderInjection, MessageTemplate, header_safe
 
 TEMPORARY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -114,7 +114,7 @@ def header_problem(outgoing: Outgoing) -> str:
     return ""
 
 
-class HttpBackend:
+class HttpBackend(Backend):
     """Base of the provider backends: `post` raises BackendError for what fails the batch."""
 
     name = "http"

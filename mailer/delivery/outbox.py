@@ -13,13 +13,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from mailer.core.output import write_atomically
-from mailer.delivery.base import Outcome, Outgoing, Result
+from mailer.delivery.base import Backend, Outcome, Outgoing, Result
 from mailer.render.message import MessageTemplate
 
 STALE_SECONDS = 600
 
 
-class OutboxBackend:
+class OutboxBackend(Backend):
     name = "outbox"
     batch_size = 100
 
@@ -44,9 +44,6 @@ class OutboxBackend:
             write_atomically(self.folder / file_name(outgoing), data)
             results.append(Result(Outcome.SENT, message_id=outgoing.message_id))
         return results
-
-    def close(self) -> None:
-        pass
 
 
 def file_name(outgoing: Outgoing) -> str:

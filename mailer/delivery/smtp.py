@@ -15,7 +15,7 @@ import ssl
 from collections.abc import Callable, Sequence
 from email.utils import parseaddr
 
-from mailer.delivery.base import BackendError, Outcome, Outgoing, Result
+from mailer.delivery.base import Backend, BackendError, Outcome, Outgoing, Result
 from mailer.render.message import MessageTemplate, idna_address
 
 _ENHANCED = re.compile(rb"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
@@ -38,7 +38,7 @@ def _reason(code: int, reply: bytes | str) -> str:
     return f"{code} {' '.join(text.split())}"
 
 
-class SmtpBackend:
+class SmtpBackend(Backend):
     name = "smtp"
     batch_size = 200
 
@@ -68,7 +68,7 @@ class SmtpBackend:
 
     # Connection --------------------------------------------------------------------------------
 
-    def open(self) -> None:
+    def connect(self) -> None:
         if self.connection is not None:
             return
         where = f"{self.host}:{self.port}"
@@ -166,7 +166,7 @@ class SmtpBackend:
         results: list[Result] = []
         for outgoing in batch:
             try:
-                self.open()
+                self.connect()
                 result = self._send_one(template, outgoing, sender)
             except BackendError as error:
                 if not results:

@@ -63,7 +63,10 @@ class Sender:
 
 
 def header_safe(value: str, what: str) -> str:
-    if "\r" in value or "\n" in value:
+    """The value, unless it holds a line break: CR and LF, and every other character Python
+    splits lines at (form feed, \\x1c-\\x1e, NEL, U+2028, U+2029), where email.header would
+    start a new header line."""
+    if value and value.splitlines() != [value]:
         raise HeaderInjection(
             f"{what} holds a line break, which could forge mail headers: {value!r}"
         )

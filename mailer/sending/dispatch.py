@@ -179,6 +179,7 @@ class Dispatcher:
         largest = self.limit.batch_limit(self.pace.batch_size or backend.batch_size)
         size = min(FIRST_BATCH, largest)
         try:
+            backend.open()  # closed in `finally`, however the worker ends
             while not self.stop.is_set():
                 if self._status(campaign) != CampaignStatus.RUNNING:
                     return
