@@ -28,6 +28,7 @@ from werkzeug.test import TestResponse
 from mailer.app.newsletter import Newsletter
 from mailer.core.addresses import Candidate
 from mailer.core.lifecycle import Reason, Status
+from mailer.core.output import GENERATION
 from mailer.core.tokens import Links, Purpose
 from mailer.store.subscribers import Subscriber
 from mailer.web import create_app
@@ -677,6 +678,48 @@ def test_conditional_get_on_a_real_server(app: Flask, folder: Folder, run: Run) 
             f"{base}{BASE}/atom.xml", headers={"If-None-Match": etag}, timeout=10
         )
         assert changed.status_code == 200 and changed.headers["ETag"] != etag
+
+
+def test_built_files_are_held_until_a_build_changes_them(
+    client: FlaskClient, folder: Folder, run: Run
+) -> None:
+    marker = folder.output / GENERATION
+    first = client.get(f"{BASE}/rss.xml")
+    generation = marker.read_bytes()
+    assert run("build").exit_code == 0
+    assert marker.read_bytes() == generation, "a build that changed nothing moved the marker"
+    (folder.output / "rss.xml").write_bytes(b"edited by hand, which builds never do")
+    assert client.get(f"{BASE}/rss.xml").data == first.data, "held files were re-read"
+
+    newest = sorted(folder.commentaries.glob("*.md"))[-1]
+    newest.write_text(newest.read_text(encoding="utf-8") + "\nOne more line.\n", encoding="utf-8")
+    assert run("build").exit_code == 0
+    assert marker.read_bytes() != generation
+    again = client.get(f"{BASE}/rss.xml")
+    assert again.data == (folder.output / "rss.xml").read_bytes() != first.data
+    assert again.headers["ETag"] != first.headers["ETag"]
+
+
+def test_without_the_marker_each_file_is_checked_on_every_request(
+    client: FlaskClient, folder: Folder
+) -> None:
+    (folder.output / GENERATION).unlink()  # as an output folder an older mailer built
+    first = client.get(f"{BASE}/archive/")
+    assert first.status_code == 200
+    (folder.output / "archive" / "index.html").write_bytes(b"<p>a new index</p>")
+    again = client.get(f"{BASE}/archive/")
+    assert (again.status_code, again.data) == (200, b"<p>a new index</p>")
+    assert again.headers["ETag"] != first.headers["ETag"]
+
+
+def test_a_range_request_for_a_feed_is_answered_by_flask_with_the_same_validators(
+    client: FlaskClient, folder: Folder
+) -> None:
+    whole = client.get(f"{BASE}/atom.xml")
+    part = client.get(f"{BASE}/atom.xml", headers={"Range": "bytes=0-99"})
+    assert part.status_code == 206 and part.data == whole.data[:100]
+    assert part.headers["ETag"] == whole.headers["ETag"]
+    assert part.headers["Content-Security-Policy"] == whole.headers["Content-Security-Policy"]
 
 
 @pytest.mark.parametrize("encoding", ["form-urlencoded", "multipart"])

@@ -53,6 +53,8 @@ def serve(
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # waitress warns at every request that waits for a thread: a line per request under load.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     app = create_app(newsletter, proxies=proxies)
     shown = f"[{host}]" if ":" in host else host
     prefix = url_prefix(newsletter.config.newsletter.site_url)

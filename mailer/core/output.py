@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,6 +19,9 @@ from pathlib import Path
 from mailer.core.errors import OutputError
 
 MANIFEST = ".mailer-build"
+GENERATION = ".mailer-generation"
+"""Rewritten last by every build that changed a file: a server holding built files in memory
+knows from this one file that they are current (mailer.web.files)."""
 
 
 @dataclass
@@ -75,6 +79,8 @@ def write_folder(folder: Path, files: Mapping[str, bytes]) -> Written:
     listing = "".join(f"{name}\n" for name in sorted(files)).encode("utf-8")
     if not manifest.is_file() or manifest.read_bytes() != listing:
         write_atomically(manifest, listing)
+    if written.changed or written.removed or not (folder / GENERATION).is_file():
+        write_atomically(folder / GENERATION, secrets.token_hex(16).encode("ascii") + b"\n")
     return written
 
 

@@ -18,7 +18,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from mailer.app.confirmation import ConfirmationMail
 from mailer.app.newsletter import Newsletter
 from mailer.web.csrf import Csrf
-from mailer.web.files import BuiltFiles
+from mailer.web.files import BuiltFiles, Shortcut
 from mailer.web.headers import add_security_headers
 from mailer.web.pages import pages, wants_json
 from mailer.web.ratelimit import SlidingWindow
@@ -53,11 +53,12 @@ def create_app(newsletter: Newsletter, *, proxies: int = 0) -> Flask:
     newsletter.store  # noqa: B018  (opens the database: an old schema stops it too)
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
+    files = BuiltFiles(config.paths.output)
     app.extensions[EXTENSION] = Service(
         newsletter=newsletter,
         confirmation=ConfirmationMail(newsletter, newsletter.backend_factory()),
         csrf=Csrf(secret, prefix or "/"),
-        files=BuiltFiles(config.paths.output),
+        files=files,
         address_limit=SlidingWindow(*ADDRESS_LIMIT),
         client_limit=SlidingWindow(*CLIENT_LIMIT),
     )
@@ -67,6 +68,7 @@ def create_app(newsletter: Newsletter, *, proxies: int = 0) -> Flask:
     app.after_request(add_security_headers)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _failure)
+    app.wsgi_app = Shortcut(app.wsgi_app, files, prefix)  # type: ignore[method-assign]
     if proxies:
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=0

@@ -350,13 +350,13 @@ def preferences(token: str) -> Response:
 
 
 def built(content_type: str, *parts: str) -> Response:
-    """A file of the build output (conditional GET), or the 404 page."""
+    """A file of the build output (conditional GET), or the 404 page. Plain GETs of built files
+    are answered before Flask (mailer.web.files.Shortcut); what reaches here is the rest."""
     files = service().files
-    path = files.path(*parts)
-    response = files.response(request, path, content_type) if path else None
-    if response is None:
+    found = files.get(parts, content_type)
+    if found is None:
         abort(404)
-    return response
+    return files.response(request, found)
 
 
 @pages.get('/<any("rss.xml", "atom.xml", "feed.json"):name>')

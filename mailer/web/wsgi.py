@@ -28,6 +28,7 @@ def make_app() -> Flask:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # a line per queued request
     proxies = int(os.environ.get("MAILER_PROXIES", "0") or 0)
     return create_app(Newsletter.load(config.locate(None)), proxies=proxies)
 
