@@ -99,6 +99,11 @@ def subscribe(client: FlaskClient, address: str, **fields: Any) -> TestResponse:
     return client.post(f"{BASE}/subscribe", data=form)
 
 
+def confirm(client: FlaskClient, link: str) -> TestResponse:
+    """Press the button of a confirmation link's page (a form's CSRF token, with its cookie)."""
+    return client.post(link, data={"csrf_token": csrf_token(client, f"{BASE}/subscribe")})
+
+
 def outbox(folder: Folder) -> list[EmailMessage]:
     """Every message in the outbox folder, oldest file name first."""
     messages = []
@@ -183,7 +188,7 @@ def test_subscribing_stores_a_pending_address_with_its_consent_and_mails_a_worki
     assert message["Subject"] == "Confirm your subscription to IAI Commentaries"
     link = confirmation_link(message)
 
-    confirmed = client.get(link)
+    confirmed = confirm(client, link)
     assert confirmed.status_code == 200
     assert "You are subscribed" in confirmed.text
     assert confirmed.headers["Cache-Control"] == "no-store"
@@ -196,9 +201,35 @@ def test_subscribing_stores_a_pending_address_with_its_consent_and_mails_a_worki
         "confirmation",
         "127.0.0.1",
     )
-    again = client.get(link)  # following the link twice is harmless
+    again = confirm(client, link)  # confirming twice is harmless
     assert again.status_code == 200 and main_text(again) == main_text(confirmed)
+    assert main_text(client.get(link)) == main_text(confirmed)
     assert len(newsletter.store.subscribers.history(ada.id)) == 1
+
+
+def test_opening_a_confirmation_link_asks_first_and_only_its_button_confirms(
+    client: FlaskClient, newsletter: Newsletter
+) -> None:
+    pending = add(newsletter, "pending@example.org", Status.PENDING)
+    link = f"{BASE}/confirm/{newsletter.links.token(Purpose.CONFIRM, pending.id)}"
+
+    page = client.get(link)  # what a mail scanner's prefetch does
+    assert client.head(link).status_code == 200
+    assert page.status_code == 200 and "Confirm your subscription" in page.text
+    assert f'<form method="post" action="{link}">' in page.text
+    assert '<button class="button" type="submit">Confirm my subscription</button>' in page.text
+    assert status_of(newsletter, "pending@example.org") == Status.PENDING
+
+    forged = client.post(link, data={"csrf_token": "é" * 64})  # no cookie, made-up token
+    assert forged.status_code == 400 and "Nothing was changed" in forged.text
+    assert status_of(newsletter, "pending@example.org") == Status.PENDING
+    assert newsletter.store.subscribers.history(pending.id) == []
+
+    token = csrf_token(client, link)  # the page's own form
+    confirmed = client.post(link, data={"csrf_token": token})
+    assert confirmed.status_code == 200 and "You are subscribed" in confirmed.text
+    assert status_of(newsletter, "pending@example.org") == Status.ACTIVE
+    assert reasons(newsletter, pending.id) == ["confirmation"]
 
 
 def test_the_answer_never_reveals_whether_an_address_is_known(
@@ -244,7 +275,7 @@ def test_an_address_that_left_comes_back_only_through_its_confirmation(
     assert reasons(newsletter, gone.id) == ["staff", "form"]
 
     (message,) = outbox(folder)
-    assert client.get(confirmation_link(message)).status_code == 200
+    assert confirm(client, confirmation_link(message)).status_code == 200
     assert status_of(newsletter, "gone@example.org") == Status.ACTIVE
 
 
@@ -428,8 +459,10 @@ def test_a_confirmation_link_does_not_bring_back_someone_who_left_since(
     client: FlaskClient, newsletter: Newsletter
 ) -> None:
     gone = add(newsletter, "gone@example.org", Status.UNSUBSCRIBED)
-    answer = client.get(f"{BASE}/confirm/{newsletter.links.token(Purpose.CONFIRM, gone.id)}")
+    link = f"{BASE}/confirm/{newsletter.links.token(Purpose.CONFIRM, gone.id)}"
+    answer = client.get(link)
     assert answer.status_code == 409 and "This subscription has ended" in answer.text
+    assert confirm(client, link).status_code == 409
     assert status_of(newsletter, "gone@example.org") == Status.UNSUBSCRIBED
 
 
@@ -729,7 +762,7 @@ def test_subscribe_confirm_choose_lists_and_unsubscribe_on_each_database(
     assert ada.lists == ("briefings", "commentaries")
     messages = outbox(db_folder)
     assert len(messages) == 2  # a new link each time, and either works
-    assert client.get(confirmation_link(messages[0])).status_code == 200
+    assert confirm(client, confirmation_link(messages[0])).status_code == 200
 
     path = local(newsletter.recipient(ada.id, ada.email, "").preferences_url)
     token = csrf_token(client, path)

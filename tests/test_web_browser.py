@@ -66,6 +66,12 @@ def test_subscribe_confirm_and_unsubscribe_in_a_browser(
             link = re.search(r"https://\S+/confirm/\S+", str(text.get_content()))
             assert link
             page.goto(link[0].replace(SITE, base))
+            page.wait_for_selector("text=Confirm your subscription")
+            assert subscribers.get(grace.id).status == Status.PENDING  # type: ignore[union-attr]
+            page.keyboard.press("Tab")  # the button is reached and pressed from the keyboard
+            while page.evaluate("document.activeElement.tagName") != "BUTTON":
+                page.keyboard.press("Tab")
+            page.keyboard.press("Enter")
             page.wait_for_selector("text=You are subscribed")
             assert subscribers.get(grace.id).status == Status.ACTIVE  # type: ignore[union-attr]
 

@@ -43,7 +43,9 @@ class Csrf:
         """Whether the form posted carries the token matching its cookie."""
         value = request.cookies.get(COOKIE, "")
         field = request.form.get(FIELD, "")
-        return bool(_VALUE.match(value)) and hmac.compare_digest(field, self._sign(value))
+        # As bytes: compare_digest raises TypeError on text holding non-ASCII characters.
+        expected = self._sign(value).encode("ascii")
+        return bool(_VALUE.match(value)) and hmac.compare_digest(field.encode(), expected)
 
     def set_cookie(self, response: Response) -> Response:
         """After a page that asked for a token: give the browser the cookie it belongs to."""

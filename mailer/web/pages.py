@@ -3,8 +3,9 @@ the archive and a health check. Registered under the path of site_url by the app
 
 Confirm, unsubscribe and preferences are opened by signed tokens (mailer.links): a forged, altered
 or expired token gets a page saying so (400), a token for somebody no longer held gets 404, and
-neither changes anything. A GET never changes a subscription but for the confirmation link:
-unsubscribing takes a POST, from the page's button or from a mail client's RFC 8058 one-click.
+neither changes anything. A GET or HEAD never changes a subscription, since mail scanners open
+links: confirming takes a POST from the page's button, unsubscribing a POST from the page's button
+or from a mail client's RFC 8058 one-click.
 """
 
 from __future__ import annotations
@@ -231,20 +232,27 @@ def open_link(current: Service, purpose: Purpose, token: str) -> Subscriber | Re
     return subscriber
 
 
-@pages.get("/confirm/<token>")
+@pages.route("/confirm/<token>", methods=["GET", "POST"])
 def confirm(token: str) -> Response:
+    """GET: a page with a button, since mail scanners open links. POST: confirm, from that
+    button, behind the form's CSRF token; confirming twice is harmless."""
     current = service()
     found = open_link(current, Purpose.CONFIRM, token)
     if isinstance(found, Response):
         return found
-    subscribers = current.newsletter.store.subscribers
-    if found.status == Status.PENDING:
-        if subscribers.change_status(
-            found.id, Status.ACTIVE, Reason.CONFIRMATION, "confirmation link", client_ip()
-        ):
-            log.info("confirm: subscriber %d confirmed (link %s)", found.id, redact.token(token))
-        found = subscribers.get(found.id) or found
-    if found.status != Status.ACTIVE:
+    action = url_for(".confirm", token=token)
+    if request.method == "POST":
+        if not current.csrf.valid():
+            return current.message(
+                "This form has expired",
+                "Nothing was changed: reload the page and press the button again.",
+                400,
+                problem=True,
+                link=action,
+                link_text="Reload",
+            )
+        found = confirm_subscriber(current, found, token)
+    if found.status not in (Status.PENDING, Status.ACTIVE):
         return current.message(
             "This subscription has ended",
             "The address left the list after this link was sent. To receive the newsletter "
@@ -257,10 +265,23 @@ def confirm(token: str) -> Response:
     links = current.newsletter.links
     return current.page(
         "confirm.html",
+        confirmed=found.status == Status.ACTIVE,
         email=found.email,
         lists=found.lists,
+        action=action,
+        csrf_token=current.csrf.token(),
         preferences_url=url_for(".preferences", token=links.token(Purpose.PREFERENCES, found.id)),
     )
+
+
+def confirm_subscriber(current: Service, found: Subscriber, token: str) -> Subscriber:
+    """Pending → active; the subscriber as they are now, whatever they were."""
+    subscribers = current.newsletter.store.subscribers
+    if found.status == Status.PENDING and subscribers.change_status(
+        found.id, Status.ACTIVE, Reason.CONFIRMATION, "confirmation link", client_ip()
+    ):
+        log.info("confirm: subscriber %d confirmed (link %s)", found.id, redact.token(token))
+    return subscribers.get(found.id) or found
 
 
 @pages.route("/unsubscribe/<token>", methods=["GET", "POST"])
