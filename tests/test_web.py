@@ -13,8 +13,10 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ import pytest
 import requests
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import event
 from werkzeug.test import TestResponse
 
 from mailer.app.newsletter import Newsletter
@@ -31,9 +34,12 @@ from mailer.core.lifecycle import Reason, Status
 from mailer.core.tokens import Links, Purpose
 from mailer.store.subscribers import Subscriber
 from mailer.web import create_app
-from mailer.web.ratelimit import SlidingWindow
+from mailer.web.pages import MAX_LISTS
+from mailer.web.ratelimit import SlidingWindow, address_key, client_key
 from mailer.web.service import EXTENSION, Service
+from mailer.web.signups import SignUps
 from tests.conftest import SECRET, Folder, Run
+from tests.smtp_server import StartServer, certificates_fixture, smtp_server_fixture  # noqa: F401
 from tests.web_server import serving
 
 SITE = "https://www.example.org"
@@ -93,10 +99,20 @@ def csrf_token(client: FlaskClient, path: str) -> str:
     return found[1]
 
 
+def settled(client: FlaskClient, answer: TestResponse) -> TestResponse:
+    """The answer, once the request it queued is recorded and its message sent."""
+    assert service_of(client.application).signups.drain(60) == 0, "subscribe requests stuck"
+    return answer
+
+
 def subscribe(client: FlaskClient, address: str, **fields: Any) -> TestResponse:
     form = {"email": address, "name": "", "website": "", **fields}
     form.setdefault("csrf_token", csrf_token(client, f"{BASE}/subscribe"))
-    return client.post(f"{BASE}/subscribe", data=form)
+    return settled(client, client.post(f"{BASE}/subscribe", data=form))
+
+
+def subscribe_json(client: FlaskClient, body: Any, **options: Any) -> TestResponse:
+    return settled(client, client.post(f"{BASE}/subscribe", json=body, **options))
 
 
 def confirm(client: FlaskClient, link: str) -> TestResponse:
@@ -284,7 +300,7 @@ def test_the_json_endpoint_answers_a_websites_own_form(
 ) -> None:
     add(newsletter, "active@example.org")
     answers = [
-        client.post(f"{BASE}/subscribe", json={"email": address, "name": "Jo"})
+        subscribe_json(client, {"email": address, "name": "Jo"})
         for address in ("jo@example.org", "active@example.org")
     ]
     for answer in answers:
@@ -297,11 +313,11 @@ def test_the_json_endpoint_answers_a_websites_own_form(
     assert jo.joined.detail == "subscribe endpoint (JSON)"
     assert len(outbox(folder)) == 1
 
-    bad = client.post(f"{BASE}/subscribe", json={"email": "not an address"})
+    bad = subscribe_json(client, {"email": "not an address"})
     assert bad.status_code == 400 and bad.json is not None
     assert "is not a valid email address" in bad.json["error"]
     for body in ([1, 2], {"email": ["x@example.org"]}, {"email": "x@example.org", "lists": "a"}):
-        assert client.post(f"{BASE}/subscribe", json=body).status_code == 400
+        assert subscribe_json(client, body).status_code == 400
     assert client.post(
         f"{BASE}/subscribe", json={"email": "x@example.org", "lists": ["nope"]}
     ).json == {"error": "there is no list 'nope'"}
@@ -315,7 +331,7 @@ def test_a_filled_in_honeypot_gets_the_same_answer_and_stores_nothing(
     assert (bot.status_code, bot.text) == (200, person.text)
     assert newsletter.store.subscribers.find("bot@example.org") is None
     assert len(outbox(folder)) == 1
-    as_json = client.post(f"{BASE}/subscribe", json={"email": "bot2@example.org", "website": "x"})
+    as_json = subscribe_json(client, {"email": "bot2@example.org", "website": "x"})
     assert (
         as_json.status_code == 200 and newsletter.store.subscribers.find("bot2@example.org") is None
     )
@@ -358,7 +374,7 @@ def test_too_many_requests_for_one_address_get_429_with_retry_after(
     limited = subscribe(client, "ADA@example.org")
     assert limited.status_code == 429
     assert 0 < int(limited.headers["Retry-After"]) <= 3600
-    as_json = client.post(f"{BASE}/subscribe", json={"email": "ada@example.org"})
+    as_json = subscribe_json(client, {"email": "ada@example.org"})
     assert as_json.status_code == 429 and as_json.headers["Retry-After"]
     assert len(outbox(folder)) == 3
     assert subscribe(client, "bob@example.org").status_code == 200  # others are not held up
@@ -370,12 +386,171 @@ def test_too_many_requests_from_one_client_get_429(client: FlaskClient, app: Fla
     assert subscribe(client, "b@example.org").status_code == 200
     limited = subscribe(client, "c@example.org")
     assert limited.status_code == 429 and int(limited.headers["Retry-After"]) > 0
-    other = client.post(
-        f"{BASE}/subscribe",
-        json={"email": "c@example.org"},
-        environ_base={"REMOTE_ADDR": "192.0.2.7"},
+    other = subscribe_json(
+        client, {"email": "c@example.org"}, environ_base={"REMOTE_ADDR": "192.0.2.7"}
     )
     assert other.status_code == 200
+
+
+@contextmanager
+def queries_in_this_thread(newsletter: Newsletter) -> Iterator[list[str]]:
+    """The SQL statements this thread runs meanwhile (the request's, not the queue's)."""
+    seen: list[str] = []
+    me = threading.get_ident()
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if threading.get_ident() == me:
+            seen.append(statement)
+
+    engine = newsletter.store.engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+
+def test_a_request_loads_the_lists_once_and_names_at_most_a_hundred(
+    client: FlaskClient, newsletter: Newsletter
+) -> None:
+    reader = add(newsletter, "reader@example.org")
+    path = local(newsletter.recipient(reader.id, reader.email, "").preferences_url)
+    token = csrf_token(client, f"{BASE}/subscribe")
+    many = ["commentaries"] * MAX_LISTS
+
+    with queries_in_this_thread(newsletter) as few:
+        assert subscribe(client, "ada@example.org", lists=many).status_code == 200
+    with queries_in_this_thread(newsletter) as more:
+        assert subscribe(client, "bob@example.org", lists=many[:1]).status_code == 200
+    assert len(few) == len(more)  # as many queries for a hundred lists as for one
+
+    too_many = [*many, "commentaries"]
+    refused = subscribe(client, "cy@example.org", lists=too_many)
+    assert refused.status_code == 400 and "at most 100 lists" in refused.text
+    as_json = subscribe_json(client, {"email": "cy@example.org", "lists": too_many})
+    assert as_json.status_code == 400 and as_json.json == {
+        "error": "a request names at most 100 lists"
+    }
+    saved = client.post(path, data={"lists": too_many, "action": "save", "csrf_token": token})
+    assert saved.status_code == 400 and "nothing was changed" in saved.text
+    assert status_of(newsletter, "cy@example.org") is None
+    assert reasons(newsletter, reader.id) == []
+
+
+def test_an_active_and_a_new_address_take_the_same_path_and_only_the_new_gets_mail(
+    client: FlaskClient, newsletter: Newsletter, folder: Folder
+) -> None:
+    add(newsletter, "active@example.org")
+
+    with queries_in_this_thread(newsletter) as for_new:
+        new = subscribe_json(client, {"email": "new@example.org"})
+    with queries_in_this_thread(newsletter) as for_active:
+        active = subscribe_json(client, {"email": "active@example.org"})
+
+    assert (new.status_code, new.json) == (active.status_code, active.json)
+    # The request itself only reads the lists offered, whoever asks; the rest is queued.
+    assert for_new == for_active and all(q.lstrip().startswith("SELECT") for q in for_new)
+    assert [m["To"].addresses[0].addr_spec for m in outbox(folder)] == ["new@example.org"]
+    assert status_of(newsletter, "new@example.org") == Status.PENDING
+
+
+def test_the_queued_confirmation_arrives_by_smtp_and_a_failure_is_logged_redacted(
+    folder: Folder, run: Run, smtp_server: StartServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = smtp_server(starttls=False)
+    folder.configure('backend = "outbox"', 'backend = "smtp"')
+    folder.configure('host = "localhost"\nport = 587', f'host = "127.0.0.1"\nport = {server.port}')
+    folder.configure('security = "starttls"', 'security = "none"')
+    folder.configure("timeout = 30\n", "timeout = 5\n")
+    newsletter = folder.newsletter()
+    client = create_app(newsletter).test_client()
+    caplog.set_level("INFO", logger="mailer.web")
+
+    assert subscribe(client, "ada.lovelace@example.org").status_code == 200
+    received = server.only_message_to("ada.lovelace@example.org")
+    assert "/confirm/" in received.message().get_body(("plain",)).get_content()  # type: ignore[union-attr]
+
+    server.refuse("grace.hopper@example.org", "550 5.1.1 no such user")
+    assert subscribe(client, "grace.hopper@example.org").status_code == 200
+    assert "the confirmation message to g***@example.org was not sent" in caplog.text
+    assert "ada.lovelace" not in caplog.text and "grace.hopper" not in caplog.text
+    newsletter.store.close()
+
+
+def test_a_full_queue_is_refused_alike_for_everybody(
+    client: FlaskClient, app: Flask, newsletter: Newsletter
+) -> None:
+    add(newsletter, "active@example.org")
+    service = service_of(app)
+    blocked = threading.Event()
+    service.signups = SignUps(newsletter.store, service.signups.confirmation, limit=1)
+    service.signups.handle = lambda sign_up: blocked.wait(60)  # type: ignore[method-assign]
+    try:
+        first = client.post(f"{BASE}/subscribe", json={"email": "first@example.org"})
+        assert first.status_code == 200
+        busy = [
+            client.post(f"{BASE}/subscribe", json={"email": address})
+            for address in ("new@example.org", "active@example.org", "again@example.org")
+        ]
+    finally:
+        blocked.set()
+    assert service.signups.drain(60) == 0
+    statuses = {(answer.status_code, answer.text) for answer in busy[1:]}
+    assert statuses == {(503, busy[1].text)} and "try again in a few minutes" in busy[1].text
+
+
+def test_rate_limits_count_a_mailbox_and_a_network_not_spellings_and_addresses(
+    client: FlaskClient, app: Flask, newsletter: Newsletter
+) -> None:
+    for spelling in ("ada@example.org", "ADA+news@example.org", "Ada+x@Example.ORG"):
+        assert subscribe(client, spelling).status_code == 200, spelling
+    assert subscribe(client, "ada+y@example.org").status_code == 429
+    for spelling in (
+        "grace.hopper@gmail.com",
+        "Grace.Hopper+1@gmail.com",
+        "gracehopper@googlemail.com",
+    ):
+        assert subscribe(client, spelling).status_code == 200, spelling
+    assert subscribe(client, "g.r.a.c.e.hopper@gmail.com").status_code == 429
+    assert subscribe(client, "grace.hopper@example.org").status_code == 200  # another domain
+
+    service_of(app).client_limit = SlidingWindow(2, 600)
+    for client_addresses in (
+        ["203.0.113.1", "203.0.113.2", "203.0.113.3"],
+        ["2001:db8:5:6::1", "2001:db8:5:6:ffff::2", "2001:db8:5:6::3"],
+    ):
+        answers = [
+            subscribe_json(
+                client, {"email": f"h{n}@example.net"}, environ_base={"REMOTE_ADDR": ip}
+            ).status_code
+            for n, ip in enumerate(client_addresses)
+        ]
+        assert answers == [200, 200, 429], client_addresses
+    other = subscribe_json(
+        client, {"email": "h9@example.net"}, environ_base={"REMOTE_ADDR": "203.0.114.1"}
+    )
+    assert other.status_code == 200
+
+
+def test_rate_limit_keys_are_mailboxes_and_networks() -> None:
+    assert address_key("A.Da+tag@Example.ORG") == "a.da@example.org"
+    assert address_key("a.d.a+x@googlemail.com") == "ada@gmail.com"
+    assert client_key("198.51.100.77") == "198.51.100.0/24"
+    assert client_key("::ffff:198.51.100.77") == "198.51.100.0/24"
+    assert client_key("2001:db8:1:2:aaaa::1") == "2001:db8:1:2::/64"
+    assert client_key("not an address") == "not an address"
+
+
+def test_the_first_hit_of_a_key_that_triggers_pruning_is_counted() -> None:
+    now = [0.0]
+    window = SlidingWindow(1, 60, clock=lambda: now[0])
+    for number in range(1023):
+        assert window.hit(f"idle-{number}") == 0
+    now[0] = 1000.0  # every key so far is idle: the next new key prunes them
+
+    assert window.hit("newcomer") == 0
+    assert window.hit("newcomer") > 0  # the first hit was counted
+    assert list(window.events) == ["newcomer"]
 
 
 def test_a_sliding_window_lets_requests_through_again_as_old_ones_age() -> None:
