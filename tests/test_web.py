@@ -11,8 +11,6 @@ import email
 import email.policy
 import re
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -34,13 +32,14 @@ from mailer.core.lifecycle import Reason, Status
 from mailer.core.tokens import Links, Purpose
 from mailer.store.subscribers import Subscriber
 from mailer.web import create_app
+from mailer.web.limits import CHANNEL_TIMEOUT, MAX_REQUEST_BYTES
 from mailer.web.pages import MAX_LISTS
 from mailer.web.ratelimit import SlidingWindow, address_key, client_key
 from mailer.web.service import EXTENSION, Service
 from mailer.web.signups import SignUps
 from tests.conftest import SECRET, Folder, Run
 from tests.smtp_server import StartServer, certificates_fixture, smtp_server_fixture  # noqa: F401
-from tests.web_server import serving
+from tests.web_server import mailer_serve, serving
 
 SITE = "https://www.example.org"
 BASE = "/commentaries"
@@ -954,28 +953,40 @@ def test_subscribe_confirm_choose_lists_and_unsubscribe_on_each_database(
 
 def test_mailer_serve_serves_the_site_on_the_port_given(folder: Folder, run: Run) -> None:
     assert run("build").exit_code == 0
-    with socket.socket() as probe:  # a port free a moment ago
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "mailer", "--config", str(folder.config_path), "serve"]
-    server = subprocess.Popen(
-        [*command, "--port", str(port), "--threads", "2"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                answer = requests.get(f"http://127.0.0.1:{port}{BASE}/rss.xml", timeout=5)
-                break
-            except requests.ConnectionError:
-                assert server.poll() is None and time.monotonic() < deadline, "it did not start"
-                time.sleep(0.1)
+    with mailer_serve(folder.config_path, f"{BASE}/healthz") as served:
+        answer = requests.get(f"http://127.0.0.1:{served.port}{BASE}/rss.xml", timeout=10)
         assert answer.status_code == 200
         assert answer.headers["Content-Type"] == "application/rss+xml; charset=utf-8"
-    finally:
-        server.terminate()
-        output, _ = server.communicate(timeout=10)
-    assert f"Serving IAI Commentaries at http://127.0.0.1:{port}{BASE}/" in output
+    assert f"Serving IAI Commentaries at http://127.0.0.1:{served.port}{BASE}/" in served.output
+
+
+def test_mailer_serve_refuses_an_oversized_body_before_reading_it(folder: Folder) -> None:
+    with (
+        mailer_serve(folder.config_path, f"{BASE}/healthz") as served,
+        socket.create_connection(("127.0.0.1", served.port), timeout=30) as connection,
+    ):
+        connection.sendall(  # the headers only: the body is never sent
+            b"POST /commentaries/subscribe HTTP/1.1\r\nHost: localhost\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n"
+            b"Content-Length: %d\r\n\r\n" % (MAX_REQUEST_BYTES + 1)
+        )
+        answer = connection.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:80]
+
+
+def test_mailer_serve_closes_a_silent_connection_and_serves_others_meanwhile(
+    folder: Folder,
+) -> None:
+    with mailer_serve(folder.config_path, f"{BASE}/healthz", threads=1) as served:
+        silent = [socket.create_connection(("127.0.0.1", served.port)) for _ in range(3)]
+        try:
+            for connection in silent:  # a request begun and never finished
+                connection.sendall(b"GET /commentaries/healthz HTTP/1.1\r\nHost: loc")
+            answer = requests.get(f"http://127.0.0.1:{served.port}{BASE}/healthz", timeout=30)
+            assert answer.status_code == 200  # one thread, three clients stalled: still served
+            for connection in silent:
+                connection.settimeout(CHANNEL_TIMEOUT * 6)  # generous: it closes after ~10 s
+                assert connection.recv(4096) == b"", "the server kept a silent connection"
+        finally:
+            for connection in silent:
+                connection.close()

@@ -20,6 +20,7 @@ from mailer.app.newsletter import Newsletter
 from mailer.web.csrf import Csrf
 from mailer.web.files import BuiltFiles
 from mailer.web.headers import add_security_headers
+from mailer.web.limits import MAX_REQUEST_BYTES
 from mailer.web.pages import pages, wants_json
 from mailer.web.ratelimit import SlidingWindow
 from mailer.web.service import EXTENSION, Service, service
@@ -30,8 +31,6 @@ ADDRESS_LIMIT = (3, 3600.0)
 """Subscribe requests per address: 3 an hour (each may send a confirmation message)."""
 CLIENT_LIMIT = (20, 600.0)
 """Subscribe requests per client network (a /24 of IPv4, a /64 of IPv6): 20 in ten minutes."""
-MAX_REQUEST_BYTES = 10 * 1024 * 1024
-"""Larger requests get 413: a form is tiny, a provider's batch of webhook events is not."""
 
 log = logging.getLogger("mailer.web")
 
