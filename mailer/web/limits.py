@@ -8,6 +8,8 @@ defaults, first takes a body of up to 1 GiB (spooled to disk), keeps a silent co
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 MAX_REQUEST_BYTES = 10 * 1024 * 1024
 """Larger requests get 413: a form is tiny, a provider's batch of webhook events is not."""
 CHANNEL_TIMEOUT = 10
@@ -19,7 +21,15 @@ CONNECTION_LIMIT = 500
 """Connections open at once; more wait in the listen queue. Well below the usual limit of 1,024
 open files."""
 
-SERVER_LIMITS = {
+
+class ServerLimits(TypedDict):
+    max_request_body_size: int
+    channel_timeout: int
+    cleanup_interval: int
+    connection_limit: int
+
+
+SERVER_LIMITS: ServerLimits = {
     # waitress refuses a body of this size or more (>=), Flask one over MAX_REQUEST_BYTES (>).
     "max_request_body_size": MAX_REQUEST_BYTES + 1,
     "channel_timeout": CHANNEL_TIMEOUT,
