@@ -1,11 +1,11 @@
 """The public pages of `mailer serve`: subscribe, confirm, unsubscribe, preferences, the feeds,
 the archive and a health check. Registered under the path of site_url by the app factory.
 
-Confirm, unsubscribe and preferences are opened by signed tokens (mailer.links): a forged, altered
-or expired token gets a page saying so (400), a token for somebody no longer held gets 404, and
-neither changes anything. A GET or HEAD never changes a subscription, since mail scanners open
-links: confirming takes a POST from the page's button, unsubscribing a POST from the page's button
-or from a mail client's RFC 8058 one-click.
+Confirm, unsubscribe and preferences are opened by signed tokens (mailer.core.tokens): a forged,
+altered or expired token gets a page saying so (400), a token for somebody no longer held gets
+404, and neither changes anything. A GET or HEAD never changes a subscription, since mail
+scanners open links: confirming takes a POST from the page's button, unsubscribing a POST from
+the page's button or from a mail client's RFC 8058 one-click.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ log = logging.getLogger("mailer.web")
 CONFIRM_DAYS = MAX_AGE_DAYS[Purpose.CONFIRM]
 ON_ITS_WAY = (
     "If the address can receive mail, a message with a link to confirm the subscription is on "
-    f"its way. The link works for {CONFIRM_DAYS} days; nothing else is sent before you follow it."
+    f"its way. The link works for {CONFIRM_DAYS} days; nothing else is sent before you confirm."
 )
 """The answer to every accepted subscribe request, whoever the address belongs to."""
 ONE_CLICK_BODY = "One-Click"
