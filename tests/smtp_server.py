@@ -280,6 +280,11 @@ class SmtpServer:
         self.dropped = 0
         self.faults: dict[str, list[Fault]] = {}
         self.controller: _Controller | None = None
+        self.flowing = threading.Event()
+        """Cleared by hold(): every message then waits at the end of DATA until release()."""
+        self.flowing.set()
+        self.held = 0
+        """Messages waiting now because of hold()."""
 
     # Setting faults ----------------------------------------------------------------------------
 
@@ -304,6 +309,14 @@ class SmtpServer:
         """Say nothing for `seconds` at RCPT TO (or at the end of DATA) of `address`; a
         stalled DATA is not accepted."""
         self._add(address, Fault("stall", seconds=seconds, stage=stage, times=times))
+
+    def hold(self) -> None:
+        """Keep every message waiting at the end of DATA, unanswered, until release(): a
+        sender stays busy for as long as a test needs, however fast or slow the machine."""
+        self.flowing.clear()
+
+    def release(self) -> None:
+        self.flowing.set()
 
     def fault_for(self, addresses: list[str], kind: str, stage: Stage) -> Fault | None:
         with self.lock:
@@ -368,6 +381,13 @@ class SmtpServer:
             return "451 4.4.2 Timeout, try again"
         if self.delay:
             await asyncio.sleep(self.delay)
+        if not self.flowing.is_set():
+            with self.lock:
+                self.held += 1
+            while not self.flowing.is_set():  # polled, so that other sessions go on
+                await asyncio.sleep(0.01)
+            with self.lock:
+                self.held -= 1
         login = session.auth_data.login.decode() if session.auth_data else None
         received = Received(
             mail_from=envelope.mail_from,

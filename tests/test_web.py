@@ -11,10 +11,10 @@ import email
 import email.policy
 import re
 import socket
-import subprocess
-import sys
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ import pytest
 import requests
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import event
 from werkzeug.test import TestResponse
 
 from mailer.app.newsletter import Newsletter
@@ -32,10 +33,14 @@ from mailer.core.output import GENERATION
 from mailer.core.tokens import Links, Purpose
 from mailer.store.subscribers import Subscriber
 from mailer.web import create_app
-from mailer.web.ratelimit import SlidingWindow
+from mailer.web.limits import CHANNEL_TIMEOUT, MAX_REQUEST_BYTES
+from mailer.web.pages import MAX_LISTS
+from mailer.web.ratelimit import SlidingWindow, address_key, client_key
 from mailer.web.service import EXTENSION, Service
+from mailer.web.signups import SignUp, SignUps
 from tests.conftest import SECRET, Folder, Run
-from tests.web_server import serving
+from tests.smtp_server import StartServer, certificates_fixture, smtp_server_fixture  # noqa: F401
+from tests.web_server import mailer_serve, serving
 
 SITE = "https://www.example.org"
 BASE = "/commentaries"
@@ -94,10 +99,25 @@ def csrf_token(client: FlaskClient, path: str) -> str:
     return found[1]
 
 
+def settled(client: FlaskClient, answer: TestResponse) -> TestResponse:
+    """The answer, once the request it queued is recorded and its message sent."""
+    assert service_of(client.application).signups.drain(60) == 0, "subscribe requests stuck"
+    return answer
+
+
 def subscribe(client: FlaskClient, address: str, **fields: Any) -> TestResponse:
     form = {"email": address, "name": "", "website": "", **fields}
     form.setdefault("csrf_token", csrf_token(client, f"{BASE}/subscribe"))
-    return client.post(f"{BASE}/subscribe", data=form)
+    return settled(client, client.post(f"{BASE}/subscribe", data=form))
+
+
+def subscribe_json(client: FlaskClient, body: Any, **options: Any) -> TestResponse:
+    return settled(client, client.post(f"{BASE}/subscribe", json=body, **options))
+
+
+def confirm(client: FlaskClient, link: str) -> TestResponse:
+    """Press the button of a confirmation link's page (a form's CSRF token, with its cookie)."""
+    return client.post(link, data={"csrf_token": csrf_token(client, f"{BASE}/subscribe")})
 
 
 def outbox(folder: Folder) -> list[EmailMessage]:
@@ -184,7 +204,7 @@ def test_subscribing_stores_a_pending_address_with_its_consent_and_mails_a_worki
     assert message["Subject"] == "Confirm your subscription to IAI Commentaries"
     link = confirmation_link(message)
 
-    confirmed = client.get(link)
+    confirmed = confirm(client, link)
     assert confirmed.status_code == 200
     assert "You are subscribed" in confirmed.text
     assert confirmed.headers["Cache-Control"] == "no-store"
@@ -197,9 +217,35 @@ def test_subscribing_stores_a_pending_address_with_its_consent_and_mails_a_worki
         "confirmation",
         "127.0.0.1",
     )
-    again = client.get(link)  # following the link twice is harmless
+    again = confirm(client, link)  # confirming twice is harmless
     assert again.status_code == 200 and main_text(again) == main_text(confirmed)
+    assert main_text(client.get(link)) == main_text(confirmed)
     assert len(newsletter.store.subscribers.history(ada.id)) == 1
+
+
+def test_opening_a_confirmation_link_asks_first_and_only_its_button_confirms(
+    client: FlaskClient, newsletter: Newsletter
+) -> None:
+    pending = add(newsletter, "pending@example.org", Status.PENDING)
+    link = f"{BASE}/confirm/{newsletter.links.token(Purpose.CONFIRM, pending.id)}"
+
+    page = client.get(link)  # what a mail scanner's prefetch does
+    assert client.head(link).status_code == 200
+    assert page.status_code == 200 and "Confirm your subscription" in page.text
+    assert f'<form method="post" action="{link}">' in page.text
+    assert '<button class="button" type="submit">Confirm my subscription</button>' in page.text
+    assert status_of(newsletter, "pending@example.org") == Status.PENDING
+
+    forged = client.post(link, data={"csrf_token": "é" * 64})  # no cookie, made-up token
+    assert forged.status_code == 400 and "Nothing was changed" in forged.text
+    assert status_of(newsletter, "pending@example.org") == Status.PENDING
+    assert newsletter.store.subscribers.history(pending.id) == []
+
+    token = csrf_token(client, link)  # the page's own form
+    confirmed = client.post(link, data={"csrf_token": token})
+    assert confirmed.status_code == 200 and "You are subscribed" in confirmed.text
+    assert status_of(newsletter, "pending@example.org") == Status.ACTIVE
+    assert reasons(newsletter, pending.id) == ["confirmation"]
 
 
 def test_the_answer_never_reveals_whether_an_address_is_known(
@@ -245,7 +291,7 @@ def test_an_address_that_left_comes_back_only_through_its_confirmation(
     assert reasons(newsletter, gone.id) == ["staff", "form"]
 
     (message,) = outbox(folder)
-    assert client.get(confirmation_link(message)).status_code == 200
+    assert confirm(client, confirmation_link(message)).status_code == 200
     assert status_of(newsletter, "gone@example.org") == Status.ACTIVE
 
 
@@ -254,7 +300,7 @@ def test_the_json_endpoint_answers_a_websites_own_form(
 ) -> None:
     add(newsletter, "active@example.org")
     answers = [
-        client.post(f"{BASE}/subscribe", json={"email": address, "name": "Jo"})
+        subscribe_json(client, {"email": address, "name": "Jo"})
         for address in ("jo@example.org", "active@example.org")
     ]
     for answer in answers:
@@ -267,11 +313,11 @@ def test_the_json_endpoint_answers_a_websites_own_form(
     assert jo.joined.detail == "subscribe endpoint (JSON)"
     assert len(outbox(folder)) == 1
 
-    bad = client.post(f"{BASE}/subscribe", json={"email": "not an address"})
+    bad = subscribe_json(client, {"email": "not an address"})
     assert bad.status_code == 400 and bad.json is not None
     assert "is not a valid email address" in bad.json["error"]
     for body in ([1, 2], {"email": ["x@example.org"]}, {"email": "x@example.org", "lists": "a"}):
-        assert client.post(f"{BASE}/subscribe", json=body).status_code == 400
+        assert subscribe_json(client, body).status_code == 400
     assert client.post(
         f"{BASE}/subscribe", json={"email": "x@example.org", "lists": ["nope"]}
     ).json == {"error": "there is no list 'nope'"}
@@ -285,7 +331,7 @@ def test_a_filled_in_honeypot_gets_the_same_answer_and_stores_nothing(
     assert (bot.status_code, bot.text) == (200, person.text)
     assert newsletter.store.subscribers.find("bot@example.org") is None
     assert len(outbox(folder)) == 1
-    as_json = client.post(f"{BASE}/subscribe", json={"email": "bot2@example.org", "website": "x"})
+    as_json = subscribe_json(client, {"email": "bot2@example.org", "website": "x"})
     assert (
         as_json.status_code == 200 and newsletter.store.subscribers.find("bot2@example.org") is None
     )
@@ -328,7 +374,7 @@ def test_too_many_requests_for_one_address_get_429_with_retry_after(
     limited = subscribe(client, "ADA@example.org")
     assert limited.status_code == 429
     assert 0 < int(limited.headers["Retry-After"]) <= 3600
-    as_json = client.post(f"{BASE}/subscribe", json={"email": "ada@example.org"})
+    as_json = subscribe_json(client, {"email": "ada@example.org"})
     assert as_json.status_code == 429 and as_json.headers["Retry-After"]
     assert len(outbox(folder)) == 3
     assert subscribe(client, "bob@example.org").status_code == 200  # others are not held up
@@ -340,12 +386,178 @@ def test_too_many_requests_from_one_client_get_429(client: FlaskClient, app: Fla
     assert subscribe(client, "b@example.org").status_code == 200
     limited = subscribe(client, "c@example.org")
     assert limited.status_code == 429 and int(limited.headers["Retry-After"]) > 0
-    other = client.post(
-        f"{BASE}/subscribe",
-        json={"email": "c@example.org"},
-        environ_base={"REMOTE_ADDR": "192.0.2.7"},
+    other = subscribe_json(
+        client, {"email": "c@example.org"}, environ_base={"REMOTE_ADDR": "192.0.2.7"}
     )
     assert other.status_code == 200
+
+
+@contextmanager
+def queries_in_this_thread(newsletter: Newsletter) -> Iterator[list[str]]:
+    """The SQL statements this thread runs meanwhile (the request's, not the queue's)."""
+    seen: list[str] = []
+    me = threading.get_ident()
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if threading.get_ident() == me:
+            seen.append(statement)
+
+    engine = newsletter.store.engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+
+def test_a_request_loads_the_lists_once_and_names_at_most_a_hundred(
+    client: FlaskClient, newsletter: Newsletter
+) -> None:
+    reader = add(newsletter, "reader@example.org")
+    path = local(newsletter.recipient(reader.id, reader.email, "").preferences_url)
+    token = csrf_token(client, f"{BASE}/subscribe")
+    many = ["commentaries"] * MAX_LISTS
+
+    with queries_in_this_thread(newsletter) as few:
+        assert subscribe(client, "ada@example.org", lists=many).status_code == 200
+    with queries_in_this_thread(newsletter) as more:
+        assert subscribe(client, "bob@example.org", lists=many[:1]).status_code == 200
+    assert len(few) == len(more)  # as many queries for a hundred lists as for one
+
+    too_many = [*many, "commentaries"]
+    refused = subscribe(client, "cy@example.org", lists=too_many)
+    assert refused.status_code == 400 and "at most 100 lists" in refused.text
+    as_json = subscribe_json(client, {"email": "cy@example.org", "lists": too_many})
+    assert as_json.status_code == 400 and as_json.json == {
+        "error": "a request names at most 100 lists"
+    }
+    saved = client.post(path, data={"lists": too_many, "action": "save", "csrf_token": token})
+    assert saved.status_code == 400 and "nothing was changed" in saved.text
+    assert status_of(newsletter, "cy@example.org") is None
+    assert reasons(newsletter, reader.id) == []
+
+
+def test_an_active_and_a_new_address_take_the_same_path_and_only_the_new_gets_mail(
+    client: FlaskClient, newsletter: Newsletter, folder: Folder
+) -> None:
+    add(newsletter, "active@example.org")
+
+    with queries_in_this_thread(newsletter) as for_new:
+        new = subscribe_json(client, {"email": "new@example.org"})
+    with queries_in_this_thread(newsletter) as for_active:
+        active = subscribe_json(client, {"email": "active@example.org"})
+
+    assert (new.status_code, new.json) == (active.status_code, active.json)
+    # The request itself only reads the lists offered, whoever asks; the rest is queued.
+    assert for_new == for_active and all(q.lstrip().startswith("SELECT") for q in for_new)
+    assert [m["To"].addresses[0].addr_spec for m in outbox(folder)] == ["new@example.org"]
+    assert status_of(newsletter, "new@example.org") == Status.PENDING
+
+
+def test_the_queued_confirmation_arrives_by_smtp_and_a_failure_is_logged_redacted(
+    folder: Folder, run: Run, smtp_server: StartServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = smtp_server(starttls=False)
+    folder.configure('backend = "outbox"', 'backend = "smtp"')
+    folder.configure('host = "localhost"\nport = 587', f'host = "127.0.0.1"\nport = {server.port}')
+    folder.configure('security = "starttls"', 'security = "none"')
+    folder.configure("timeout = 30\n", "timeout = 5\n")
+    newsletter = folder.newsletter()
+    client = create_app(newsletter).test_client()
+    caplog.set_level("INFO", logger="mailer.web")
+
+    assert subscribe(client, "ada.lovelace@example.org").status_code == 200
+    received = server.only_message_to("ada.lovelace@example.org")
+    assert "/confirm/" in received.message().get_body(("plain",)).get_content()  # type: ignore[union-attr]
+
+    server.refuse("grace.hopper@example.org", "550 5.1.1 no such user")
+    assert subscribe(client, "grace.hopper@example.org").status_code == 200
+    assert "the confirmation message to g***@example.org was not sent" in caplog.text
+    assert "ada.lovelace" not in caplog.text and "grace.hopper" not in caplog.text
+    newsletter.store.close()
+
+
+def test_a_full_queue_is_refused_alike_for_everybody(
+    client: FlaskClient, app: Flask, newsletter: Newsletter
+) -> None:
+    add(newsletter, "active@example.org")
+    service = service_of(app)
+    service.signups = SignUps(newsletter.store, service.signups.confirmation, limit=1)
+    working, released = threading.Event(), threading.Event()
+
+    def handle(sign_up: SignUp) -> None:  # the thread, held on its first request
+        working.set()
+        released.wait(60)
+
+    service.signups.handle = handle  # type: ignore[method-assign]
+    try:
+        first = client.post(f"{BASE}/subscribe", json={"email": "first@example.org"})
+        assert first.status_code == 200 and working.wait(60)
+        queued = client.post(f"{BASE}/subscribe", json={"email": "queued@example.org"})
+        busy = [
+            client.post(f"{BASE}/subscribe", json={"email": address})
+            for address in ("new@example.org", "active@example.org")
+        ]
+    finally:
+        released.set()
+    assert service.signups.drain(60) == 0
+    assert queued.status_code == 200
+    assert [answer.status_code for answer in busy] == [503, 503]
+    assert busy[0].json == busy[1].json and "try again in a few minutes" in busy[0].text
+
+
+def test_rate_limits_count_a_mailbox_and_a_network_not_spellings_and_addresses(
+    client: FlaskClient, app: Flask, newsletter: Newsletter
+) -> None:
+    for spelling in ("ada@example.org", "ADA+news@example.org", "Ada+x@Example.ORG"):
+        assert subscribe(client, spelling).status_code == 200, spelling
+    assert subscribe(client, "ada+y@example.org").status_code == 429
+    for spelling in (
+        "grace.hopper@gmail.com",
+        "Grace.Hopper+1@gmail.com",
+        "gracehopper@googlemail.com",
+    ):
+        assert subscribe(client, spelling).status_code == 200, spelling
+    assert subscribe(client, "g.r.a.c.e.hopper@gmail.com").status_code == 429
+    assert subscribe(client, "grace.hopper@example.org").status_code == 200  # another domain
+
+    service_of(app).client_limit = SlidingWindow(2, 600)
+    for client_addresses in (
+        ["203.0.113.1", "203.0.113.2", "203.0.113.3"],
+        ["2001:db8:5:6::1", "2001:db8:5:6:ffff::2", "2001:db8:5:6::3"],
+    ):
+        answers = [
+            subscribe_json(
+                client, {"email": f"h{n}@example.net"}, environ_base={"REMOTE_ADDR": ip}
+            ).status_code
+            for n, ip in enumerate(client_addresses)
+        ]
+        assert answers == [200, 200, 429], client_addresses
+    other = subscribe_json(
+        client, {"email": "h9@example.net"}, environ_base={"REMOTE_ADDR": "203.0.114.1"}
+    )
+    assert other.status_code == 200
+
+
+def test_rate_limit_keys_are_mailboxes_and_networks() -> None:
+    assert address_key("A.Da+tag@Example.ORG") == "a.da@example.org"
+    assert address_key("a.d.a+x@googlemail.com") == "ada@gmail.com"
+    assert client_key("198.51.100.77") == "198.51.100.0/24"
+    assert client_key("::ffff:198.51.100.77") == "198.51.100.0/24"
+    assert client_key("2001:db8:1:2:aaaa::1") == "2001:db8:1:2::/64"
+    assert client_key("not an address") == "not an address"
+
+
+def test_the_first_hit_of_a_key_that_triggers_pruning_is_counted() -> None:
+    now = [0.0]
+    window = SlidingWindow(1, 60, clock=lambda: now[0])
+    for number in range(1023):
+        assert window.hit(f"idle-{number}") == 0
+    now[0] = 1000.0  # every key so far is idle: the next new key prunes them
+
+    assert window.hit("newcomer") == 0
+    assert window.hit("newcomer") > 0  # the first hit was counted
+    assert list(window.events) == ["newcomer"]
 
 
 def test_a_sliding_window_lets_requests_through_again_as_old_ones_age() -> None:
@@ -429,8 +641,10 @@ def test_a_confirmation_link_does_not_bring_back_someone_who_left_since(
     client: FlaskClient, newsletter: Newsletter
 ) -> None:
     gone = add(newsletter, "gone@example.org", Status.UNSUBSCRIBED)
-    answer = client.get(f"{BASE}/confirm/{newsletter.links.token(Purpose.CONFIRM, gone.id)}")
+    link = f"{BASE}/confirm/{newsletter.links.token(Purpose.CONFIRM, gone.id)}"
+    answer = client.get(link)
     assert answer.status_code == 409 and "This subscription has ended" in answer.text
+    assert confirm(client, link).status_code == 409
     assert status_of(newsletter, "gone@example.org") == Status.UNSUBSCRIBED
 
 
@@ -772,7 +986,7 @@ def test_subscribe_confirm_choose_lists_and_unsubscribe_on_each_database(
     assert ada.lists == ("briefings", "commentaries")
     messages = outbox(db_folder)
     assert len(messages) == 2  # a new link each time, and either works
-    assert client.get(confirmation_link(messages[0])).status_code == 200
+    assert confirm(client, confirmation_link(messages[0])).status_code == 200
 
     path = local(newsletter.recipient(ada.id, ada.email, "").preferences_url)
     token = csrf_token(client, path)
@@ -789,28 +1003,40 @@ def test_subscribe_confirm_choose_lists_and_unsubscribe_on_each_database(
 
 def test_mailer_serve_serves_the_site_on_the_port_given(folder: Folder, run: Run) -> None:
     assert run("build").exit_code == 0
-    with socket.socket() as probe:  # a port free a moment ago
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "mailer", "--config", str(folder.config_path), "serve"]
-    server = subprocess.Popen(
-        [*command, "--port", str(port), "--threads", "2"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                answer = requests.get(f"http://127.0.0.1:{port}{BASE}/rss.xml", timeout=5)
-                break
-            except requests.ConnectionError:
-                assert server.poll() is None and time.monotonic() < deadline, "it did not start"
-                time.sleep(0.1)
+    with mailer_serve(folder.config_path, f"{BASE}/healthz") as served:
+        answer = requests.get(f"http://127.0.0.1:{served.port}{BASE}/rss.xml", timeout=10)
         assert answer.status_code == 200
         assert answer.headers["Content-Type"] == "application/rss+xml; charset=utf-8"
-    finally:
-        server.terminate()
-        output, _ = server.communicate(timeout=10)
-    assert f"Serving IAI Commentaries at http://127.0.0.1:{port}{BASE}/" in output
+    assert f"Serving IAI Commentaries at http://127.0.0.1:{served.port}{BASE}/" in served.output
+
+
+def test_mailer_serve_refuses_an_oversized_body_before_reading_it(folder: Folder) -> None:
+    with (
+        mailer_serve(folder.config_path, f"{BASE}/healthz") as served,
+        socket.create_connection(("127.0.0.1", served.port), timeout=30) as connection,
+    ):
+        connection.sendall(  # the headers only: the body is never sent
+            b"POST /commentaries/subscribe HTTP/1.1\r\nHost: localhost\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n"
+            b"Content-Length: %d\r\n\r\n" % (MAX_REQUEST_BYTES + 1)
+        )
+        answer = connection.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:80]
+
+
+def test_mailer_serve_closes_a_silent_connection_and_serves_others_meanwhile(
+    folder: Folder,
+) -> None:
+    with mailer_serve(folder.config_path, f"{BASE}/healthz", threads=1) as served:
+        silent = [socket.create_connection(("127.0.0.1", served.port)) for _ in range(3)]
+        try:
+            for connection in silent:  # a request begun and never finished
+                connection.sendall(b"GET /commentaries/healthz HTTP/1.1\r\nHost: loc")
+            answer = requests.get(f"http://127.0.0.1:{served.port}{BASE}/healthz", timeout=30)
+            assert answer.status_code == 200  # one thread, three clients stalled: still served
+            for connection in silent:
+                connection.settimeout(CHANNEL_TIMEOUT * 6)  # generous: it closes after ~10 s
+                assert connection.recv(4096) == b"", "the server kept a silent connection"
+        finally:
+            for connection in silent:
+                connection.close()

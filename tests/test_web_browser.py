@@ -13,6 +13,7 @@ from pathlib import Path
 
 from mailer.core.lifecycle import Status
 from mailer.web import create_app
+from mailer.web.service import EXTENSION
 from tests.conftest import Folder, Run, skip_or_fail
 from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
 from tests.web_server import serving
@@ -57,6 +58,7 @@ def test_subscribe_confirm_and_unsubscribe_in_a_browser(
             page.fill("#name", "Grace Hopper")
             page.click("button[type=submit]")
             page.wait_for_selector("text=Check your inbox")
+            assert app.extensions[EXTENSION].signups.drain(60) == 0  # recorded, message sent
             grace = subscribers.find(ADDRESS)
             assert grace is not None and grace.status == Status.PENDING
 
@@ -66,6 +68,12 @@ def test_subscribe_confirm_and_unsubscribe_in_a_browser(
             link = re.search(r"https://\S+/confirm/\S+", str(text.get_content()))
             assert link
             page.goto(link[0].replace(SITE, base))
+            page.wait_for_selector("text=Confirm your subscription")
+            assert subscribers.get(grace.id).status == Status.PENDING  # type: ignore[union-attr]
+            page.keyboard.press("Tab")  # the button is reached and pressed from the keyboard
+            while page.evaluate("document.activeElement.tagName") != "BUTTON":
+                page.keyboard.press("Tab")
+            page.keyboard.press("Enter")
             page.wait_for_selector("text=You are subscribed")
             assert subscribers.get(grace.id).status == Status.ACTIVE  # type: ignore[union-attr]
 

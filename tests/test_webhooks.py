@@ -37,6 +37,7 @@ from sqlalchemy import MetaData, create_engine, select
 
 from mailer.app.newsletter import Newsletter
 from mailer.core.addresses import Candidate
+from mailer.core.errors import ConfigError
 from mailer.core.lifecycle import Reason, Status
 from mailer.providers.ses import webhook as ses
 from mailer.store.campaigns import DeliveryRecord, DeliveryState
@@ -552,18 +553,31 @@ def test_mailgun_logs_name_no_address_and_no_token(
     assert MAILGUN_KEY not in caplog.text
 
 
-def test_a_webhook_whose_key_is_not_configured_refuses_everything(
-    folder: Folder, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize("provider", ["mailgun", "sendgrid", "postmark", "ses", "generic"])
+def test_the_webhook_of_a_provider_that_is_not_configured_is_not_found(
+    folder: Folder, caplog: pytest.LogCaptureFixture, provider: str
 ) -> None:
-    newsletter = folder.newsletter()
-    app = create_app(newsletter)  # ${MAILGUN_WEBHOOK_SIGNING_KEY} is not set
+    newsletter = folder.newsletter()  # the example: keys from ${VARIABLES} not set, no topic
+    app = create_app(newsletter)
+    before = dump(f"sqlite:///{folder.path / 'subscribers' / 'mailer.db'}")
 
     response = app.test_client().post(
-        f"{PREFIX}/mailgun", data=mailgun_body(mailgun_event("failed"))
+        f"{PREFIX}/{provider}",
+        data=mailgun_body(mailgun_event("failed")),
+        headers={"Content-Type": "application/json"},
     )
 
-    assert response.status_code == 401
-    assert "MAILGUN_WEBHOOK_SIGNING_KEY" in caplog.text
+    assert response.status_code == 404
+    assert f"webhook {provider} is not configured" in caplog.text
+    setting = {
+        "mailgun": "MAILGUN_WEBHOOK_SIGNING_KEY",
+        "sendgrid": "SENDGRID_WEBHOOK_PUBLIC_KEY",
+        "postmark": "POSTMARK_WEBHOOK_PASSWORD",
+        "ses": "topic_arn",
+        "generic": "signing_secret",
+    }[provider]
+    assert setting in caplog.text
+    assert dump(f"sqlite:///{folder.path / 'subscribers' / 'mailer.db'}") == before
     newsletter.store.close()
 
 
@@ -872,20 +886,46 @@ def test_a_subscription_confirmation_for_our_topic_is_confirmed(site: Site) -> N
     assert dump(site.url) == before
 
 
-def test_without_a_topic_a_subscription_confirmation_is_logged_not_confirmed(
-    make_site: MakeSite, caplog: pytest.LogCaptureFixture
+def test_an_ses_webhook_set_up_without_its_topic_stops_the_service_from_starting(
+    folder: Folder, sns_server: SnsServer
 ) -> None:
-    site = make_site(topic="")
-    url = site.sns.subscribe_url() + "&unconfirmed=1"
-    message = sns_message(
-        site.sns, "SubscriptionConfirmation", "subscribe?", SubscribeURL=url, Token="t0k"
+    configure(folder, "", sns_server, topic="")  # SNS hosts and CA set, topic_arn empty
+    newsletter = folder.newsletter()
+
+    with pytest.raises(ConfigError, match=r"\[webhooks.ses\] topic_arn is empty") as raised:
+        create_app(newsletter)
+
+    assert "anybody's SNS topic" in str(raised.value)
+    newsletter.store.close()
+
+
+def test_messages_of_each_topic_named_are_taken_and_of_no_other(
+    make_site: MakeSite,
+) -> None:
+    second = TOPIC.replace("mailer-ses", "mailer-ses-eu")
+    site = make_site(topic=f"{TOPIC} {second}")
+    stranger = TOPIC.replace("123456789012", "210987654321")  # anybody's topic, really signed
+
+    assert_refused(
+        site,
+        "ses",
+        json.dumps(sns_message(site.sns, "Notification", ses_bounce(ALICE), topic=stranger)),
     )
+    bob = sns_message(site.sns, "Notification", ses_complaint(BOB), topic=second)
+    alice = sns_message(site.sns, "Notification", ses_bounce(ALICE), topic=TOPIC)
 
-    response = site.post("ses", json.dumps(message))
+    assert site.post("ses", json.dumps(bob)).status_code == 200
+    assert site.post("ses", json.dumps(alice)).status_code == 200
+    assert site.status(BOB) == Status.COMPLAINED and site.status(ALICE) == Status.BOUNCED
 
-    assert response.status_code == 200
-    assert not any("unconfirmed=1" in path for path in site.sns.requests)
-    assert "not confirmed" in caplog.text and TOPIC in caplog.text
+
+def test_a_topic_arn_that_is_not_one_is_a_config_error(folder: Folder) -> None:
+    folder.configure('topic_arn = ""', 'topic_arn = "arn:aws:sns:eu-west-1:1234:x mailer-ses"')
+
+    with pytest.raises(ConfigError, match="is not an SNS topic ARN") as raised:
+        folder.newsletter()
+
+    assert "config.toml:" in str(raised.value)
 
 
 def test_forged_sns_messages_are_refused_without_fetching_anything_they_name(site: Site) -> None:

@@ -7,6 +7,7 @@ import logging
 import click
 
 from mailer.cli.shared import Invocation, pass_invocation
+from mailer.web.limits import SERVER_LIMITS
 
 
 @click.command()
@@ -62,4 +63,4 @@ def serve(
         f"Serving {newsletter.config.newsletter.name} at http://{shown}:{port}{prefix}/ "
         "(Ctrl-C stops)."
     )
-    waitress.serve(app, host=host, port=port, threads=threads, ident="mailer")
+    waitress.serve(app, host=host, port=port, threads=threads, ident="mailer", **SERVER_LIMITS)

@@ -52,6 +52,9 @@ class Provider:
     webhook: str = ""
     """The last part of its webhook's path, `POST /webhooks/<webhook>`; "" for none."""
     receiver: MakeReceiver | None = None
+    unsafe: Callable[[Any], str] | None = None
+    """From the provider's settings: why its webhook must not be served with them, or "" when
+    it may; the web service does not start while it is unsafe."""
 
 
 @functools.cache

@@ -20,17 +20,17 @@ from mailer.app.newsletter import Newsletter
 from mailer.web.csrf import Csrf
 from mailer.web.files import BuiltFiles, Shortcut
 from mailer.web.headers import add_security_headers
+from mailer.web.limits import MAX_REQUEST_BYTES
 from mailer.web.pages import pages, wants_json
 from mailer.web.ratelimit import SlidingWindow
 from mailer.web.service import EXTENSION, Service, service
+from mailer.web.signups import SignUps
 from mailer.web.webhooks import webhooks_blueprint
 
 ADDRESS_LIMIT = (3, 3600.0)
 """Subscribe requests per address: 3 an hour (each may send a confirmation message)."""
 CLIENT_LIMIT = (20, 600.0)
-"""Subscribe requests per client address: 20 in ten minutes."""
-MAX_REQUEST_BYTES = 10 * 1024 * 1024
-"""Larger requests get 413: a form is tiny, a provider's batch of webhook events is not."""
+"""Subscribe requests per client network (a /24 of IPv4, a /64 of IPv6): 20 in ten minutes."""
 
 log = logging.getLogger("mailer.web")
 
@@ -56,11 +56,13 @@ def create_app(newsletter: Newsletter, *, proxies: int = 0) -> Flask:
     files = BuiltFiles(config.paths.output)
     app.extensions[EXTENSION] = Service(
         newsletter=newsletter,
-        confirmation=ConfirmationMail(newsletter, newsletter.backend_factory()),
         csrf=Csrf(secret, prefix or "/"),
         files=files,
         address_limit=SlidingWindow(*ADDRESS_LIMIT),
         client_limit=SlidingWindow(*CLIENT_LIMIT),
+        signups=SignUps(
+            newsletter.store, ConfirmationMail(newsletter, newsletter.backend_factory())
+        ),
     )
     app.register_blueprint(pages, url_prefix=prefix)
     app.register_blueprint(webhooks_blueprint(newsletter), url_prefix=prefix)

@@ -34,7 +34,7 @@ class Csrf:
     def token(self) -> str:
         """The hidden field's value for a form on the page being made (the cookie comes too)."""
         value = request.cookies.get(COOKIE, "")
-        if not _VALUE.match(value):
+        if not _VALUE.fullmatch(value):
             value = secrets.token_urlsafe(32)
             g.csrf_cookie = value
         return self._sign(value)
@@ -43,7 +43,10 @@ class Csrf:
         """Whether the form posted carries the token matching its cookie."""
         value = request.cookies.get(COOKIE, "")
         field = request.form.get(FIELD, "")
-        return bool(_VALUE.match(value)) and hmac.compare_digest(field, self._sign(value))
+        if not _VALUE.fullmatch(value):
+            return False
+        # As bytes: compare_digest raises TypeError on text holding non-ASCII characters.
+        return hmac.compare_digest(field.encode(), self._sign(value).encode("ascii"))
 
     def set_cookie(self, response: Response) -> Response:
         """After a page that asked for a token: give the browser the cookie it belongs to."""

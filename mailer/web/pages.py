@@ -1,30 +1,32 @@
 """The public pages of `mailer serve`: subscribe, confirm, unsubscribe, preferences, the feeds,
 the archive and a health check. Registered under the path of site_url by the app factory.
 
-Confirm, unsubscribe and preferences are opened by signed tokens (mailer.links): a forged, altered
-or expired token gets a page saying so (400), a token for somebody no longer held gets 404, and
-neither changes anything. A GET never changes a subscription but for the confirmation link:
-unsubscribing takes a POST, from the page's button or from a mail client's RFC 8058 one-click.
+Confirm, unsubscribe and preferences are opened by signed tokens (mailer.core.tokens): a forged,
+altered or expired token gets a page saying so (400), a token for somebody no longer held gets
+404, and neither changes anything. A GET or HEAD never changes a subscription, since mail
+scanners open links: confirming takes a POST from the page's button, unsubscribing a POST from
+the page's button or from a mail client's RFC 8058 one-click.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint, Response, abort, jsonify, make_response, request, url_for
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from mailer.core.addresses import Candidate, InvalidAddress, clean_name, key
+from mailer.core.addresses import Candidate, InvalidAddress, clean_name
 from mailer.core.lifecycle import LEFT, Reason, Status
 from mailer.core.tokens import MAX_AGE_DAYS, InvalidLink, Purpose
-from mailer.delivery.base import BackendError, Outcome
 from mailer.store.subscribers import Subscriber
-from mailer.store.subscribing import request_subscription
 from mailer.web import redact
 from mailer.web.files import FEEDS, PAGE
+from mailer.web.ratelimit import address_key, client_key
 from mailer.web.service import Service, service
+from mailer.web.signups import SignUp
 
 pages = Blueprint("pages", __name__)
 log = logging.getLogger("mailer.web")
@@ -32,7 +34,7 @@ log = logging.getLogger("mailer.web")
 CONFIRM_DAYS = MAX_AGE_DAYS[Purpose.CONFIRM]
 ON_ITS_WAY = (
     "If the address can receive mail, a message with a link to confirm the subscription is on "
-    f"its way. The link works for {CONFIRM_DAYS} days; nothing else is sent before you follow it."
+    f"its way. The link works for {CONFIRM_DAYS} days; nothing else is sent before you confirm."
 )
 """The answer to every accepted subscribe request, whoever the address belongs to."""
 ONE_CLICK_BODY = "One-Click"
@@ -53,9 +55,14 @@ def wants_json() -> bool:
 
 # Subscribing -------------------------------------------------------------------------------------
 
+MAX_LISTS = 100
+"""`lists` values one request may name; more get 400 (the form offers every list once)."""
+BUSY = "We cannot take your request just now. Please try again in a few minutes."
+
 
 def offered_lists(current: Service) -> list[str]:
-    """The lists the form offers: every list, and the default list even before it exists."""
+    """The lists the form offers: every list, and the default list even before it exists. One
+    query: a request loads them once, however many lists it names."""
     return sorted({*current.newsletter.store.lists.names(), current.default_list})
 
 
@@ -78,98 +85,122 @@ def subscribe_page(current: Service, status: int = 200, **values: Any) -> Respon
     )
 
 
+@dataclass(frozen=True)
+class Asked:
+    """A subscribe request as posted, before anything in it is trusted."""
+
+    email: str
+    name: str
+    trap: str
+    """The honeypot field: people leave it empty."""
+    lists: list[str]
+    detail: str
+    """Which form it came through, recorded with the consent."""
+    answer_json: bool
+
+    def refuse(self, current: Service, message: str, status: int = 400, **form: Any) -> Response:
+        return refuse(current, self.answer_json, message, status, **form)
+
+
+def refuse(
+    current: Service, answer_json: bool, message: str, status: int = 400, **form: Any
+) -> Response:
+    """A subscribe request turned down: the error as JSON, or the form again saying it."""
+    if answer_json:
+        return make_response(jsonify(error=message), status)
+    return subscribe_page(current, status, error=message, **form)
+
+
 @pages.route("/subscribe", methods=["GET", "POST"])
 def subscribe() -> Response:
+    """Double opt-in: parse the request, check its limits and fields, queue it (recorded and
+    confirmed by mailer.web.signups), and answer the same whoever the address belongs to."""
     current = service()
     if request.method == "GET":
         return subscribe_page(current)
+    asked = read_request(current)
+    if isinstance(asked, Response):
+        return asked
+    checked = check_request(current, asked)
+    if isinstance(checked, Response):
+        return checked
+    if not current.signups.submit(SignUp(checked, asked.detail, client_ip())):
+        return asked.refuse(current, BUSY, 503, email=asked.email, name=asked.name)
+    return on_its_way(current, asked.answer_json)
+
+
+def read_request(current: Service) -> Asked | Response:
+    """The fields of a JSON or form request; the form's CSRF token is checked here."""
     answer_json = wants_json()
-
-    def refuse(message: str, **form: Any) -> Response:
-        if answer_json:
-            return make_response(jsonify(error=message), 400)
-        return subscribe_page(current, 400, error=message, **form)
-
     if request.is_json:
-        data = request.get_json(silent=True)
+        try:
+            data = request.get_json(silent=True)
+        except RecursionError:  # nested deeper than the parser goes: not a request of ours
+            data = None
         if not isinstance(data, dict):
-            return refuse('send a JSON object: {"email": "…", "name": "…", "lists": ["…"]}')
+            example = '{"email": "…", "name": "…", "lists": ["…"]}'
+            return refuse(current, answer_json, f"send a JSON object: {example}")
         email, name, trap = (data.get(field, "") for field in ("email", "name", "website"))
         chosen = data.get("lists", [])
         if not all(isinstance(v, str) for v in (email, name, trap)) or not (
             isinstance(chosen, list) and all(isinstance(v, str) for v in chosen)
         ):
-            return refuse("email, name and website are strings, lists a list of strings")
-        detail = "subscribe endpoint (JSON)"
-    else:
-        if not current.csrf.valid():
-            return refuse(
-                "This form has expired or your browser did not send its cookie: reload the page "
-                "and try again."
-            )
-        email, name = request.form.get("email", ""), request.form.get("name", "")
-        trap, chosen = request.form.get("website", ""), request.form.getlist("lists")
-        detail = "subscribe form"
+            message = "email, name and website are strings, lists a list of strings"
+            return refuse(current, answer_json, message)
+        return Asked(email, name, trap, chosen, "subscribe endpoint (JSON)", answer_json)
+    form = request.form
+    asked = Asked(
+        form.get("email", ""),
+        form.get("name", ""),
+        form.get("website", ""),
+        form.getlist("lists"),
+        "subscribe form",
+        answer_json,
+    )
+    if not current.csrf.valid():
+        return asked.refuse(
+            current,
+            "This form has expired or your browser did not send its cookie: reload the page "
+            "and try again.",
+        )
+    return asked
 
-    wait = current.client_limit.hit(client_ip())
+
+def check_request(current: Service, asked: Asked) -> Candidate | Response:
+    """The person to subscribe, or the answer when a limit or a field says no. A filled-in
+    honeypot gets the usual answer, and nothing is queued."""
+    ip = client_ip()
+    wait = current.client_limit.hit(client_key(ip))
     if wait:
-        log.warning("subscribe: too many requests from %s", client_ip())
-        return too_many(current, wait, answer_json)
-    if trap.strip():
-        log.info("subscribe: honeypot filled in from %s; nothing stored", client_ip())
-        return on_its_way(current, answer_json)
+        log.warning("subscribe: too many requests from %s", ip)
+        return too_many(current, wait, asked.answer_json)
+    if asked.trap.strip():
+        log.info("subscribe: honeypot filled in from %s; nothing stored", ip)
+        return on_its_way(current, asked.answer_json)
+    if len(asked.lists) > MAX_LISTS:
+        return asked.refuse(current, f"a request names at most {MAX_LISTS} lists")
     try:
-        email = current.addresses.normalise(email)
-        name = clean_name(name)
+        email = current.addresses.normalise(asked.email)
+        name = clean_name(asked.name)
     except (InvalidAddress, ValueError) as error:
         reason = str(error)
-        shown = chosen or [current.default_list]
-        return refuse(reason[:1].upper() + reason[1:], email=email, name=name, chosen=shown)
-    unknown = [n for n in chosen if n not in offered_lists(current)]
+        shown = asked.lists or [current.default_list]
+        return asked.refuse(
+            current,
+            reason[:1].upper() + reason[1:],
+            email=asked.email,
+            name=asked.name,
+            chosen=shown,
+        )
+    offered = set(offered_lists(current))
+    unknown = [n for n in asked.lists if n not in offered]
     if unknown:
-        return refuse(f"there is no list '{unknown[0]}'", email=email, name=name)
-    chosen = chosen or [current.default_list]
-
-    wait = current.address_limit.hit(key(email))
+        return asked.refuse(current, f"there is no list '{unknown[0]}'", email=email, name=name)
+    wait = current.address_limit.hit(address_key(email))
     if wait:
         log.warning("subscribe: too many requests for %s", redact.address(email))
-        return too_many(current, wait, answer_json)
-    subscriber = request_subscription(
-        current.newsletter.store, Candidate(email, name, frozenset(chosen)), detail, client_ip()
-    )
-    if subscriber is None:
-        log.info(
-            "subscribe: %s is active, complained or erased; no message sent", redact.address(email)
-        )
-        return on_its_way(current, answer_json)
-    if not send_confirmation(current, subscriber):
-        message = (
-            "We could not send the confirmation message just now. Please try again in a few "
-            "minutes."
-        )
-        if answer_json:
-            return make_response(jsonify(error=message), 503)
-        return current.message("Please try again later", message, 503, problem=True)
-    return on_its_way(current, answer_json)
-
-
-def send_confirmation(current: Service, subscriber: Subscriber) -> bool:
-    shown = redact.address(subscriber.email)
-    try:
-        result = current.confirmation.send(subscriber)
-    except BackendError as error:
-        log.error("subscribe: the confirmation message to %s failed: %s", shown, error)
-        return False
-    if result.outcome != Outcome.SENT:
-        log.error(
-            "subscribe: the confirmation message to %s was not sent (%s): %s",
-            shown,
-            result.outcome.value,
-            result.reason,
-        )
-        return False
-    log.info("subscribe: %s is pending; confirmation message sent", shown)
-    return True
+        return too_many(current, wait, asked.answer_json)
+    return Candidate(email, name, frozenset(asked.lists or [current.default_list]))
 
 
 def on_its_way(current: Service, answer_json: bool) -> Response:
@@ -231,20 +262,27 @@ def open_link(current: Service, purpose: Purpose, token: str) -> Subscriber | Re
     return subscriber
 
 
-@pages.get("/confirm/<token>")
+@pages.route("/confirm/<token>", methods=["GET", "POST"])
 def confirm(token: str) -> Response:
+    """GET: a page with a button, since mail scanners open links. POST: confirm, from that
+    button, behind the form's CSRF token; confirming twice is harmless."""
     current = service()
     found = open_link(current, Purpose.CONFIRM, token)
     if isinstance(found, Response):
         return found
-    subscribers = current.newsletter.store.subscribers
-    if found.status == Status.PENDING:
-        if subscribers.change_status(
-            found.id, Status.ACTIVE, Reason.CONFIRMATION, "confirmation link", client_ip()
-        ):
-            log.info("confirm: subscriber %d confirmed (link %s)", found.id, redact.token(token))
-        found = subscribers.get(found.id) or found
-    if found.status != Status.ACTIVE:
+    action = url_for(".confirm", token=token)
+    if request.method == "POST":
+        if not current.csrf.valid():
+            return current.message(
+                "This form has expired",
+                "Nothing was changed: reload the page and press the button again.",
+                400,
+                problem=True,
+                link=action,
+                link_text="Reload",
+            )
+        found = confirm_subscriber(current, found, token)
+    if found.status not in (Status.PENDING, Status.ACTIVE):
         return current.message(
             "This subscription has ended",
             "The address left the list after this link was sent. To receive the newsletter "
@@ -257,10 +295,23 @@ def confirm(token: str) -> Response:
     links = current.newsletter.links
     return current.page(
         "confirm.html",
+        confirmed=found.status == Status.ACTIVE,
         email=found.email,
         lists=found.lists,
+        action=action,
+        csrf_token=current.csrf.token(),
         preferences_url=url_for(".preferences", token=links.token(Purpose.PREFERENCES, found.id)),
     )
+
+
+def confirm_subscriber(current: Service, found: Subscriber, token: str) -> Subscriber:
+    """Pending → active; the subscriber as they are now, whatever they were."""
+    subscribers = current.newsletter.store.subscribers
+    if found.status == Status.PENDING and subscribers.change_status(
+        found.id, Status.ACTIVE, Reason.CONFIRMATION, "confirmation link", client_ip()
+    ):
+        log.info("confirm: subscriber %d confirmed (link %s)", found.id, redact.token(token))
+    return subscribers.get(found.id) or found
 
 
 @pages.route("/unsubscribe/<token>", methods=["GET", "POST"])
@@ -324,7 +375,17 @@ def preferences(token: str) -> Response:
                 log.info("preferences: subscriber %d unsubscribed from all", found.id)
             notice = "You are unsubscribed from every list."
         elif receiving:
-            chosen = sorted({n for n in request.form.getlist("lists") if n in all_lists})
+            asked = request.form.getlist("lists")
+            if len(asked) > MAX_LISTS:
+                return current.message(
+                    "Too many lists",
+                    f"A form names at most {MAX_LISTS} lists; nothing was changed.",
+                    400,
+                    problem=True,
+                    link=url_for(".preferences", token=token),
+                    link_text="Reload",
+                )
+            chosen = sorted(set(asked) & set(all_lists))
             if store.subscribers.set_lists(found.id, chosen):
                 log.info("preferences: subscriber %d now on %d lists", found.id, len(chosen))
             notice = (

@@ -1,5 +1,9 @@
 """A sliding-window limit on how often one key (an address, a client) may do something.
 
+Keys are what one person can vary least: an address by its mailbox (`address_key`), a client by
+its network (`client_key`), so that plus tags, dots and a fresh source address per request do not
+each get a fresh allowance.
+
 Counted in this process's memory: each process of a server that runs several (gunicorn workers)
 keeps its own count, so the effective limit is the limit times the number of processes. Threads
 share one count. Nothing survives a restart, which is fine for a limit meant to slow abuse down.
@@ -7,11 +11,18 @@ share one count. Nothing survives a restart, which is fine for a limit meant to 
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
+
+IPV4_NETWORK = 24
+IPV6_NETWORK = 64
+"""Client addresses counted together: a /24 of IPv4, a /64 of IPv6 (what one site is given)."""
+DOTLESS_DOMAINS = {"gmail.com": "gmail.com", "googlemail.com": "gmail.com"}
+"""Domains whose mailboxes ignore dots in the local part, as the one domain they are."""
 
 _PRUNE_EVERY = 1024
 """Forget idle keys once this many new keys have been seen, so memory stays bounded."""
@@ -36,10 +47,10 @@ class SlidingWindow:
         with self.lock:
             events = self.events.get(key)
             if events is None:
-                events = self.events[key] = deque()
                 self.new_keys += 1
                 if self.new_keys >= _PRUNE_EVERY:
-                    self._prune(now)
+                    self._prune(now)  # before the new key is in: it is idle, so it would go
+                events = self.events[key] = deque()
             while events and events[0] <= now - self.window:
                 events.popleft()
             if len(events) >= self.limit:
@@ -53,3 +64,27 @@ class SlidingWindow:
         idle = [k for k, events in self.events.items() if not events or events[-1] <= since]
         for k in idle:
             del self.events[k]
+
+
+def address_key(address: str) -> str:
+    """The mailbox an address reaches, as far as can be told from outside: lower-cased, without
+    a `+tag`, and for Gmail without dots and with googlemail.com as gmail.com. Only for
+    counting: nothing is stored under this form."""
+    local, _, domain = address.lower().rpartition("@")
+    local = local.split("+", 1)[0]
+    if domain in DOTLESS_DOMAINS:
+        local, domain = local.replace(".", ""), DOTLESS_DOMAINS[domain]
+    return f"{local}@{domain}"
+
+
+def client_key(ip: str) -> str:
+    """The network a client address belongs to (an IPv4-mapped IPv6 address as IPv4); text that
+    is not an address is its own key."""
+    try:
+        parsed = ipaddress.ip_address(ip.partition("%")[0])  # without an IPv6 zone
+    except ValueError:
+        return ip
+    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
+        parsed = parsed.ipv4_mapped
+    prefix = IPV4_NETWORK if parsed.version == 4 else IPV6_NETWORK
+    return str(ipaddress.ip_network((parsed, prefix), strict=False))

@@ -8,12 +8,12 @@ from typing import Any, cast
 
 from flask import Response, current_app, make_response
 
-from mailer.app.confirmation import ConfirmationMail
 from mailer.app.newsletter import Newsletter
 from mailer.core.addresses import AddressBook
 from mailer.web.csrf import Csrf
 from mailer.web.files import BuiltFiles
 from mailer.web.ratelimit import SlidingWindow
+from mailer.web.signups import SignUps
 
 EXTENSION = "mailer"
 
@@ -21,13 +21,14 @@ EXTENSION = "mailer"
 @dataclass
 class Service:
     newsletter: Newsletter
-    confirmation: ConfirmationMail
     csrf: Csrf
     files: BuiltFiles
     address_limit: SlidingWindow
     """Subscribe requests for one address: each may send a confirmation message."""
     client_limit: SlidingWindow
-    """Subscribe requests from one client address."""
+    """Subscribe requests from one client network."""
+    signups: SignUps
+    """Subscribe requests, recorded and confirmed after the answer."""
     addresses: AddressBook = field(default_factory=AddressBook)
 
     @property

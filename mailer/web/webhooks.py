@@ -1,13 +1,16 @@
 """`POST /webhooks/<provider>`: providers' bounce, complaint and unsubscription events.
 
 Each request is authenticated by its provider's module in mailer.webhooks before anything in it
-is read, then its events are applied by the store in one transaction. The answer: 200 with counts
-when the request was taken (events already seen included, so the provider stops resending them);
-401 when it is not authentic (no or wrong credentials, bad signature, stale, replayed, or the
-webhook is not configured); 400 when an authentic body is not what the provider sends; 503 when
-it could not be checked for a reason of ours (an SNS certificate out of reach), so that the
-provider tries again. Only 200 changes anything. No form, cookie or CSRF token is involved: the
-credentials are the provider's. Logs name subscribers by id, never by address or token.
+is read (Mailgun and SNS sign inside the body, which is then parsed first, as data only), then its
+events are applied by the store in one transaction. The answer: 200 with counts when the request
+was taken (events already seen included, so the provider stops resending them); 404 when the
+provider's webhook is not configured (no credentials, a `${VARIABLE}` not set, no SNS topic), as
+for a provider mailer does not know; 401 when it is not authentic (no or wrong credentials, bad
+signature, stale, replayed, another SNS topic); 400 when an authentic body is not what the
+provider sends (JSON nested too deeply included); 503 when it could not be checked for a reason
+of ours (an SNS certificate out of reach), so that the provider tries again. Only 200 changes
+anything. No form, cookie or CSRF token is involved: the credentials are the provider's. Logs
+name subscribers by id, never by address or token.
 """
 
 from __future__ import annotations
@@ -19,19 +22,27 @@ import time
 from flask import Blueprint, Response, abort, jsonify, make_response, request
 
 from mailer.app.newsletter import Newsletter
-from mailer.core.errors import ConfigError
+from mailer.core.errors import ConfigError, Problem
 from mailer.providers import registry
 from mailer.providers.registry import Provider
 from mailer.providers.registry import Receiver as ProviderReceiver
 from mailer.store.events import Applied, Replayed
-from mailer.webhooks.base import Incoming, Malformed, Received, Refused, Unavailable
+from mailer.webhooks.base import (
+    Incoming,
+    Malformed,
+    NotConfigured,
+    Received,
+    Refused,
+    Unavailable,
+)
 
 log = logging.getLogger("mailer.web.webhooks")
 
 
 class Receiver:
     """Reads the provider's credentials from the configuration when a request first needs them
-    (a `${VARIABLE}` that is not set makes that provider's webhook refuse, saying which)."""
+    (a `${VARIABLE}` that is not set leaves that provider's webhook unconfigured, and the log
+    says which)."""
 
     def __init__(self, newsletter: Newsletter) -> None:
         self.newsletter = newsletter
@@ -47,16 +58,16 @@ class Receiver:
                 try:
                     found = self.receivers[provider.webhook] = provider.receiver(settings)
                 except ConfigError as error:
-                    raise Refused(f"not configured: {error}") from None
+                    raise NotConfigured(str(error)) from None
         if found is None:
-            raise Refused("this provider has no webhook")
+            raise NotConfigured("this provider has no webhook")
         return found
 
     def receive(self, provider: Provider, incoming: Incoming, now: float) -> Received:
         try:
             return self.receiver(provider)(incoming, now)
         except ConfigError as error:
-            raise Refused(f"not configured: {error}") from None
+            raise NotConfigured(str(error)) from None
 
     def view(self, provider: str) -> Response:
         declared = registry.with_webhook(provider)
@@ -71,6 +82,9 @@ class Receiver:
             applied = self.newsletter.store.events.apply(
                 received.events, received.replay_token, provider
             )
+        except NotConfigured as error:
+            log.warning("webhook %s is not configured, so not served: %s", provider, error)
+            abort(404)
         except (Refused, Replayed) as error:
             log.warning("webhook %s from %s refused: %s", provider, request.remote_addr, error)
             return refusal(provider)
@@ -115,6 +129,14 @@ def refusal(provider: str) -> Response:
 
 def webhooks_blueprint(newsletter: Newsletter) -> Blueprint:
     """The webhooks, for the app factory to register under the site's path."""
+    config = newsletter.config
+    unsafe = [
+        Problem(config.path, None, reason)
+        for provider in registry.providers()
+        if provider.unsafe and (reason := provider.unsafe(config.table(provider.settings)))
+    ]
+    if unsafe:
+        raise ConfigError(unsafe)
     blueprint = Blueprint("webhooks", __name__)
     receiver = Receiver(newsletter)
     blueprint.add_url_rule(

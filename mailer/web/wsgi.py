@@ -1,7 +1,7 @@
 """The web service for any WSGI server, built from the config file that $MAILER_CONFIG names.
 
     export MAILER_CONFIG=/srv/newsletter/config.toml MAILER_SECRET=…
-    waitress-serve --listen 127.0.0.1:8000 --threads 8 mailer.web.wsgi:app
+    waitress-serve --listen 127.0.0.1:8000 --threads 8 mailer.web.wsgi:app  # + docs/web.md's limits
     waitress-serve --listen 127.0.0.1:8000 --call mailer.web.wsgi:make_app
     gunicorn --bind 127.0.0.1:8000 --workers 2 --threads 8 mailer.web.wsgi:app
 

@@ -25,6 +25,11 @@ class Refused(Exception):
     answered 401, nothing changed. The message says why, without secrets or addresses."""
 
 
+class NotConfigured(Exception):
+    """The provider's webhook has no credentials (or its `${VARIABLE}` is not set): it is not
+    served at all (404), as if the provider were unknown. The message names the setting."""
+
+
 class Malformed(Exception):
     """The request is authentic, or cannot be checked, but its body is not what the provider
     sends: answered 400, nothing changed."""
@@ -72,6 +77,8 @@ def json_body(body: bytes) -> Any:
         return json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         raise Malformed("the body is not UTF-8 JSON") from None
+    except RecursionError:  # nested deeper than the parser goes: no provider sends that
+        raise Malformed("the JSON is nested too deeply") from None
 
 
 def unix_time(value: Any) -> dt.datetime | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from mailer.webhooks.base import Refused
+from mailer.webhooks.base import NotConfigured, Refused
 
 MAX_AGE = 300
 """Seconds a signed request stays acceptable: older ones are refused as stale, so a captured
@@ -36,7 +36,7 @@ def equal_in_constant_time(given: str, expected: str) -> bool:
 
 
 def require(secret: str, what: str) -> str:
-    """The configured secret, or Refused naming the setting when it is empty."""
+    """The configured secret, or NotConfigured naming the setting when it is empty."""
     if not secret:
-        raise Refused(f"not configured: set {what}")
+        raise NotConfigured(f"set {what}")
     return secret

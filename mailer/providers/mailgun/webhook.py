@@ -38,16 +38,17 @@ KINDS = {
 
 
 def receive(incoming: Incoming, signing_key: str, now: float) -> Received:
+    # The signature is inside the body, so the body is parsed first; the key is checked before.
+    key = require(signing_key, "[delivery.mailgun] webhook_signing_key")
     body = json_body(incoming.body)
     if not isinstance(body, dict):
         raise Malformed("the body is not a JSON object")
-    token = verify(body.get("signature"), signing_key, now)
+    token = verify(body.get("signature"), key, now)
     return Received(events=parse(body.get("event-data")), replay_token=token)
 
 
-def verify(signature: Any, signing_key: str, now: float) -> str:
+def verify(signature: Any, key: str, now: float) -> str:
     """Check the signature block; returns its token, which must not have been seen before."""
-    key = require(signing_key, "[delivery.mailgun] webhook_signing_key")
     timestamp = text_at(signature, "timestamp")
     token = text_at(signature, "token")
     given = text_at(signature, "signature")

@@ -8,9 +8,10 @@ patterns are a setting only so that tests can serve a certificate of their own),
 certificate checks and kept for the life of the process.
 
 A valid signature proves that SNS sent the message, not that the topic is ours: anybody can
-subscribe our address to a topic of their own. So with `topic_arn` set, other topics are
-refused, and a subscription confirmation is fetched (confirming the subscription) only for that
-topic; without it, the confirmation is logged and left to a person, and no topic is confirmed.
+subscribe our address to a topic of their own. So nothing is accepted before the expected topics
+are known (`topic_arn`: without it the webhook is not configured, and the web layer answers 404),
+other topics are refused before their signature is even checked, and a subscription confirmation
+is fetched (confirming the subscription) only for those topics.
 
 The SES notification is the SNS `Message`, as JSON: `Bounce` (bounceType Permanent is a hard
 bounce; Transient and Undetermined soft), `Complaint`, `Delivery`, in either of SES's formats
@@ -23,7 +24,6 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-import logging
 import re
 import threading
 from dataclasses import dataclass
@@ -43,6 +43,7 @@ from mailer.core.json_text import text_at
 from mailer.webhooks.base import (
     Incoming,
     Malformed,
+    NotConfigured,
     Received,
     Refused,
     Unavailable,
@@ -69,15 +70,13 @@ HASHES: dict[str, type[hashes.HashAlgorithm]] = {"1": hashes.SHA1, "2": hashes.S
 MAX_CERTIFICATE = 64 * 1024
 SES_TOPIC_TEST = "Successfully validated SNS topic for Amazon SES event publishing."
 
-log = logging.getLogger(__name__)
-
 
 @dataclass(frozen=True)
 class Trust:
     """What an SNS message must satisfy besides its signature."""
 
-    topic_arn: str = ""
-    """The one topic accepted (and confirmed); "" accepts any, confirming none."""
+    topic_arns: frozenset[str] = frozenset()
+    """The topics accepted (and confirmed); none: nothing is accepted."""
     sns_hosts: str = SNS_HOSTS
     """Host patterns (space-separated) of certificate and subscription URLs."""
 
@@ -160,6 +159,8 @@ class Certificates:
 
 
 def receive(incoming: Incoming, trust: Trust, certificates: Certificates) -> Received:
+    if not trust.topic_arns:
+        raise NotConfigured("set [webhooks.ses] topic_arn to the ARN of your SNS topic")
     message = json_body(incoming.body)
     if not isinstance(message, dict):
         raise Malformed("the body is not a JSON object")
@@ -182,7 +183,8 @@ def verify(
     header = incoming.header("x-amz-sns-message-type")
     if header and header != kind:
         raise Refused("x-amz-sns-message-type does not match the message's Type")
-    if trust.topic_arn and message.get("TopicArn") != trust.topic_arn:
+    topic = message.get("TopicArn")
+    if not isinstance(topic, str) or topic not in trust.topic_arns:
         raise Refused("the message comes from another topic than [webhooks.ses] topic_arn")
     algorithm = HASHES.get(str(message.get("SignatureVersion")))
     if algorithm is None:
@@ -219,14 +221,6 @@ def string_to_sign(message: dict[str, Any]) -> bytes:
 
 def confirm(message: dict[str, Any], trust: Trust, certificates: Certificates) -> str:
     topic = str(message.get("TopicArn"))
-    if not trust.topic_arn:
-        log.warning(
-            "webhook ses: a subscription confirmation for topic %s was not confirmed, since "
-            "[webhooks.ses] topic_arn is not set: set it to that topic (the next confirmation "
-            "SNS sends is then accepted), or confirm the subscription in the AWS console",
-            topic,
-        )
-        return f"subscription to {topic} left unconfirmed (no topic_arn set)"
     url = message.get("SubscribeURL")
     if not isinstance(url, str) or not allowed_url(url, trust.sns_hosts, certificate=False):
         raise Refused("SubscribeURL is not an https URL on an SNS host")
