@@ -91,6 +91,7 @@ def test_build_writes_feeds_and_an_archive_page_per_published_commentary(
     assert "Built 4 commentaries" in result.output
     assert sorted(folder.output_files()) == [
         ".mailer-build",
+        ".mailer-generation",
         "archive/index.html",
         "archive/mediterranean-energy/index.html",
         "archive/sahel-after-the-juntas/index.html",
