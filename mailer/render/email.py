@@ -7,11 +7,13 @@ carrying a random marker so that no commentary text can ever look like one.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from mailer.content.commentary import Issue
 from mailer.core.config import NewsletterSettings
@@ -91,10 +93,8 @@ def render_issue(issue: Issue, theme: Theme, newsletter: NewsletterSettings) -> 
 
 def inline_css(html: str) -> str:
     """Every style copied onto its element; @media rules kept in <style> with their !important."""
-    import premailer  # lxml and cssutils are heavy: loaded only by what renders an email
-
     return str(
-        premailer.Premailer(
+        _inliner()(
             html,
             allow_network=False,
             strip_important=False,
@@ -104,6 +104,38 @@ def inline_css(html: str) -> str:
             cssutils_logging_level=logging.CRITICAL,
         ).transform()
     )
+
+
+@functools.cache
+def _inliner() -> Any:
+    """premailer, turning the theme's CSS into rules once per process instead of once per email.
+
+    Measured with `mailer check` on 300 commentaries (cProfile): premailer's _parse_style_rules
+    serialised every rule of the same stylesheet again for each email, 18 of the 27 s spent
+    inlining, and _css_rules_to_string the kept @media rules, 4 s more. Both depend only on the
+    stylesheet's text and the options, which are the same for every email mailer renders.
+    """
+    import premailer  # lxml and cssutils are heavy: loaded only by what renders an email
+
+    class Inliner(premailer.Premailer):  # type: ignore[misc]
+        rules: ClassVar[dict[tuple[str, int], Any]] = {}
+        kept: ClassVar[dict[int, tuple[Any, str]]] = {}
+        """One entry per stylesheet: a theme has one or two."""
+
+        def _parse_style_rules(self, css_body: str, ruleset_index: int) -> Any:
+            key = (css_body, ruleset_index)
+            found = Inliner.rules.get(key)
+            if found is None:
+                found = Inliner.rules[key] = super()._parse_style_rules(css_body, ruleset_index)
+            return found
+
+        def _css_rules_to_string(self, rules: Any) -> str:
+            found = Inliner.kept.get(id(rules))
+            if found is None or found[0] is not rules:  # the pair keeps `rules` and its id alive
+                found = Inliner.kept[id(rules)] = (rules, super()._css_rules_to_string(rules))
+            return found[1]
+
+    return Inliner
 
 
 def render_confirmation(
