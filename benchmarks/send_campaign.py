@@ -140,7 +140,7 @@ def bare_smtplib(
     messages = [
         (
             f"reader{n}@example.org",
-            template.personalise(letter.recipient(n, f"reader{n}@example.org", "")),
+            template.personalise(letter.recipient(n, "", f"reader{n}@example.org", "")),
         )
         for n in range(count)
     ]

@@ -152,7 +152,7 @@ def db_folder(folder: Folder, database_url: str) -> Folder:
 
 @pytest.fixture
 def store(database_url: str, tmp_path: Path) -> Iterator[Store]:
-    opened = Store.open(database_url, tmp_path)
+    opened = Store.open(database_url, tmp_path, lambda: SECRET)
     yield opened
     opened.close()
 

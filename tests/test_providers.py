@@ -74,7 +74,7 @@ def batch(folder: Folder, template: MessageTemplate) -> list[Outgoing]:
         (4, "juergen@bücher.example", "Jürgen"),
     ]
     return [
-        Outgoing(number, newsletter.recipient(number, address, name), template.message_id())
+        Outgoing(number, newsletter.recipient(number, "", address, name), template.message_id())
         for number, address, name in people
     ]
 
@@ -468,7 +468,7 @@ def test_a_recipient_who_would_forge_a_header_fails_alone(
     template: MessageTemplate,
     batch: list[Outgoing],
 ) -> None:
-    forger = folder.newsletter().recipient(9, "eve@example.net", "Eve\r\nBcc: all@example.net")
+    forger = folder.newsletter().recipient(9, "", "eve@example.net", "Eve\r\nBcc: all@example.net")
     mixed = [batch[0], Outgoing(9, forger, template.message_id()), batch[1]]
     seen = serve(server, provider, provider.accepts)
 

@@ -239,7 +239,7 @@ def test_an_issue_reaches_every_active_subscriber_exactly_once(
         )
         assert found, unsubscribe  # one line, not RFC 2047-encoded, not folded
         token = found[1].decode()
-        assert links.subscriber_id(Purpose.UNSUBSCRIBE, token) == ids[address]
+        assert links.read(Purpose.UNSUBSCRIBE, token).subscriber_id == ids[address]
         assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click" in lines
         for once in (b"From:", b"To:", b"Subject:", b"Date:", b"Message-ID:", b"List-Id:"):
             assert sum(line.startswith(once) for line in lines) == 1, once

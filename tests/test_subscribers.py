@@ -24,13 +24,14 @@ from click.testing import CliRunner
 from sqlalchemy import MetaData, create_engine, inspect, select, text
 
 from mailer.cli import main
-from mailer.core.addresses import AddressBook, Candidate
+from mailer.core.addresses import AddressBook, Candidate, SuppressionHash
 from mailer.core.lifecycle import Reason, Status
 from mailer.core.tokens import InvalidLink, Links, Purpose
 from mailer.store.database import Store
 from tests.conftest import POSTGRES_URL, SECRET, Folder, Run
 
 SITE = "https://www.example.org/commentaries/"
+HASHES = SuppressionHash(lambda: SECRET)
 
 
 def show(run: Run, email: str) -> dict[str, Any]:
@@ -367,7 +368,8 @@ def test_erase_deletes_everything_and_keeps_only_a_hash(
         if "subscriber_id" in columns:  # memberships, consent, history, deliveries...
             held = column(database_url, f"SELECT subscriber_id FROM {name}")
             assert alice_id not in held, f"{name} still holds rows of the erased subscriber"
-    hashed = hashlib.sha256(b"alice@example.org").hexdigest()
+    hashed = HASHES("alice@example.org")
+    assert hashed != hashlib.sha256(b"alice@example.org").hexdigest()
     assert column(database_url, "SELECT email_hash FROM suppressions") == [hashed]
     content = everything_in(database_url).casefold()
     assert "alice" not in content and "rossi" not in content
@@ -417,8 +419,7 @@ def test_erase_finds_a_person_by_any_spelling_of_the_address(
     assert run("subscribers", "erase", spelling, "--yes").exit_code == 0
 
     assert run("subscribers", "show", stored).exit_code == 2, f"{stored} was not erased"
-    hashed = hashlib.sha256(stored.encode()).hexdigest()
-    assert column(database_url, "SELECT email_hash FROM suppressions") == [hashed]
+    assert column(database_url, "SELECT email_hash FROM suppressions") == [HASHES(stored)]
 
 
 def test_erasing_an_unknown_address_still_suppresses_it(db_folder: Folder, run: Run) -> None:
@@ -616,20 +617,27 @@ def token_of(url: str) -> str:
     return url.rsplit("/", 1)[1]
 
 
+LINK_SECRET = "0123456789abcdef0123456789abcdef"
+JOINED = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
 def test_a_link_token_names_its_subscriber_for_its_purpose() -> None:
     links = Links(SITE, SECRET)
     for purpose in Purpose:
-        url = links.url(purpose, 4217)
+        url = links.url(purpose, 4217, LINK_SECRET)
         assert url.startswith(f"{SITE}{purpose.value}/")
-        assert links.subscriber_id(purpose, token_of(url)) == 4217
+        link = links.read(purpose, token_of(url))
+        assert link.subscriber_id == 4217
+        assert links.names(link, LINK_SECRET, JOINED)
+        assert not links.names(link, LINK_SECRET.replace("0", "1"), JOINED)
 
 
 def test_a_token_for_one_purpose_is_refused_for_another() -> None:
     links = Links(SITE, SECRET)
-    token = token_of(links.url(Purpose.UNSUBSCRIBE, 7))
+    token = token_of(links.url(Purpose.UNSUBSCRIBE, 7, LINK_SECRET))
     for other in (Purpose.CONFIRM, Purpose.PREFERENCES):
         with pytest.raises(InvalidLink) as refused:
-            links.subscriber_id(other, token)
+            links.read(other, token)
         assert not refused.value.expired
 
 
@@ -662,50 +670,54 @@ def with_part(token: str, index: int, change: Any) -> str:
 )
 def test_a_changed_token_is_refused(alter: Any) -> None:
     links = Links(SITE, SECRET)
-    token = links.token(Purpose.UNSUBSCRIBE, 7)
-    assert links.subscriber_id(Purpose.UNSUBSCRIBE, token) == 7
+    token = links.token(Purpose.UNSUBSCRIBE, 7, LINK_SECRET)
+    assert links.read(Purpose.UNSUBSCRIBE, token).subscriber_id == 7
     forged = alter(token)
     assert forged != token
     with pytest.raises(InvalidLink) as refused:
-        links.subscriber_id(Purpose.UNSUBSCRIBE, forged)
+        links.read(Purpose.UNSUBSCRIBE, forged)
     assert not refused.value.expired
 
 
 def test_a_token_signed_with_another_secret_is_refused() -> None:
-    forged = Links(SITE, "another-secret-0123456789abcdef").token(Purpose.UNSUBSCRIBE, 7)
+    forged = Links(SITE, "another-secret-0123456789abcdef").token(
+        Purpose.UNSUBSCRIBE, 7, LINK_SECRET
+    )
     with pytest.raises(InvalidLink):
-        Links(SITE, SECRET).subscriber_id(Purpose.UNSUBSCRIBE, forged)
+        Links(SITE, SECRET).read(Purpose.UNSUBSCRIBE, forged)
 
 
 def signed_ago(purpose: Purpose, days: float) -> str:
     """A token made `days` ago, by a mailer whose clock said so."""
     then = dt.datetime.now(dt.UTC).timestamp() - days * 86_400
-    return Links(SITE, SECRET, clock=lambda: then).token(purpose, 7)
+    return Links(SITE, SECRET, clock=lambda: then).token(purpose, 7, LINK_SECRET)
 
 
 def test_an_expired_token_is_refused_as_expired() -> None:
     links = Links(SITE, SECRET)
     with pytest.raises(InvalidLink) as refused:
-        links.subscriber_id(Purpose.CONFIRM, signed_ago(Purpose.CONFIRM, 9))
+        links.read(Purpose.CONFIRM, signed_ago(Purpose.CONFIRM, 9))
     assert refused.value.expired
-    assert links.subscriber_id(Purpose.CONFIRM, signed_ago(Purpose.CONFIRM, 3)) == 7
+    assert links.read(Purpose.CONFIRM, signed_ago(Purpose.CONFIRM, 3)).subscriber_id == 7
     # An unsubscribe link in an issue read months later still works; not years later.
-    assert links.subscriber_id(Purpose.UNSUBSCRIBE, signed_ago(Purpose.UNSUBSCRIBE, 180)) == 7
+    assert links.read(Purpose.UNSUBSCRIBE, signed_ago(Purpose.UNSUBSCRIBE, 180)).subscriber_id == 7
     with pytest.raises(InvalidLink) as refused:
-        links.subscriber_id(Purpose.UNSUBSCRIBE, signed_ago(Purpose.UNSUBSCRIBE, 3 * 365))
+        links.read(Purpose.UNSUBSCRIBE, signed_ago(Purpose.UNSUBSCRIBE, 3 * 365))
     assert refused.value.expired
 
 
 def test_a_token_never_holds_the_address(store: Store) -> None:
     subscriber_id = person(store, "alice.rossi@mail.example.org")
+    alice = store.subscribers.get(subscriber_id)
+    assert alice is not None
     links = Links(SITE, SECRET)
     for purpose in Purpose:
-        token = token_of(links.url(purpose, subscriber_id))
+        token = token_of(links.url(purpose, subscriber_id, alice.link_secret))
         for piece in ("alice", "rossi", "mail.example", "example.org"):
             assert piece not in token.casefold()
             encoded = base64.urlsafe_b64encode(piece.encode()).decode().rstrip("=")
             assert encoded[:-1] not in token
-        assert links.subscriber_id(purpose, token) == subscriber_id
+        assert links.read(purpose, token).subscriber_id == subscriber_id
 
 
 # The secret --------------------------------------------------------------------------------------

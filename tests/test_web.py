@@ -227,7 +227,9 @@ def test_opening_a_confirmation_link_asks_first_and_only_its_button_confirms(
     client: FlaskClient, newsletter: Newsletter
 ) -> None:
     pending = add(newsletter, "pending@example.org", Status.PENDING)
-    link = f"{BASE}/confirm/{newsletter.links.token(Purpose.CONFIRM, pending.id)}"
+    link = (
+        f"{BASE}/confirm/{newsletter.links.token(Purpose.CONFIRM, pending.id, pending.link_secret)}"
+    )
 
     page = client.get(link)  # what a mail scanner's prefetch does
     assert client.head(link).status_code == 200
@@ -414,7 +416,9 @@ def test_a_request_loads_the_lists_once_and_names_at_most_a_hundred(
     client: FlaskClient, newsletter: Newsletter
 ) -> None:
     reader = add(newsletter, "reader@example.org")
-    path = local(newsletter.recipient(reader.id, reader.email, "").preferences_url)
+    path = local(
+        newsletter.recipient(reader.id, reader.link_secret, reader.email, "").preferences_url
+    )
     token = csrf_token(client, f"{BASE}/subscribe")
     many = ["commentaries"] * MAX_LISTS
 
@@ -596,8 +600,8 @@ def test_forged_altered_or_expired_links_get_a_clear_page_and_change_nothing(
     pending = add(newsletter, "pending@example.org", Status.PENDING)
     links = newsletter.links
     for purpose in Purpose:
-        subscriber = pending.id
-        token = links.token(purpose, subscriber)
+        subscriber = (pending.id, pending.link_secret)
+        token = links.token(purpose, *subscriber)
         for bad in altered(token):
             for method in ("GET", "POST"):
                 if (purpose, method) == (Purpose.CONFIRM, "POST"):
@@ -610,13 +614,15 @@ def test_forged_altered_or_expired_links_get_a_clear_page_and_change_nothing(
         old = Links(
             newsletter.config.newsletter.site_url, SECRET, clock=lambda: time.time() - 800 * 86400
         )
-        expired = client.get(f"{BASE}/{purpose.value}/{old.token(purpose, subscriber)}")
+        expired = client.get(f"{BASE}/{purpose.value}/{old.token(purpose, *subscriber)}")
         assert expired.status_code == 400 and "This link has expired" in expired.text
         # A real link of another purpose does not open this page.
         other = Purpose.UNSUBSCRIBE if purpose != Purpose.UNSUBSCRIBE else Purpose.CONFIRM
-        wrong = client.get(f"{BASE}/{purpose.value}/{links.token(other, subscriber)}")
+        wrong = client.get(f"{BASE}/{purpose.value}/{links.token(other, *subscriber)}")
         assert wrong.status_code == 400
-        unknown = client.get(f"{BASE}/{purpose.value}/{links.token(purpose, 999_999)}")
+        unknown = client.get(
+            f"{BASE}/{purpose.value}/{links.token(purpose, 999_999, pending.link_secret)}"
+        )
         assert unknown.status_code == 404
         assert "We hold no subscription for this link" in unknown.text
     after = newsletter.store.subscribers.get(pending.id)
@@ -630,7 +636,9 @@ def test_a_confirmation_link_expires_after_a_week(
     pending = add(newsletter, "pending@example.org", Status.PENDING)
     site = newsletter.config.newsletter.site_url
     week_old = Links(site, SECRET, clock=lambda: time.time() - 8 * 86400)
-    answer = client.get(f"{BASE}/confirm/{week_old.token(Purpose.CONFIRM, pending.id)}")
+    answer = client.get(
+        f"{BASE}/confirm/{week_old.token(Purpose.CONFIRM, pending.id, pending.link_secret)}"
+    )
     assert answer.status_code == 400
     assert "Links to confirm a subscription work for 7 days" in answer.text
     assert f'href="{BASE}/subscribe"' in answer.text
@@ -641,7 +649,7 @@ def test_a_confirmation_link_does_not_bring_back_someone_who_left_since(
     client: FlaskClient, newsletter: Newsletter
 ) -> None:
     gone = add(newsletter, "gone@example.org", Status.UNSUBSCRIBED)
-    link = f"{BASE}/confirm/{newsletter.links.token(Purpose.CONFIRM, gone.id)}"
+    link = f"{BASE}/confirm/{newsletter.links.token(Purpose.CONFIRM, gone.id, gone.link_secret)}"
     answer = client.get(link)
     assert answer.status_code == 409 and "This subscription has ended" in answer.text
     assert confirm(client, link).status_code == 409
@@ -652,7 +660,9 @@ def test_the_unsubscribe_page_asks_first_and_its_button_unsubscribes(
     client: FlaskClient, newsletter: Newsletter
 ) -> None:
     reader = add(newsletter, "reader@example.org")
-    path = local(newsletter.recipient(reader.id, reader.email, "").unsubscribe_url)
+    path = local(
+        newsletter.recipient(reader.id, reader.link_secret, reader.email, "").unsubscribe_url
+    )
 
     page = client.get(path)  # a link scanner's prefetch changes nothing
     assert page.status_code == 200
@@ -678,7 +688,9 @@ def test_one_click_unsubscribe_through_the_test_client(
     client: FlaskClient, newsletter: Newsletter, encoding: str
 ) -> None:
     reader = add(newsletter, "reader@example.org")
-    path = local(newsletter.recipient(reader.id, reader.email, "").unsubscribe_url)
+    path = local(
+        newsletter.recipient(reader.id, reader.link_secret, reader.email, "").unsubscribe_url
+    )
     answer = client.post(
         path,
         data={"List-Unsubscribe": "One-Click"},
@@ -695,7 +707,9 @@ def test_preferences_choose_lists_and_unsubscribe_from_all_behind_a_csrf_token(
     for name in ("briefings", "events"):
         newsletter.store.lists.create(name)
     reader = add(newsletter, "reader@example.org")
-    path = local(newsletter.recipient(reader.id, reader.email, "").preferences_url)
+    path = local(
+        newsletter.recipient(reader.id, reader.link_secret, reader.email, "").preferences_url
+    )
 
     page = client.get(path)
     assert page.status_code == 200 and page.headers["Cache-Control"] == "no-store"
@@ -817,7 +831,9 @@ def test_every_answer_carries_the_security_headers(
         f"{BASE}/healthz",
         f"{BASE}/nowhere",
         "/outside-the-site",
-        local(newsletter.recipient(reader.id, reader.email, "").unsubscribe_url),
+        local(
+            newsletter.recipient(reader.id, reader.link_secret, reader.email, "").unsubscribe_url
+        ),
     ]
     for path in paths:
         headers = client.get(path).headers
@@ -851,7 +867,9 @@ def test_logs_name_nobody_by_full_address_or_token(
     caplog.set_level("INFO", logger="mailer.web")
     subscribe(client, "ada.lovelace@example.org")
     reader = add(newsletter, "reader@example.org")
-    unsubscribe_url = newsletter.recipient(reader.id, reader.email, "").unsubscribe_url
+    unsubscribe_url = newsletter.recipient(
+        reader.id, reader.link_secret, reader.email, ""
+    ).unsubscribe_url
     token = unsubscribe_url.rsplit("/", 1)[1]
     client.post(local(unsubscribe_url))
     client.get(f"{BASE}/unsubscribe/{token[:-4]}AAAA")
@@ -941,7 +959,7 @@ def test_one_click_unsubscribe_on_a_real_server(
     app: Flask, newsletter: Newsletter, encoding: str
 ) -> None:
     reader = add(newsletter, "reader@example.org")
-    url = newsletter.recipient(reader.id, reader.email, "").unsubscribe_url
+    url = newsletter.recipient(reader.id, reader.link_secret, reader.email, "").unsubscribe_url
     with serving(app) as base:
         target = base + local(url)
         if encoding == "multipart":
@@ -988,13 +1006,15 @@ def test_subscribe_confirm_choose_lists_and_unsubscribe_on_each_database(
     assert len(messages) == 2  # a new link each time, and either works
     assert confirm(client, confirmation_link(messages[0])).status_code == 200
 
-    path = local(newsletter.recipient(ada.id, ada.email, "").preferences_url)
+    path = local(newsletter.recipient(ada.id, ada.link_secret, ada.email, "").preferences_url)
     token = csrf_token(client, path)
     saved = client.post(path, data={"lists": "briefings", "action": "save", "csrf_token": token})
     assert saved.status_code == 200
     assert subscribers.get(ada.id).lists == ("briefings",)  # type: ignore[union-attr]
 
-    unsubscribe_path = local(newsletter.recipient(ada.id, ada.email, "").unsubscribe_url)
+    unsubscribe_path = local(
+        newsletter.recipient(ada.id, ada.link_secret, ada.email, "").unsubscribe_url
+    )
     FlaskClient(client.application).post(unsubscribe_path, data={"List-Unsubscribe": "One-Click"})
     assert reasons(newsletter, ada.id) == ["confirmation", "one-click unsubscribe"]
     assert client.get(f"{BASE}/healthz").json == {"status": "ok"}

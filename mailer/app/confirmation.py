@@ -28,7 +28,7 @@ class ConfirmationMail:
         rendered = render_confirmation(
             newsletter.theme,
             newsletter.config.newsletter,
-            newsletter.links.url(Purpose.CONFIRM, subscriber.id),
+            newsletter.links.url(Purpose.CONFIRM, subscriber.id, subscriber.link_secret),
             subscriber.lists,
             MAX_AGE_DAYS[Purpose.CONFIRM],
         )
@@ -38,7 +38,9 @@ class ConfirmationMail:
     def send(self, subscriber: Subscriber) -> Result:
         """Hand the message to the backend; raises BackendError when it could not be."""
         template = self.template(subscriber)
-        recipient = self.newsletter.recipient(subscriber.id, subscriber.email, subscriber.name)
+        recipient = self.newsletter.recipient(
+            subscriber.id, subscriber.link_secret, subscriber.email, subscriber.name
+        )
         outgoing = Outgoing(subscriber.id, recipient, template.message_id())
         with self.backend() as backend:
             (result,) = backend.send(template, [outgoing])

@@ -63,7 +63,7 @@ class Newsletter:
 
     @cached_property
     def store(self) -> Store:
-        return Store.open(self.config.database.url, self.config.folder)
+        return Store.open(self.config.database.url, self.config.folder, self.secret)
 
     @cached_property
     def links(self) -> Links:
@@ -124,16 +124,17 @@ class Newsletter:
     def message_template(self, rendered: RenderedIssue, list_name: str) -> MessageTemplate:
         return MessageTemplate(rendered, self.sender(list_name))
 
-    def recipient(self, subscriber_id: int, email: str, name: str) -> Recipient:
+    def recipient(self, subscriber_id: int, link_secret: str, email: str, name: str) -> Recipient:
+        links = self.links
         return Recipient(
             email=email,
             name=name,
-            unsubscribe_url=self.links.url(Purpose.UNSUBSCRIBE, subscriber_id),
-            preferences_url=self.links.url(Purpose.PREFERENCES, subscriber_id),
+            unsubscribe_url=links.url(Purpose.UNSUBSCRIBE, subscriber_id, link_secret),
+            preferences_url=links.url(Purpose.PREFERENCES, subscriber_id, link_secret),
         )
 
     def preview_recipient(self) -> Recipient:
-        return self.recipient(PREVIEW_SUBSCRIBER_ID, PREVIEW_ADDRESS, PREVIEW_NAME)
+        return self.recipient(PREVIEW_SUBSCRIBER_ID, "", PREVIEW_ADDRESS, PREVIEW_NAME)
 
     def backend_factory(self) -> Callable[[], Backend]:
         """Makes the configured backend, one per sending worker (see mailer.backends)."""

@@ -221,7 +221,7 @@ def _send_tests(
     except InvalidAddress as error:
         raise RequestError(str(error)) from None
     outgoing = [
-        Outgoing(0, newsletter.recipient(0, address, ""), template.message_id())
+        Outgoing(0, newsletter.recipient(0, "", address, ""), template.message_id())
         for address in checked
     ]
     try:
@@ -249,7 +249,9 @@ def _dry_run(newsletter: Newsletter, template: MessageTemplate, list_name: str) 
     for subscriber in newsletter.store.subscribers.each(
         statuses=[Status.ACTIVE], list_name=list_name
     ):
-        recipient = newsletter.recipient(subscriber.id, subscriber.email, subscriber.name)
+        recipient = newsletter.recipient(
+            subscriber.id, subscriber.link_secret, subscriber.email, subscriber.name
+        )
         size += len(template.personalise(recipient))
         built += 1
     elapsed = time.monotonic() - started

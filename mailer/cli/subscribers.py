@@ -250,7 +250,8 @@ def show(invocation: Invocation, email: str) -> None:
       mailer subscribers show alice@example.org > alice.json
     """
     subscriber = _find(invocation, email)
-    history = invocation.newsletter.store.subscribers.history(subscriber.id)
+    store = invocation.newsletter.store
+    history = store.subscribers.history(subscriber.id)
     data: dict[str, Any] = {
         "email": subscriber.email,
         "name": subscriber.name,
@@ -273,6 +274,32 @@ def show(invocation: Invocation, email: str) -> None:
                 "ip": h.ip,
             }
             for h in history
+        ],
+        "deliveries": [
+            {
+                "campaign": d.campaign_id,
+                "issue": d.issue,
+                "state": d.state,
+                "attempts": d.attempts,
+                "message_id": d.message_id,
+                "error": d.error,
+                "updated_at": d.updated_at.isoformat(),
+            }
+            for d in store.subscribers.send_log(subscriber.id)
+        ],
+        "webhook_events": [
+            {
+                "provider": e.provider,
+                "event_id": e.event_id,
+                "kind": e.kind,
+                "severity": e.severity,
+                "message_id": e.message_id,
+                "reason": e.reason,
+                "occurred_at": e.occurred_at.isoformat() if e.occurred_at else None,
+                "received_at": e.received_at.isoformat(),
+                "raw": e.raw,
+            }
+            for e in store.events.of_subscriber(subscriber.id)
         ],
     }
     click.echo(json.dumps(data, ensure_ascii=False, indent=2))
@@ -321,10 +348,18 @@ def erase(invocation: Invocation, email: str, yes: bool) -> None:
     """
     subscribers = invocation.newsletter.store.subscribers
     confirm(f"Erase everything held on {email.strip()}?", yes)
-    if subscribers.erase(email):
+    erased = subscribers.erase(email)
+    if erased.found:
         click.echo(f"Erased {email.strip()}; its hash stays on the suppression list.")
     else:
         click.echo("No subscriber had that address; its hash is on the suppression list now.")
+    if not erased.log_cleared:
+        click.echo(
+            "Another process is reading the database, so SQLite could not yet empty its "
+            "write-ahead log (the -wal file), which may still hold the address: run the erase "
+            "again once that process has stopped.",
+            err=True,
+        )
 
 
 @group.command()

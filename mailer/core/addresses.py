@@ -8,9 +8,12 @@ is taken without asking again: the verdict on a domain does not depend on the lo
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import hmac
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -67,9 +70,28 @@ def key(address: str) -> str:
     return address.lower()
 
 
-def suppression_hash(address: str) -> str:
-    """The only trace an erased address leaves: enough to recognise it, not to read it."""
-    return hashlib.sha256(key(address).encode("utf-8")).hexdigest()
+class SuppressionHash:
+    """The only trace an erased address leaves: enough to recognise it, not to read it.
+
+    An HMAC-SHA256 of the address keyed with the newsletter's secret, so that nobody holding the
+    database alone can find an address by hashing a list of them. Hashes made before it was
+    keyed are plain SHA-256 (`unkeyed`), and are still checked. The secret is asked for only when
+    an address is hashed, so that commands that hash nothing do not need it.
+    """
+
+    def __init__(self, secret: Callable[[], str]) -> None:
+        self.secret = secret
+
+    @functools.cached_property
+    def _key(self) -> bytes:
+        return hashlib.sha256(f"mailer-suppression\0{self.secret()}".encode()).digest()
+
+    def __call__(self, address: str) -> str:
+        return hmac.digest(self._key, key(address).encode("utf-8"), "sha256").hex()
+
+    @staticmethod
+    def unkeyed(address: str) -> str:
+        return hashlib.sha256(key(address).encode("utf-8")).hexdigest()
 
 
 def clean_name(raw: str) -> str:

@@ -1,23 +1,33 @@
 """The signed links in emails: confirm, unsubscribe and preferences.
 
-A token names a subscriber by id (never by address) and the day it was made, and carries a MAC of
-both, keyed with the newsletter's secret and the link's purpose: an unsubscribe token cannot
-confirm anybody, a changed id or day breaks the signature, and an old token expires. Every issue
-carries two tokens per recipient, a million recipients two million, so the MAC is keyed BLAKE2s
-(RFC 7693's keyed mode, a MAC by design; under a microsecond each, HMAC-SHA256 costs 2.5) made
-with the standard library directly rather than through a serializer.
+A token names a subscriber by id (never by address) and the day it was made, and carries a MAC
+keyed with the newsletter's secret and the link's purpose: an unsubscribe token cannot confirm
+anybody, a changed id or day breaks the signature, and an old token expires. The MAC has two
+halves. The first covers id and day and is checked before any look-up, so a made-up link never
+costs a query nor tells which ids exist. The second also covers the subscriber's own
+`link_secret`, random and stored with them when they came in: a link made for one person never
+acts on another who later holds the same id (a restored backup, a re-import, an id reused).
 
-Format: `<id in hex>.<day in hex>.<16-byte BLAKE2s MAC, base64url without padding>`.
+Every issue carries two tokens per recipient, a million recipients two million, so the MAC is
+keyed BLAKE2s (RFC 7693's keyed mode, a MAC by design), each half continued from a hash already
+keyed, under a microsecond a token; HMAC-SHA256 would cost several times more.
+
+Format: `<id in hex>.<day in hex>.<8 + 8 bytes of MAC, base64url without padding>`. Tokens made
+before the second half existed were one 16-byte MAC of id and day; an unsubscribe link of that
+form still works for a subscriber who came in before the day it was made, so that the issues
+already in inboxes keep their one-click unsubscribe.
 """
 
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import hmac
 import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -35,6 +45,7 @@ MAX_AGE_DAYS = {
 }
 _TOKEN = re.compile(r"^([0-9a-f]{1,15})\.([0-9a-f]{1,8})\.([A-Za-z0-9_-]{22})$")
 _DAY = 86_400
+_HALF = 8
 
 
 class InvalidLink(Exception):
@@ -45,6 +56,19 @@ class InvalidLink(Exception):
         self.expired = expired
 
 
+@dataclass(frozen=True)
+class Link:
+    """A token we signed, read: whom it names, and what is still to check against their row."""
+
+    purpose: Purpose
+    subscriber_id: int
+    day: int
+    signed: str
+    """`id.day`, as the MAC covers it."""
+    bound: bytes
+    """The MAC's second half; empty for a token of the older, unbound form."""
+
+
 class Links:
     def __init__(self, site_url: str, secret: str, clock: Callable[[], float] = time.time) -> None:
         self.site_url = site_url
@@ -53,30 +77,63 @@ class Links:
             purpose: hashlib.sha256(f"mailer-{purpose.value}\0{secret}".encode()).digest()
             for purpose in Purpose
         }
+        self.keyed = {
+            purpose: hashlib.blake2s(key=key, digest_size=_HALF)
+            for purpose, key in self.keys.items()
+        }
         self.prefixes = {purpose: f"{site_url}{purpose.value}/" for purpose in Purpose}
 
-    def _signature(self, purpose: Purpose, subscriber_id: int, day: int) -> str:
-        mac = hashlib.blake2s(
-            f"{subscriber_id:x}.{day:x}".encode(), key=self.keys[purpose], digest_size=16
-        ).digest()
-        return base64.urlsafe_b64encode(mac).rstrip(b"=").decode("ascii")
+    def _half(self, purpose: Purpose, message: bytes) -> bytes:
+        mac = self.keyed[purpose].copy()
+        mac.update(message)
+        return mac.digest()
 
-    def token(self, purpose: Purpose, subscriber_id: int) -> str:
+    def token(self, purpose: Purpose, subscriber_id: int, link_secret: str) -> str:
         day = int(self.clock()) // _DAY
-        return f"{subscriber_id:x}.{day:x}.{self._signature(purpose, subscriber_id, day)}"
+        signed = f"{subscriber_id:x}.{day:x}"
+        mac = self._half(purpose, signed.encode()) + self._bound(purpose, signed, link_secret)
+        return f"{signed}.{_text(mac)}"
 
-    def url(self, purpose: Purpose, subscriber_id: int) -> str:
-        return self.prefixes[purpose] + self.token(purpose, subscriber_id)
+    def _bound(self, purpose: Purpose, signed: str, link_secret: str) -> bytes:
+        return self._half(purpose, f"{signed}.{link_secret}".encode())
 
-    def subscriber_id(self, purpose: Purpose, token: str) -> int:
-        """The subscriber a token names; InvalidLink when it is not one we signed, or too old."""
+    def url(self, purpose: Purpose, subscriber_id: int, link_secret: str) -> str:
+        return self.prefixes[purpose] + self.token(purpose, subscriber_id, link_secret)
+
+    def read(self, purpose: Purpose, token: str) -> Link:
+        """The link a token is, checked as far as it can be without the subscriber's row;
+        InvalidLink when it is not one we signed for this purpose, or too old."""
         found = _TOKEN.match(token)
         if not found:
             raise InvalidLink("this link is not valid")
         subscriber_id, day = int(found.group(1), 16), int(found.group(2), 16)
-        expected = f"{subscriber_id:x}.{day:x}.{self._signature(purpose, subscriber_id, day)}"
-        if not hmac.compare_digest(expected, token):  # the whole token: no other spelling passes
+        signed = f"{subscriber_id:x}.{day:x}"
+        mac = base64.urlsafe_b64decode(found.group(3) + "==")
+        if f"{signed}.{_text(mac)}" != token:  # one spelling: no leading 0, no unused bits set
+            raise InvalidLink("this link is not valid")
+        if hmac.compare_digest(mac[:_HALF], self._half(purpose, signed.encode())):
+            bound = mac[_HALF:]
+        elif purpose is Purpose.UNSUBSCRIBE and hmac.compare_digest(mac, self._unbound(signed)):
+            bound = b""
+        else:
             raise InvalidLink("this link is not valid")
         if int(self.clock()) // _DAY - day > MAX_AGE_DAYS[purpose]:
             raise InvalidLink("this link has expired", expired=True)
-        return subscriber_id
+        return Link(purpose, subscriber_id, day, signed, bound)
+
+    def _unbound(self, signed: str) -> bytes:
+        """The older form's MAC: id and day alone."""
+        key = self.keys[Purpose.UNSUBSCRIBE]
+        return hashlib.blake2s(signed.encode(), key=key, digest_size=16).digest()
+
+    def names(self, link: Link, link_secret: str, created_at: dt.datetime) -> bool:
+        """Whether the link was made for the subscriber holding this row. A token of the older
+        form names whoever held the id when it was made: someone who came in before that day."""
+        if not link.bound:
+            return created_at.timestamp() // _DAY < link.day
+        expected = self._bound(link.purpose, link.signed, link_secret)
+        return hmac.compare_digest(link.bound, expected)
+
+
+def _text(mac: bytes) -> str:
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode("ascii")

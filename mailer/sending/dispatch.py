@@ -116,7 +116,7 @@ class Dispatcher:
         campaigns: Campaigns,
         template: MessageTemplate,
         make_backend: Callable[[], Backend],
-        recipient: Callable[[int, str, str], Recipient],
+        recipient: Callable[[int, str, str, str], Recipient],
         pace: Pace,
         worker: str,
     ) -> None:
@@ -264,7 +264,9 @@ class Dispatcher:
             outgoing.append(
                 Outgoing(
                     person.subscriber_id,
-                    self.recipient(person.subscriber_id, person.email, person.name),
+                    self.recipient(
+                        person.subscriber_id, person.link_secret, person.email, person.name
+                    ),
                     self.template.message_id(),
                 )
             )

@@ -91,6 +91,8 @@ class Claimed(NamedTuple):
     name: str
     status: Status
     attempts: int
+    link_secret: str
+    """For the links in their message, read with the row rather than asked for per message."""
 
 
 class DeliveryRecord(NamedTuple):
@@ -358,6 +360,7 @@ class Campaigns:
                 subscribers.c.name,
                 subscribers.c.status,
                 deliveries.c.attempts,
+                subscribers.c.link_secret,
             )
             .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
             .where(condition)
@@ -368,8 +371,8 @@ class Campaigns:
             picked = picked.with_for_update(of=deliveries, skip_locked=True)
         rows = connection.execute(picked).all()
         return [
-            Claimed(i, email, name, _STATUSES[status], tries)
-            for i, email, name, status, tries in rows
+            Claimed(i, email, name, _STATUSES[status], tries, secret)
+            for i, email, name, status, tries, secret in rows
         ]
 
     def record(self, campaign_id: int, worker: str, outcomes: Sequence[DeliveryRecord]) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
+from mailer.core.addresses import SuppressionHash
 from mailer.core.errors import DatabaseError
 from mailer.store.campaigns import Campaigns
 from mailer.store.events import Events
@@ -88,6 +89,9 @@ def only_sender(url: str) -> Iterator[None]:
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor = connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
+    # A deleted row's bytes are overwritten with zeros, not merely marked free: an erased
+    # address must not stay readable in the file.
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA cache_size=-8192")  # 8 MB (2 by default): imports touch big indexes
@@ -120,8 +124,28 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
     before = current_revision(engine)
     if before is not None and not _known(before):
         raise DatabaseError(_unknown_revision(before))
-    with engine.begin() as connection:
-        command.upgrade(_alembic(connection), "head")
+    with engine.connect() as connection:
+        if connection.dialect.name != "sqlite":
+            with connection.begin():
+                command.upgrade(_alembic(connection), "head")
+            return before, head_revision()
+        # Migrations rebuild tables on SQLite (a copy, then the old one dropped): with foreign
+        # keys on, dropping it would first delete every row referring to it, cascading. SQLite's
+        # own procedure for such changes: keys off, the change, a check, keys on again.
+        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        connection.commit()
+        try:
+            with connection.begin():
+                command.upgrade(_alembic(connection), "head")
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+                if broken:
+                    raise DatabaseError(
+                        f"the migration left {len(broken)} rows referring to nothing (the first "
+                        f"in {broken[0][0]}): restore the backup made before the upgrade"
+                    )
+        finally:
+            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+            connection.commit()
     return before, head_revision()
 
 
@@ -160,20 +184,23 @@ def ensure_current(engine: Engine, shown_url: str) -> None:
 
 
 class Store:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, secret: Callable[[], str]) -> None:
+        """`secret` gives the newsletter's secret, which keys the hashes of erased addresses;
+        it is asked for only when an address is hashed."""
         self.engine = engine
-        self.subscribers = Subscribers(engine)
+        hashes = SuppressionHash(secret)
+        self.subscribers = Subscribers(engine, hashes)
         self.lists = Lists(engine)
         self.campaigns = Campaigns(engine)
-        self.events = Events(engine)
+        self.events = Events(engine, hashes)
 
     @classmethod
-    def open(cls, url: str, folder: Path) -> Store:
+    def open(cls, url: str, folder: Path, secret: Callable[[], str]) -> Store:
         """The database at `url` (SQLite paths relative to `folder`), its schema made current."""
         resolved = resolve_url(url, folder)
         engine = open_engine(resolved)
         ensure_current(engine, make_url(resolved).render_as_string(hide_password=True))
-        return cls(engine)
+        return cls(engine, secret)
 
     @property
     def single_worker(self) -> bool:

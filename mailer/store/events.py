@@ -20,12 +20,12 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Table, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from mailer.core.addresses import as_stored, key, suppression_hash
+from mailer.core.addresses import SuppressionHash, as_stored, key
 from mailer.core.events import Event, Kind
 from mailer.core.lifecycle import Reason, Status
 from mailer.store.campaigns import DeliveryState
 from mailer.store.schema import deliveries, events, subscribers, utcnow, webhook_tokens
-from mailer.store.subscribers import change_status
+from mailer.store.subscribers import change_status, erased_keys
 
 TOKENS_KEPT = dt.timedelta(days=1)
 MAX_REASON = 1000
@@ -49,6 +49,8 @@ class Applied:
     duplicates: int = 0
     unknown: int = 0
     """Events about an address that is no subscriber's (recorded all the same)."""
+    erased: int = 0
+    """Events about an erased address: dropped, since recording them would store it again."""
     changed: list[tuple[int, Status]] = field(default_factory=list)
     """(subscriber id, new status) of every change of status."""
     deliveries: int = 0
@@ -72,8 +74,9 @@ class StoredEvent:
 
 
 class Events:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, hashes: SuppressionHash) -> None:
         self.engine = engine
+        self.hashes = hashes
 
     def apply(self, events: Sequence[Event], replay_token: str = "", provider: str = "") -> Applied:
         """Record and apply the events of one request, all or nothing. With `replay_token`,
@@ -89,7 +92,7 @@ class Events:
             if replay_token:
                 _spend(connection, provider, replay_token, now)
             for event in events:
-                _apply(connection, event, now, applied)
+                _apply(connection, event, now, applied, self.hashes)
         return applied
 
     def of_subscriber(self, subscriber_id: int) -> list[StoredEvent]:
@@ -101,15 +104,6 @@ class Events:
                 .order_by(events.c.id)
             ).all()
         return [_recorded(row) for row in rows]
-
-    def find(self, provider: str, event_id: str) -> StoredEvent | None:
-        with self.engine.connect() as connection:
-            row = connection.execute(
-                select(*_COLUMNS).where(
-                    events.c.provider == provider, events.c.event_id == event_id
-                )
-            ).first()
-        return _recorded(row) if row else None
 
 
 _COLUMNS = (
@@ -165,11 +159,20 @@ def _spend(connection: Connection, provider: str, token: str, now: dt.datetime) 
         raise Replayed(f"{provider} token seen before")
 
 
-def _apply(connection: Connection, event: Event, now: dt.datetime, applied: Applied) -> None:
+def _apply(
+    connection: Connection,
+    event: Event,
+    now: dt.datetime,
+    applied: Applied,
+    hashes: SuppressionHash,
+) -> None:
     address = as_stored(event.recipient)
     subscriber_id = connection.scalar(
         select(subscribers.c.id).where(subscribers.c.email_key == key(address))
     )
+    if subscriber_id is None and erased_keys(connection, [key(address)], hashes):
+        applied.erased += 1  # a late report about someone erased: nothing of it is kept
+        return
     reason = event.reason[:MAX_REASON]
     row = {
         "provider": event.provider,
@@ -177,7 +180,7 @@ def _apply(connection: Connection, event: Event, now: dt.datetime, applied: Appl
         "kind": event.kind.value,
         "severity": event.severity.value if event.severity else None,
         "subscriber_id": subscriber_id,
-        "email_hash": None if subscriber_id is not None else suppression_hash(address),
+        "email_hash": None if subscriber_id is not None else hashes(address),
         "message_id": event.message_id[:MAX_ID] or None,
         "reason": reason,
         "occurred_at": event.at,

@@ -8,10 +8,12 @@ Designed for sending as much as for keeping subscribers: a campaign fixes its re
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     ForeignKey,
@@ -22,6 +24,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeEngine
@@ -76,6 +79,16 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def new_link_secret() -> str:
+    """A subscriber's own value, mixed into the MAC of every link made for them (links.py)."""
+    return secrets.token_hex(16)
+
+
+# Tables whose ids links, the send log or history name are AUTOINCREMENT on SQLite: without it
+# SQLite gives the next row the highest id again once that row is deleted (an erased subscriber's
+# id to the next who signs up). PostgreSQL's sequences never go back.
+
+
 subscribers = Table(
     "subscribers",
     metadata,
@@ -90,6 +103,8 @@ subscribers = Table(
     Column("source_ip", String(45), nullable=False, default=""),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    Column("link_secret", String(32), nullable=False, default=new_link_secret),
+    sqlite_autoincrement=True,
 )
 
 lists = Table(
@@ -98,6 +113,7 @@ lists = Table(
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("name", String(100), nullable=False, unique=True),
     Column("created_at", UtcDateTime, nullable=False),
+    sqlite_autoincrement=True,
 )
 
 memberships = Table(
@@ -128,11 +144,16 @@ history = Table(
 )
 
 suppressions = Table(
+    # Erased addresses, as the HMAC of the address keyed with the newsletter's secret; rows made
+    # before the hash was keyed (`keyed` false) hold a plain SHA-256, which cannot be re-keyed
+    # since the address is gone, and is checked too.
     "suppressions",
     metadata,
     Column("email_hash", String(64), primary_key=True),
     Column("reason", String(40), nullable=False),
     Column("at", UtcDateTime, nullable=False),
+    # False for the rows the migration to keyed hashes found; mailer writes true.
+    Column("keyed", Boolean, nullable=False, default=True, server_default=false()),
 )
 
 campaigns = Table(
@@ -148,6 +169,7 @@ campaigns = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("finished_at", UtcDateTime, nullable=True),
     Index("ix_campaigns_issue_list_id", "issue", "list_id"),
+    sqlite_autoincrement=True,
 )
 
 deliveries = Table(

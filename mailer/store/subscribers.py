@@ -10,20 +10,23 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, update
 
-from mailer.core.addresses import Candidate, as_stored, key, suppression_hash
+from mailer.core.addresses import Candidate, SuppressionHash, as_stored, key
 from mailer.core.lifecycle import CONSENT, LEFT, Reason, Status, can_become
 from mailer.store.bulk import bulk_insert, inserted_ids, one_of
 from mailer.store.lists import Lists
 from mailer.store.schema import (
+    campaigns,
+    deliveries,
     driver_time,
     events,
     history,
     lists,
     memberships,
+    new_link_secret,
     subscribers,
     suppressions,
     utcnow,
@@ -40,7 +43,28 @@ class Subscriber:
     """How they came in: when, by which means (form, import, staff, API), from where."""
     created_at: dt.datetime
     updated_at: dt.datetime
+    link_secret: str
+    """Their own value in the MAC of their links (links.py): never shown, never exported."""
     lists: tuple[str, ...] = ()
+
+
+class SendLogEntry(NamedTuple):
+    campaign_id: int
+    issue: str
+    state: str
+    attempts: int
+    message_id: str | None
+    error: str | None
+    updated_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class Erased:
+    found: bool
+    """Whether a subscriber had the address (its hash is suppressed either way)."""
+    log_cleared: bool
+    """False when another process kept SQLite from emptying its write-ahead log at once: the
+    old pages there go at its next checkpoint."""
 
 
 @dataclass
@@ -90,6 +114,7 @@ _COLUMNS = (
     subscribers.c.source_ip,
     subscribers.c.created_at,
     subscribers.c.updated_at,
+    subscribers.c.link_secret,
 )
 
 
@@ -102,13 +127,15 @@ def _subscriber(row: Any, list_names: Sequence[str] = ()) -> Subscriber:
         joined=Change(row.created_at, None, "", row.source, row.source_detail, row.source_ip),
         created_at=row.created_at,
         updated_at=row.updated_at,
+        link_secret=row.link_secret,
         lists=tuple(sorted(list_names)),
     )
 
 
 class Subscribers:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, hashes: SuppressionHash) -> None:
         self.engine = engine
+        self.hashes = hashes
 
     # Reading -----------------------------------------------------------------------------------
 
@@ -136,6 +163,25 @@ class Subscribers:
         )
         with self.engine.connect() as connection:
             return [Change(*row) for row in connection.execute(query)]
+
+    def send_log(self, subscriber_id: int) -> list[SendLogEntry]:
+        """Every delivery of an issue to this subscriber, oldest campaign first."""
+        query = (
+            select(
+                deliveries.c.campaign_id,
+                campaigns.c.issue,
+                deliveries.c.state,
+                deliveries.c.attempts,
+                deliveries.c.message_id,
+                deliveries.c.error,
+                deliveries.c.updated_at,
+            )
+            .join(campaigns, campaigns.c.id == deliveries.c.campaign_id)
+            .where(deliveries.c.subscriber_id == subscriber_id)
+            .order_by(deliveries.c.campaign_id)
+        )
+        with self.engine.connect() as connection:
+            return [SendLogEntry(*row) for row in connection.execute(query)]
 
     def each(
         self,
@@ -205,15 +251,6 @@ class Subscribers:
                 by_list.setdefault(name, {})[status] = count
         return by_status, by_list
 
-    def is_suppressed(self, email: str) -> bool:
-        with self.engine.connect() as connection:
-            found = connection.scalar(
-                select(suppressions.c.email_hash).where(
-                    suppressions.c.email_hash == suppression_hash(as_stored(email))
-                )
-            )
-            return found is not None
-
     # Changing ----------------------------------------------------------------------------------
 
     def merge(
@@ -235,119 +272,24 @@ class Subscribers:
         brings back an address that left or was erased: those are kept out, untouched.
         """
         merged = Merged()
-        by_key: dict[str, Candidate] = {}
-        for candidate in candidates:  # the same person twice in a batch: one, lists united
-            k = key(candidate.email)
-            earlier = by_key.get(k)
-            if earlier is not None:
-                merged.unchanged += 1
-                candidate = earlier._replace(
-                    name=earlier.name or candidate.name, lists=earlier.lists | candidate.lists
-                )
-            by_key[k] = candidate
-        now = utcnow()
+        by_key = _united(candidates, merged)
         with self.engine.begin() as connection:
-            stamp = driver_time(now, connection.dialect.name)
-            suppressed = _suppressed(connection, list(by_key))
+            consent = _Consent(connection, status, reason, detail, ip)
+            suppressed = erased_keys(connection, list(by_key), self.hashes)
             merged.kept_out += len(suppressed)
             for k in suppressed:
                 del by_key[k]
             list_ids, merged.lists_created = Lists.ensure(
                 connection, {n for c in by_key.values() for n in c.lists}
             )
-            existing = {
-                row.email_key: row
-                for row in connection.execute(
-                    select(
-                        subscribers.c.id,
-                        subscribers.c.email_key,
-                        subscribers.c.name,
-                        subscribers.c.status,
-                    ).where(one_of(connection, subscribers.c.email_key, list(by_key)))
-                )
-            }
-            member_of = _list_ids_of(connection, [row.id for row in existing.values()])
-            new_members: list[tuple[Any, ...]] = []
-            renamed: list[dict[str, Any]] = []
-            for k, row in existing.items():
-                candidate = by_key.pop(k)
-                if Status(row.status) in LEFT:
-                    merged.kept_out += 1
-                    continue
-                missing = {list_ids[n] for n in candidate.lists} - member_of[row.id]
-                new_members += [(row.id, list_id, stamp) for list_id in sorted(missing)]
-                rename = candidate.name != row.name and (
-                    (replace_names and candidate.name) or not row.name
-                )
-                if rename:
-                    renamed.append({"key": row.email_key, "name": candidate.name, "now": now})
-                left = candidate.status in LEFT and change_status(
-                    connection,
-                    row.id,
-                    candidate.status,
-                    reason,
-                    detail,
-                    ip,
-                )
-                if missing or rename or left:
-                    merged.updated += 1
-                else:
-                    merged.unchanged += 1
-            if renamed:
-                connection.execute(
-                    update(subscribers)
-                    .where(subscribers.c.email_key == bindparam("key"))
-                    .values(name=bindparam("name"), updated_at=bindparam("now")),
-                    renamed,
-                )
+            new_members = consent.update_existing(by_key, list_ids, replace_names, merged)
             if by_key:
-                new_members += self._insert(
-                    connection, by_key, list_ids, status, reason, detail, ip, stamp
-                )
+                new_members += consent.insert(by_key, list_ids)
                 merged.added += len(by_key)
             bulk_insert(
                 connection, memberships, ("subscriber_id", "list_id", "created_at"), new_members
             )
         return merged
-
-    @staticmethod
-    def _insert(
-        connection: Connection,
-        by_key: dict[str, Candidate],
-        list_ids: dict[str, int],
-        status: Status,
-        reason: Reason,
-        detail: str,
-        ip: str,
-        stamp: Any,
-    ) -> list[tuple[Any, ...]]:
-        """Insert new subscribers with how they came in (their consent); returns memberships."""
-        default, reason_value = status.value, reason.value
-        bulk_insert(
-            connection,
-            subscribers,
-            (
-                "email",
-                "email_key",
-                "name",
-                "status",
-                "source",
-                "source_detail",
-                "source_ip",
-                "created_at",
-                "updated_at",
-            ),
-            [
-                (c.email, k, c.name, c.status or default, reason_value, detail, ip, stamp, stamp)
-                for k, c in by_key.items()
-            ],
-        )
-        ids = inserted_ids(connection, subscribers, subscribers.c.email_key, list(by_key))
-        return [
-            (ids[k], list_ids[name], stamp)
-            for k, candidate in by_key.items()
-            for name in sorted(candidate.lists)
-        ]
 
     def change_status(
         self, subscriber_id: int, new: Status, reason: Reason, detail: str = "", ip: str = ""
@@ -356,25 +298,33 @@ class Subscribers:
         with self.engine.begin() as connection:
             return change_status(connection, subscriber_id, new, reason, detail, ip)
 
-    def erase(self, email: str, reason: str = "erased") -> bool:
-        """Delete everything held on this address, keeping only its hash on the suppression list."""
+    def erase(self, email: str, reason: str = "erased") -> Erased:
+        """Delete everything held on this address, keeping only its hash on the suppression list.
+
+        On SQLite the deleted rows are overwritten (secure_delete, database.py) and the
+        write-ahead log, which still holds the pages as they were, is emptied into the database
+        and cut to nothing, so that the address is in no file of the database afterwards.
+        """
         email = as_stored(email)
         with self.engine.begin() as connection:
             subscriber_id = connection.scalar(
                 select(subscribers.c.id).where(subscribers.c.email_key == key(email))
             )
-            hashed = suppression_hash(email)
+            hashed = self.hashes(email)
             # Webhook events about the address from before it was a subscriber's (theirs go
-            # with the subscriber row).
-            connection.execute(delete(events).where(events.c.email_hash == hashed))
-            if not _suppressed(connection, [key(email)]):
+            # with the subscriber row), hashed either way.
+            connection.execute(
+                delete(events).where(events.c.email_hash.in_([hashed, self.hashes.unkeyed(email)]))
+            )
+            if not erased_keys(connection, [key(email)], self.hashes):
                 connection.execute(
-                    insert(suppressions).values(email_hash=hashed, reason=reason, at=utcnow())
+                    insert(suppressions).values(
+                        email_hash=hashed, reason=reason, at=utcnow(), keyed=True
+                    )
                 )
-            if subscriber_id is None:
-                return False
-            connection.execute(delete(subscribers).where(subscribers.c.id == subscriber_id))
-            return True
+            if subscriber_id is not None:
+                connection.execute(delete(subscribers).where(subscribers.c.id == subscriber_id))
+        return Erased(found=subscriber_id is not None, log_cleared=_clear_log(self.engine))
 
     def set_lists(self, subscriber_id: int, names: Iterable[str]) -> bool:
         """Make exactly these lists the subscriber's (a preferences page saving its choice);
@@ -423,6 +373,124 @@ class Subscribers:
             return bool(gone or new)
 
 
+def _united(candidates: Sequence[Candidate], merged: Merged) -> dict[str, Candidate]:
+    """The candidates by key; the same person twice in a batch is one, their lists united."""
+    by_key: dict[str, Candidate] = {}
+    for candidate in candidates:
+        k = key(candidate.email)
+        earlier = by_key.get(k)
+        if earlier is not None:
+            merged.unchanged += 1
+            candidate = earlier._replace(
+                name=earlier.name or candidate.name, lists=earlier.lists | candidate.lists
+            )
+        by_key[k] = candidate
+    return by_key
+
+
+class _Consent:
+    """One merge's writes, within its transaction: how the people came in, and when."""
+
+    def __init__(
+        self, connection: Connection, status: Status, reason: Reason, detail: str, ip: str
+    ) -> None:
+        self.connection = connection
+        self.status, self.reason, self.detail, self.ip = status, reason, detail, ip
+        self.now = utcnow()
+        self.stamp = driver_time(self.now, connection.dialect.name)
+
+    def update_existing(
+        self,
+        by_key: dict[str, Candidate],
+        list_ids: dict[str, int],
+        replace_names: bool,
+        merged: Merged,
+    ) -> list[tuple[Any, ...]]:
+        """Merge the candidates who are subscribers already (taking them out of `by_key`):
+        lists added, names filled or replaced, a status of having left taken; returns the
+        memberships to insert. Those who left are kept out, untouched."""
+        connection = self.connection
+        existing = connection.execute(
+            select(
+                subscribers.c.id, subscribers.c.email_key, subscribers.c.name, subscribers.c.status
+            ).where(one_of(connection, subscribers.c.email_key, list(by_key)))
+        ).all()
+        member_of = _list_ids_of(connection, [row.id for row in existing])
+        new_members: list[tuple[Any, ...]] = []
+        renamed: list[dict[str, Any]] = []
+        for row in existing:
+            candidate = by_key.pop(row.email_key)
+            if Status(row.status) in LEFT:
+                merged.kept_out += 1
+                continue
+            missing = {list_ids[n] for n in candidate.lists} - member_of[row.id]
+            new_members += [(row.id, list_id, self.stamp) for list_id in sorted(missing)]
+            rename = candidate.name != row.name and (
+                (replace_names and candidate.name) or not row.name
+            )
+            if rename:
+                renamed.append({"key": row.email_key, "name": candidate.name, "now": self.now})
+            left = candidate.status in LEFT and change_status(
+                connection, row.id, candidate.status, self.reason, self.detail, self.ip
+            )
+            if missing or rename or left:
+                merged.updated += 1
+            else:
+                merged.unchanged += 1
+        if renamed:
+            connection.execute(
+                update(subscribers)
+                .where(subscribers.c.email_key == bindparam("key"))
+                .values(name=bindparam("name"), updated_at=bindparam("now")),
+                renamed,
+            )
+        return new_members
+
+    def insert(
+        self, by_key: dict[str, Candidate], list_ids: dict[str, int]
+    ) -> list[tuple[Any, ...]]:
+        """Insert new subscribers with how they came in (their consent); returns memberships."""
+        default, reason, stamp = self.status.value, self.reason.value, self.stamp
+        detail, ip = self.detail, self.ip
+        bulk_insert(
+            self.connection,
+            subscribers,
+            (
+                "email",
+                "email_key",
+                "name",
+                "status",
+                "source",
+                "source_detail",
+                "source_ip",
+                "created_at",
+                "updated_at",
+                "link_secret",
+            ),
+            [
+                (
+                    c.email,
+                    k,
+                    c.name,
+                    c.status or default,
+                    reason,
+                    detail,
+                    ip,
+                    stamp,
+                    stamp,
+                    new_link_secret(),
+                )
+                for k, c in by_key.items()
+            ],
+        )
+        ids = inserted_ids(self.connection, subscribers, subscribers.c.email_key, list(by_key))
+        return [
+            (ids[k], list_ids[name], stamp)
+            for k, candidate in by_key.items()
+            for name in sorted(candidate.lists)
+        ]
+
+
 def change_status(
     connection: Connection,
     subscriber_id: int,
@@ -457,18 +525,36 @@ def change_status(
     return True
 
 
-def _suppressed(connection: Connection, keys: Sequence[str]) -> set[str]:
-    """The keys among these whose address was erased (hashing every key is skipped when no
-    address ever was, as in a newsletter's first import)."""
-    if not keys or connection.scalar(select(suppressions.c.email_hash).limit(1)) is None:
+def _clear_log(engine: Engine) -> bool:
+    """On SQLite, copy the write-ahead log into the database and cut it to nothing, so that
+    pages as they were before a deletion are no longer in it; False when a reader kept it
+    from finishing. PostgreSQL keeps its own log, out of mailer's reach."""
+    if engine.dialect.name != "sqlite":
+        return True
+    with engine.connect() as connection:
+        busy, _pages, _copied = connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+        connection.commit()
+    return not busy
+
+
+def erased_keys(connection: Connection, keys: Sequence[str], hashes: SuppressionHash) -> set[str]:
+    """The keys among these whose address was erased. Hashing every key is skipped when no
+    address ever was (as in a newsletter's first import), the unkeyed form when no hash of that
+    form is left."""
+    if not keys or connection.scalar(select(suppressions.c.keyed).limit(1)) is None:
         return set()
-    hashes = {suppression_hash(k): k for k in keys}
+    by_hash = {hashes(k): k for k in keys}
+    if (
+        connection.scalar(select(suppressions.c.keyed).where(~suppressions.c.keyed).limit(1))
+        is not None
+    ):
+        by_hash.update({hashes.unkeyed(k): k for k in keys})
     found = connection.execute(
         select(suppressions.c.email_hash).where(
-            one_of(connection, suppressions.c.email_hash, list(hashes))
+            one_of(connection, suppressions.c.email_hash, list(by_hash))
         )
     ).scalars()
-    return {hashes[h] for h in found}
+    return {by_hash[h] for h in found}
 
 
 def _list_ids_of(connection: Connection, ids: Sequence[int]) -> dict[int, set[int]]:

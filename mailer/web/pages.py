@@ -226,8 +226,9 @@ def too_many(current: Service, wait: int, answer_json: bool) -> Response:
 
 def open_link(current: Service, purpose: Purpose, token: str) -> Subscriber | Response:
     """The subscriber a link names, or the page saying why the link does not work."""
+    links = current.newsletter.links
     try:
-        subscriber_id = current.newsletter.links.subscriber_id(purpose, token)
+        link = links.read(purpose, token)
     except InvalidLink as error:
         log.info("%s: refused link %s (%s)", purpose.value, redact.token(token), error)
         if error.expired:
@@ -250,8 +251,10 @@ def open_link(current: Service, purpose: Purpose, token: str) -> Subscriber | Re
             400,
             problem=True,
         )
-    subscriber = current.newsletter.store.subscribers.get(subscriber_id)
-    if subscriber is None:
+    subscriber = current.newsletter.store.subscribers.get(link.subscriber_id)
+    # Made for whoever held this id before (erased, then the id given again; a restored or
+    # re-imported list): that person is no longer here either.
+    if subscriber is None or not links.names(link, subscriber.link_secret, subscriber.created_at):
         log.info("%s: link %s names nobody we hold", purpose.value, redact.token(token))
         return current.message(
             "We hold no subscription for this link",
@@ -300,7 +303,9 @@ def confirm(token: str) -> Response:
         lists=found.lists,
         action=action,
         csrf_token=current.csrf.token(),
-        preferences_url=url_for(".preferences", token=links.token(Purpose.PREFERENCES, found.id)),
+        preferences_url=url_for(
+            ".preferences", token=links.token(Purpose.PREFERENCES, found.id, found.link_secret)
+        ),
     )
 
 
@@ -344,7 +349,9 @@ def unsubscribe(token: str) -> Response:
         email=found.email,
         action=url_for(".unsubscribe", token=token),
         subscribe_url=url_for(".subscribe"),
-        preferences_url=url_for(".preferences", token=links.token(Purpose.PREFERENCES, found.id)),
+        preferences_url=url_for(
+            ".preferences", token=links.token(Purpose.PREFERENCES, found.id, found.link_secret)
+        ),
     )
 
 
