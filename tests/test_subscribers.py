@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from click.testing import CliRunner
 from sqlalchemy import MetaData, create_engine, inspect, select, text
 
@@ -27,7 +28,9 @@ from mailer.cli import main
 from mailer.core.addresses import AddressBook, Candidate, SuppressionHash
 from mailer.core.lifecycle import Reason, Status
 from mailer.core.tokens import InvalidLink, Links, Purpose
+from mailer.store import database
 from mailer.store.database import Store
+from mailer.store.schema import driver_time
 from tests.conftest import POSTGRES_URL, SECRET, Folder, Run
 
 SITE = "https://www.example.org/commentaries/"
@@ -632,6 +635,29 @@ def test_a_link_token_names_its_subscriber_for_its_purpose() -> None:
         assert not links.names(link, LINK_SECRET.replace("0", "1"), JOINED)
 
 
+def older_form(subscriber_id: int, day: int) -> str:
+    """An unsubscribe token as mailer made them before links were bound to their person."""
+    key = hashlib.sha256(f"mailer-unsubscribe\0{SECRET}".encode()).digest()
+    signed = f"{subscriber_id:x}.{day:x}"
+    mac = hashlib.blake2s(signed.encode(), key=key, digest_size=16).digest()
+    return f"{signed}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
+
+
+def test_an_unsubscribe_link_of_the_older_form_names_only_someone_who_came_in_before_it() -> None:
+    links = Links(SITE, SECRET)
+    day = int(dt.datetime.now(dt.UTC).timestamp()) // 86_400 - 30
+    link = links.read(Purpose.UNSUBSCRIBE, older_form(7, day))
+    made = dt.datetime.fromtimestamp(day * 86_400, dt.UTC)
+
+    assert link.subscriber_id == 7
+    assert links.names(link, LINK_SECRET, made - dt.timedelta(days=200))
+    assert not links.names(link, LINK_SECRET, made + dt.timedelta(hours=1))
+    assert not links.names(link, LINK_SECRET, made + dt.timedelta(days=3))
+    for other in (Purpose.CONFIRM, Purpose.PREFERENCES):  # they never had the older form
+        with pytest.raises(InvalidLink):
+            links.read(other, older_form(7, day))
+
+
 def test_a_token_for_one_purpose_is_refused_for_another() -> None:
     links = Links(SITE, SECRET)
     token = token_of(links.url(Purpose.UNSUBSCRIBE, 7, LINK_SECRET))
@@ -830,3 +856,73 @@ def test_db_upgrade_of_a_database_from_an_unknown_mailer_exits_2_with_a_message(
 
     assert result.exit_code == 2, f"{result.output}{result.exception!r}"
     assert "old" in result.stderr
+
+
+def database_at_0002(url: str) -> None:
+    """A database as mailer made it at revision 0002: three people on a list, one campaign's
+    send log, their history, and an address erased then (its hash unkeyed); the newest person
+    erased too, so that SQLite had freed the highest id."""
+    engine = database.open_engine(url)
+    with engine.begin() as connection:
+        command.upgrade(database._alembic(connection), "0002")
+        now = driver_time(dt.datetime(2026, 11, 1, tzinfo=dt.UTC), connection.dialect.name)
+        statements = [
+            "INSERT INTO lists (id, name, created_at) VALUES (1, 'news', :now)",
+            *(
+                "INSERT INTO subscribers (id, email, email_key, name, status, source, "
+                f"source_detail, source_ip, created_at, updated_at) VALUES ({n}, "
+                f"'p{n}@example.org', 'p{n}@example.org', 'P{n}', 'active', 'import', '', '', "
+                ":now, :now)"
+                for n in (1, 2, 3)
+            ),
+            *(
+                f"INSERT INTO memberships (subscriber_id, list_id, created_at) VALUES ({n}, 1, :now)"
+                for n in (1, 2, 3)
+            ),
+            "INSERT INTO campaigns (id, issue, list_id, subject, status, status_detail, "
+            "recipients, created_at) VALUES (1, 'stalemate', 1, 'S', 'done', '', 2, :now)",
+            *(
+                "INSERT INTO deliveries (campaign_id, subscriber_id, state, attempts, updated_at) "
+                f"VALUES (1, {n}, 'sent', 1, :now)"
+                for n in (1, 2)
+            ),
+            "INSERT INTO history (subscriber_id, at, old_status, new_status, reason, detail, ip) "
+            "VALUES (2, :now, 'pending', 'active', 'confirmation', '', '')",
+            "INSERT INTO suppressions (email_hash, reason, at) VALUES (:ghost, 'erased', :now)",
+            "DELETE FROM subscribers WHERE id = 3",
+        ]
+        ghost = hashlib.sha256(b"ghost@example.org").hexdigest()
+        if connection.dialect.name == "postgresql":  # as mailer's own inserts would have left them
+            statements += [
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), {last})"
+                for table, last in (("lists", 1), ("subscribers", 3), ("campaigns", 1))
+            ]
+        for statement in statements:
+            connection.execute(text(statement), {"now": now, "ghost": ghost})
+    engine.dispose()
+
+
+def test_db_upgrade_from_0002_keeps_everyone_binds_their_links_and_never_reuses_an_id(
+    db_folder: Folder, database_url: str, run: Run
+) -> None:
+    database_at_0002(database_url)
+    assert "needs `mailer db upgrade`" in run("db", "status").stdout
+
+    result = run("db", "upgrade")
+
+    assert result.exit_code == 0, result.output
+    assert column(database_url, "SELECT id FROM subscribers ORDER BY id") == [1, 2]
+    assert len(column(database_url, "SELECT list_id FROM memberships")) == 2
+    assert len(column(database_url, "SELECT state FROM deliveries")) == 2
+    assert column(database_url, "SELECT subscriber_id FROM history") == [2]
+    assert show(run, "p1@example.org")["lists"] == ["news"]
+    secrets = column(database_url, "SELECT link_secret FROM subscribers")
+    assert len(set(secrets)) == 2 and all(re.fullmatch("[0-9a-f]{32}", s) for s in secrets)
+    # The address erased before the upgrade stays out, by its unkeyed hash.
+    assert run("subscribers", "add", "Ghost@example.org").exit_code == 2
+    # From now on an id once given is never given again, even when its holder is erased.
+    assert run("subscribers", "add", "new@example.org").exit_code == 0
+    [new_id] = column(database_url, "SELECT id FROM subscribers WHERE name = ''")
+    assert run("subscribers", "erase", "new@example.org", "--yes").exit_code == 0
+    assert run("subscribers", "add", "newer@example.org").exit_code == 0
+    assert column(database_url, "SELECT id FROM subscribers WHERE name = ''") == [new_id + 1]

@@ -7,6 +7,7 @@ outbox backend, whose .eml files hold the confirmation messages the tests follow
 
 from __future__ import annotations
 
+import datetime as dt
 import email
 import email.policy
 import re
@@ -23,7 +24,7 @@ import pytest
 import requests
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import event
+from sqlalchemy import event, insert
 from werkzeug.test import TestResponse
 
 from mailer.app.newsletter import Newsletter
@@ -31,6 +32,7 @@ from mailer.core.addresses import Candidate
 from mailer.core.lifecycle import Reason, Status
 from mailer.core.output import GENERATION
 from mailer.core.tokens import Links, Purpose
+from mailer.store import schema
 from mailer.store.subscribers import Subscriber
 from mailer.web import create_app
 from mailer.web.limits import CHANNEL_TIMEOUT, MAX_REQUEST_BYTES
@@ -1060,3 +1062,80 @@ def test_mailer_serve_closes_a_silent_connection_and_serves_others_meanwhile(
         finally:
             for connection in silent:
                 connection.close()
+
+
+# Links and the people they were made for ---------------------------------------------------------
+
+
+def links_of(newsletter: Newsletter, person: Subscriber) -> dict[Purpose, str]:
+    """The paths of a person's confirm, unsubscribe and preferences links, as mailed to them."""
+    return {
+        purpose: local(newsletter.links.url(purpose, person.id, person.link_secret))
+        for purpose in Purpose
+    }
+
+
+def assert_names_nobody(client: FlaskClient, paths: dict[Purpose, str]) -> None:
+    for purpose, path in paths.items():
+        for method in ("GET", "POST"):
+            data = {"List-Unsubscribe": "One-Click"} if method == "POST" else None
+            answer = client.open(path, method=method, data=data)
+            if method == "POST" and answer.status_code == 405:
+                continue  # a page that takes no POST (confirm, today)
+            assert answer.status_code == 404, (purpose, method, answer.status_code)
+            assert "We hold no subscription for this link" in answer.text
+
+
+def test_a_link_of_an_erased_subscriber_never_acts_on_the_next_one(
+    client: FlaskClient, newsletter: Newsletter
+) -> None:
+    add(newsletter, "first@example.org")
+    erased = add(newsletter, "erased@example.org", Status.PENDING)
+    old_links = links_of(newsletter, erased)
+    assert newsletter.store.subscribers.erase("erased@example.org").found
+
+    newcomer = add(newsletter, "newcomer@example.org", Status.PENDING)
+
+    assert newcomer.id > erased.id, "SQLite gave the erased subscriber's id to the next one"
+    assert_names_nobody(client, old_links)
+    after = newsletter.store.subscribers.get(newcomer.id)
+    assert after is not None and after.status == Status.PENDING
+    assert after.lists == ("commentaries",)
+    assert newsletter.store.subscribers.history(newcomer.id) == []
+    for purpose, path in links_of(newsletter, newcomer).items():  # their own links work
+        assert client.get(path).status_code == 200, purpose
+
+
+def test_a_link_names_nobody_once_another_person_holds_its_id_on_each_database(
+    db_folder: Folder, database_url: str
+) -> None:
+    """What a restored backup or a re-import can do: the id of a link's person now held by
+    someone else. The link was bound to its person's own secret, so it names nobody."""
+    newsletter = db_folder.newsletter()
+    client = create_app(newsletter).test_client()
+    subscribers = newsletter.store.subscribers
+    ada = add(newsletter, "ada@example.org", Status.PENDING)
+    old_links = links_of(newsletter, ada)
+    subscribers.erase("ada@example.org")
+    with newsletter.store.engine.begin() as connection:
+        now = dt.datetime.now(dt.UTC)
+        connection.execute(
+            insert(schema.subscribers).values(
+                id=ada.id,
+                email="bob@example.org",
+                email_key="bob@example.org",
+                name="",
+                status=Status.PENDING.value,
+                source="import",
+                source_detail="",
+                source_ip="",
+                created_at=now,
+                updated_at=now,
+            )
+        )
+
+    assert_names_nobody(client, old_links)
+    after = subscribers.get(ada.id)
+    assert after is not None and after.email == "bob@example.org"
+    assert after.status == Status.PENDING
+    newsletter.store.close()

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
@@ -34,8 +35,10 @@ from cryptography.x509.oid import NameOID
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import MetaData, create_engine, select
+from sqlalchemy.engine import make_url
 
 from mailer.app.newsletter import Newsletter
+from mailer.cli import main
 from mailer.core.addresses import Candidate
 from mailer.core.errors import ConfigError
 from mailer.core.lifecycle import Reason, Status
@@ -43,6 +46,7 @@ from mailer.providers.ses import webhook as ses
 from mailer.store.campaigns import DeliveryRecord, DeliveryState
 from mailer.store.database import Store
 from mailer.store.schema import deliveries
+from mailer.store.subscribers import Erased
 from mailer.web import create_app
 from tests.conftest import Folder
 from tests.smtp_server import make_certificates
@@ -1135,3 +1139,62 @@ def test_erasing_removes_every_event_about_the_address(site: Site) -> None:
     content = json.dumps(dump(site.url)).lower()
     assert "alice" not in content and "ghost" not in content
     assert dump(site.url)["events"] == []
+
+
+def show_of(site: Site, email: str) -> dict[str, Any]:
+    result = CliRunner().invoke(
+        main, ["--config", str(site.folder.config_path), "subscribers", "show", email]
+    )
+    assert result.exit_code == 0, result.output
+    shown: dict[str, Any] = json.loads(result.stdout)
+    return shown
+
+
+def test_show_includes_the_send_log_and_the_webhook_events(site: Site) -> None:
+    site.send_issue({ALICE: "<m-alice@example.org>", BOB: "<m-bob@example.org>"})
+    body = generic_body(
+        {"id": "c1", "type": "complained", "email": ALICE, "message_id": "<m-alice@example.org>"}
+    )
+    assert site.post("generic", body, **generic_headers(body)).status_code == 200
+
+    alice = show_of(site, ALICE)
+
+    [delivery] = alice["deliveries"]
+    assert (delivery["issue"], delivery["state"], delivery["message_id"]) == (
+        "stalemate",
+        "sent",
+        "<m-alice@example.org>",
+    )
+    [event] = alice["webhook_events"]
+    assert (event["provider"], event["event_id"], event["kind"]) == ("generic", "c1", "complained")
+    assert event["raw"]["email"] == ALICE
+
+
+def test_after_an_erase_the_address_is_in_no_file_of_the_database_and_late_events_keep_nothing(
+    site: Site,
+) -> None:
+    site.send_issue({ALICE: "<m-alice@example.org>", BOB: "<m-bob@example.org>"})
+    body = generic_body(
+        {"id": "b1", "type": "bounced", "email": ALICE, "reason": f"<{ALICE}>: no such user"}
+    )
+    assert site.post("generic", body, **generic_headers(body)).status_code == 200
+
+    assert site.store.subscribers.erase(ALICE) == Erased(found=True, log_cleared=True)
+    late = generic_body(
+        {"id": "b2", "type": "bounced", "email": ALICE.upper(), "reason": f"<{ALICE}>: gone"}
+    )
+    assert site.post("generic", late, **generic_headers(late)).status_code == 200
+
+    content = json.dumps(dump(site.url), default=str).lower()
+    assert "alice" not in content and "rossi" not in content
+    assert show_of(site, BOB)["deliveries"][0]["state"] == "sent"
+    url = make_url(site.url)
+    if url.get_backend_name() != "sqlite" or url.database is None:
+        return  # PostgreSQL: no row holds it; its files are PostgreSQL's to reuse (README)
+    database = url.database
+    files = [Path(database), Path(f"{database}-wal"), Path(f"{database}-shm")]
+    assert Path(database).stat().st_size > 0
+    for path in files:
+        if path.exists():
+            data = path.read_bytes().lower()
+            assert b"alice" not in data and b"rossi" not in data, f"{path.name} holds the address"
