@@ -12,8 +12,11 @@ import datetime as dt
 import hashlib
 import io
 import json
+import os
 import re
 import shutil
+import sqlite3
+import stat
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -876,7 +879,8 @@ def database_at_0002(url: str) -> None:
                 for n in (1, 2, 3)
             ),
             *(
-                f"INSERT INTO memberships (subscriber_id, list_id, created_at) VALUES ({n}, 1, :now)"
+                "INSERT INTO memberships (subscriber_id, list_id, created_at) "
+                f"VALUES ({n}, 1, :now)"
                 for n in (1, 2, 3)
             ),
             "INSERT INTO campaigns (id, issue, list_id, subject, status, status_detail, "
@@ -926,3 +930,27 @@ def test_db_upgrade_from_0002_keeps_everyone_binds_their_links_and_never_reuses_
     assert run("subscribers", "erase", "new@example.org", "--yes").exit_code == 0
     assert run("subscribers", "add", "newer@example.org").exit_code == 0
     assert column(database_url, "SELECT id FROM subscribers WHERE name = ''") == [new_id + 1]
+
+
+def test_the_database_and_the_outbox_messages_are_readable_by_their_owner_alone(
+    folder: Folder, run: Run
+) -> None:
+    folder.configure(
+        'url = "sqlite:///subscribers/mailer.db"', 'url = "sqlite:///private/mailer.db"'
+    )
+    previous = os.umask(0o022)  # what most systems give: files world-readable unless said
+    try:
+        assert run("subscribers", "add", "alice@example.org").exit_code == 0
+        assert run("send", "--yes").exit_code == 0
+        database = folder.path / "private" / "mailer.db"
+        with sqlite3.connect(database) as connection:  # a reader keeps -wal and -shm there
+            connection.execute("SELECT count(*) FROM subscribers").fetchone()
+            files = [database, *(database.with_name(f"mailer.db-{end}") for end in ("wal", "shm"))]
+            messages = sorted((folder.path / "outbox").glob("*.eml"))
+            assert messages and all(path.exists() for path in files)
+            for path in [*files, *messages]:
+                assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
+        for path in (database.parent, folder.path / "outbox"):
+            assert stat.S_IMODE(path.stat().st_mode) == 0o700, path.name
+    finally:
+        os.umask(previous)

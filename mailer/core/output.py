@@ -31,10 +31,13 @@ class Written:
     removed: list[str] = field(default_factory=list)
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` in one step; on any failure the old file stays as it was."""
+def write_atomically(path: Path, data: bytes, private: bool = False) -> None:
+    """Replace `path` with `data` in one step; on any failure the old file stays as it was.
+
+    A `private` file (a message with its personal links) is readable by its owner alone, and so
+    is a folder made for it; other files are readable by everyone, like the web archive."""
     try:
-        _replace(path, data)
+        _replace(path, data, private)
     except OSError as error:
         raise OutputError(
             f"cannot write {path}: {error.strerror or error}; the file that was there is "
@@ -42,15 +45,15 @@ def write_atomically(path: Path, data: bytes) -> None:
         ) from None
 
 
-def _replace(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _replace(path: Path, data: bytes, private: bool) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700 if private else 0o777)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
             stream.flush()
             os.fsync(stream.fileno())
-        os.chmod(temporary, 0o644)
+        os.chmod(temporary, 0o600 if private else 0o644)
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -28,7 +28,7 @@ class OutboxBackend(Backend):
         self.sign = sign
 
     def open(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         # A send killed while writing leaves its temporary file behind; one this old belongs to
         # nobody (a live writer renames its file within moments).
         stale = time.time() - STALE_SECONDS
@@ -41,7 +41,8 @@ class OutboxBackend(Backend):
         results = []
         for outgoing in batch:
             data = self.sign(template.personalise(outgoing.recipient, outgoing.message_id))
-            write_atomically(self.folder / file_name(outgoing), data)
+            # Private: a message holds its reader's address and two-year unsubscribe link.
+            write_atomically(self.folder / file_name(outgoing), data, private=True)
             results.append(Result(Outcome.SENT, message_id=outgoing.message_id))
         return results
 
