@@ -523,6 +523,52 @@ def test_an_export_imports_back_into_an_empty_database_as_the_same_people(
     assert people_after == people_before
 
 
+FORMULAS = [
+    ("=eq@example.org", '=HYPERLINK("http://evil.example","open")', "=sums"),
+    ("+plus@example.org", "+Ada", "+list"),
+    ("-dash@example.org", "-Bob", "-drafts"),
+    ("at@example.org", "@Carol", "@team"),
+    ("quote@example.org", "'=Dan", "news"),
+    ("quotes@example.org", "''Eve", "news"),
+    ("tis@example.org", "'Tis Fay", "news"),
+]
+"""Names, addresses and lists a spreadsheet would run as a formula, and names already beginning
+with the quote that neutralises them."""
+
+
+def test_an_export_neutralises_formulas_and_imports_back_as_the_same_people(
+    db_folder: Folder, run: Run, other_database: str, database_url: str, tmp_path: Path
+) -> None:
+    for email, name, list_name in FORMULAS:
+        added = run("subscribers", "add", f"--name={name}", f"--list={list_name}", "--", email)
+        assert added.exit_code == 0, added.output
+    exported = tmp_path / "export.csv"
+
+    assert run("subscribers", "export", str(exported)).exit_code == 0
+
+    rows = list(csv.reader(io.StringIO(exported.read_text(encoding="utf-8"))))[1:]
+    for cell in (cell for row in rows for cell in row):
+        assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")), cell
+    other = Folder(tmp_path / "other")
+    shutil.copytree(db_folder.path, other.path)
+    other.configure(f'url = "{database_url}"', f'url = "{other_database}"')
+    runner = CliRunner(env={"MAILER_SECRET": SECRET})
+    imported = runner.invoke(
+        main, ["--config", str(other.config_path), "subscribers", "import", str(exported)]
+    )
+    assert imported.exit_code == 0, imported.output
+    again = runner.invoke(main, ["--config", str(other.config_path), "subscribers", "list"])
+    shown = {tuple(row[:2]) for row in table(again.stdout)[1:]}
+    assert shown == {(email, name) for email, name, _ in FORMULAS}
+    for email, name, list_name in FORMULAS:
+        person = json.loads(
+            runner.invoke(
+                main, ["--config", str(other.config_path), "subscribers", "show", "--", email]
+            ).stdout
+        )
+        assert (person["email"], person["name"], person["lists"]) == (email, name, [list_name])
+
+
 def test_list_shows_a_table_with_filters(people: None, run: Run) -> None:
     result = run("subscribers", "list")
     assert result.exit_code == 0, result.output

@@ -21,6 +21,7 @@ from mailer.core.addresses import (
 )
 from mailer.core.errors import RequestError
 from mailer.core.lifecycle import Reason, Status
+from mailer.store.importing.reader import spreadsheet_safe
 from mailer.store.importing.writer import import_csv
 from mailer.store.subscribers import Subscriber
 
@@ -153,7 +154,8 @@ def export(
     """Write subscribers as CSV (every status unless --status narrows it), to FILE or stdout.
 
     The columns are email,name,status,lists,created_at,updated_at, so the file can be imported
-    again.
+    again. A cell a spreadsheet would run as a formula (beginning with =, +, -, @, a tab or a
+    carriage return) is written with a leading ', which import takes off again.
 
     \b
     Example:
@@ -177,10 +179,10 @@ def _write_csv(stream: IO[str], subscribers: Iterator[Subscriber]) -> int:
     for subscriber in subscribers:
         writer.writerow(
             [
-                subscriber.email,
-                subscriber.name,
+                spreadsheet_safe(subscriber.email),
+                spreadsheet_safe(subscriber.name),
                 subscriber.status.value,
-                ";".join(subscriber.lists),
+                spreadsheet_safe(";".join(subscriber.lists)),
                 subscriber.created_at.isoformat(timespec="seconds"),
                 subscriber.updated_at.isoformat(timespec="seconds"),
             ]

@@ -156,7 +156,27 @@ def _rows(text: IO[str], path: Path) -> Iterator[tuple[int, Row | str]]:
 
 
 def _at(values: list[str], index: int | None) -> str:
-    return values[index] if index is not None and index < len(values) else ""
+    return as_written(values[index]) if index is not None and index < len(values) else ""
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""What a spreadsheet takes a cell for a formula by (OWASP, CSV injection)."""
+_ESCAPED = frozenset([*FORMULA_STARTS, "'"])
+
+
+def spreadsheet_safe(cell: str) -> str:
+    """A cell as an export writes it. One that a spreadsheet would run as a formula gets a
+    leading `'`, which spreadsheets take for "this is text"; so does one beginning with `'`
+    and one of those characters or another `'`, so that `as_written` can tell them apart."""
+    if cell.startswith(FORMULA_STARTS) or (cell[:1] == "'" and cell[1:2] in _ESCAPED):
+        return "'" + cell
+    return cell
+
+
+def as_written(cell: str) -> str:
+    """A cell as it was before `spreadsheet_safe`: importing an export gives back the people
+    it was made from."""
+    return cell[1:] if cell[:1] == "'" and cell[1:2] in _ESCAPED else cell
 
 
 def _candidate(
