@@ -182,6 +182,45 @@ def test_any_name_or_subject_never_adds_a_header_and_round_trips(name: str, subj
     assert message["To"].addresses[0].addr_spec == "reader@example.org"
 
 
+LOCAL_PARTS = st.text(
+    alphabet=st.sampled_from("abcxyz0189._-+éüßøçñ中文字Ωж"), min_size=1, max_size=64
+).filter(lambda local: not local.startswith(".") and not local.endswith(".") and ".." not in local)
+
+
+@FUZZ
+@given(
+    name=st.text(max_size=200),
+    local=LOCAL_PARTS,
+    list_name=st.text(min_size=1, max_size=300),
+    subject=st.text(min_size=1, max_size=400),
+)
+def test_every_header_line_ends_in_crlf_and_fits_in_998_octets(
+    name: str, local: str, list_name: str, subject: str
+) -> None:
+    recipient = Recipient(
+        f"{local}@example.org",
+        name,
+        "https://www.example.org/commentaries/unsubscribe/t",
+        "https://www.example.org/commentaries/preferences/t",
+    )
+    try:
+        data = compiled(subject, list_name).personalise(recipient)
+    except HeaderInjection:
+        assert any(c in name + subject + list_name for c in "\r\n")
+        return
+    head = data.split(b"\r\n\r\n", 1)[0] + b"\r\n"
+    assert b"\n" not in head.replace(b"\r\n", b""), "a bare LF in the headers"
+    assert b"\r" not in head.replace(b"\r\n", b""), "a bare CR in the headers"
+    for line in head.split(b"\r\n"):
+        assert len(line) <= 998, f"a header line of {len(line)} octets: {line[:60]!r}…"
+    # A non-ASCII local part is raw UTF-8 (SMTPUTF8), which the parser reads from text only.
+    message = email.message_from_string(data.decode("utf-8"), policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    assert message["To"].addresses[0].addr_spec == f"{local}@example.org"
+    # Spaces aside: Python's parser puts one between the encoded words of a folded name.
+    assert "".join(message["To"].addresses[0].display_name.split()) == "".join(name.split())
+
+
 @FUZZ
 @given(url=st.text(max_size=80))
 def test_any_unsubscribe_url_never_adds_a_header(url: str) -> None:

@@ -31,6 +31,12 @@ from mailer.render.email import PERSONAL_FIELDS, RenderedMessage
 
 CRLF = b"\r\n"
 SOFT_BREAK = b"=\r\n"
+MAX_LINE = 998
+"""Octets a line may hold, CRLF aside (RFC 5322)."""
+MAX_WORD = 75
+"""Characters an RFC 2047 encoded word may hold."""
+SHORT_NAME = MAX_LINE // 2
+"""A quoted name this long leaves room on its line for the header's name and an address."""
 
 
 class HeaderInjection(ValueError):
@@ -88,30 +94,40 @@ def mailbox(name: str, address: str) -> str:
     """`Name <address>` with the name RFC 2047-encoded when it is not ASCII.
 
     An internationalised domain is written in IDNA; a non-ASCII local part stays UTF-8, which only
-    servers offering SMTPUTF8 accept.
+    servers offering SMTPUTF8 accept. The name is folded where it is long (see `phrase`).
     """
     header_safe(name, "a name")
     header_safe(address, "an address")
     address = idna_address(address)
+    if not name:
+        return address
     if address.isascii():
-        return formataddr((name, address), "utf-8")
-    # A non-ASCII local part (SMTPUTF8): formataddr refuses it, so the name is encoded alone.
-    return f"{phrase(name)} <{address}>" if name else address
+        # The common case, and the fast one: a quoted name, or one encoded word unfolded.
+        short = formataddr((name, address), "utf-8")
+        limit = SHORT_NAME if name.isascii() else MAX_WORD + len(address) + 3
+        if len(short) <= limit:
+            return short
+    return f"{phrase(name)} <{address}>"
 
 
 def phrase(text: str) -> str:
-    """A display name on its own (as List-Id has it): quoted, or RFC 2047-encoded if not ASCII."""
+    """A display name on its own (as List-Id has it): quoted if ASCII and short, else RFC 2047
+    words, folded with CRLF. formataddr never folds and Header.encode() folds with a bare LF
+    unless told otherwise: either way a long name made a line over the 998 octets SMTP allows."""
     header_safe(text, "a name")
-    if text.isascii():
+    if text.isascii() and len(text) <= SHORT_NAME:
         return '"{}"'.format(text.replace("\\", "\\\\").replace('"', '\\"'))
-    return Header(text, "utf-8").encode()
+    return Header(text, "utf-8").encode(linesep="\r\n")
 
 
 def encoded(name: str, value: str) -> bytes:
-    """A whole header line, folded, encoded as RFC 2047 words only where the text is not ASCII."""
+    """A whole header line, folded, encoded as RFC 2047 words only where the text is not ASCII
+    (or holds a word too long to fold, which encoded words can split anywhere)."""
     header_safe(value, name)
     charset = "us-ascii" if value.isascii() else "utf-8"
     line = Header(value, charset, header_name=name).encode(linesep="\r\n")
+    if max(map(len, line.split("\r\n"))) > MAX_LINE - len(name) - 2:
+        line = Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
     return f"{name}: {line}".encode("ascii") + CRLF
 
 
