@@ -1139,3 +1139,27 @@ def test_a_link_names_nobody_once_another_person_holds_its_id_on_each_database(
     assert after is not None and after.email == "bob@example.org"
     assert after.status == Status.PENDING
     newsletter.store.close()
+
+
+def test_someone_who_left_signs_up_again_for_the_default_list_before_it_exists(
+    client: FlaskClient, newsletter: Newsletter, folder: Folder
+) -> None:
+    subscribers = newsletter.store.subscribers
+    subscribers.merge(
+        [Candidate("back@example.org", "", frozenset({"briefings"}))],
+        status=Status.ACTIVE,
+        reason=Reason.IMPORT,
+    )
+    back = subscribers.find("back@example.org")
+    assert back is not None
+    assert subscribers.change_status(back.id, Status.UNSUBSCRIBED, Reason.STAFF)
+    assert "commentaries" not in newsletter.store.lists.names()
+
+    answer = subscribe(client, "back@example.org", lists="commentaries")
+
+    assert answer.status_code == 200, answer.text
+    assert ON_ITS_WAY in answer.text
+    after = subscribers.get(back.id)
+    assert after is not None and after.status == Status.PENDING
+    assert after.lists == ("commentaries",)
+    assert [m["To"] for m in outbox(folder)] == ["back@example.org"]

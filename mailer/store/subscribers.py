@@ -330,7 +330,6 @@ class Subscribers:
         """Make exactly these lists the subscriber's (a preferences page saving its choice);
         True when anything changed. LookupError names a list or subscriber that does not exist."""
         wanted = sorted(set(names))
-        now = utcnow()
         with self.engine.begin() as connection:
             exists = connection.scalar(
                 select(subscribers.c.id).where(subscribers.c.id == subscriber_id)
@@ -346,31 +345,47 @@ class Subscribers:
             unknown = [name for name in wanted if name not in ids]
             if unknown:
                 raise LookupError(f"there is no list '{unknown[0]}'")
-            current = _list_ids_of(connection, [subscriber_id])[subscriber_id]
-            target = set(ids.values())
-            gone, new = sorted(current - target), sorted(target - current)
-            if gone:
-                connection.execute(
-                    delete(memberships).where(
-                        memberships.c.subscriber_id == subscriber_id,
-                        memberships.c.list_id.in_(gone),
-                    )
-                )
-            if new:
-                connection.execute(
-                    insert(memberships),
-                    [
-                        {"subscriber_id": subscriber_id, "list_id": list_id, "created_at": now}
-                        for list_id in new
-                    ],
-                )
-            if gone or new:
-                connection.execute(
-                    update(subscribers)
-                    .where(subscribers.c.id == subscriber_id)
-                    .values(updated_at=now)
-                )
-            return bool(gone or new)
+            return _set_lists(connection, subscriber_id, set(ids.values()))
+
+    def come_back(
+        self, subscriber_id: int, names: Iterable[str], reason: Reason, detail: str, ip: str
+    ) -> bool:
+        """Someone who left asks again (the form): pending once more, on exactly these lists,
+        made if they do not exist yet (the default list before its first member), in one
+        commit. False, and nothing changed, when the lifecycle does not allow it."""
+        with self.engine.begin() as connection:
+            if not change_status(connection, subscriber_id, Status.PENDING, reason, detail, ip):
+                return False
+            ids, _created = Lists.ensure(connection, set(names))
+            _set_lists(connection, subscriber_id, set(ids.values()))
+            return True
+
+
+def _set_lists(connection: Connection, subscriber_id: int, target: set[int]) -> bool:
+    """Within a transaction: exactly these lists the subscriber's; True when anything changed."""
+    now = utcnow()
+    current = _list_ids_of(connection, [subscriber_id])[subscriber_id]
+    gone, new = sorted(current - target), sorted(target - current)
+    if gone:
+        connection.execute(
+            delete(memberships).where(
+                memberships.c.subscriber_id == subscriber_id,
+                memberships.c.list_id.in_(gone),
+            )
+        )
+    if new:
+        connection.execute(
+            insert(memberships),
+            [
+                {"subscriber_id": subscriber_id, "list_id": list_id, "created_at": now}
+                for list_id in new
+            ],
+        )
+    if gone or new:
+        connection.execute(
+            update(subscribers).where(subscribers.c.id == subscriber_id).values(updated_at=now)
+        )
+    return bool(gone or new)
 
 
 def _united(candidates: Sequence[Candidate], merged: Merged) -> dict[str, Candidate]:

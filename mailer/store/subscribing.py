@@ -45,9 +45,8 @@ def request_subscription(
                 replace_names=False,
             )
         elif found.status in COME_BACK:
-            if not subscribers.change_status(found.id, Status.PENDING, Reason.FORM, detail, ip):
+            if not subscribers.come_back(found.id, candidate.lists, Reason.FORM, detail, ip):
                 return None
-            subscribers.set_lists(found.id, candidate.lists)
         else:
             return None
         return subscribers.get(found.id)
