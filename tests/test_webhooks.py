@@ -46,7 +46,7 @@ from mailer.providers.ses import webhook as ses
 from mailer.store.campaigns import DeliveryRecord, DeliveryState
 from mailer.store.database import Store
 from mailer.store.schema import deliveries
-from mailer.store.subscribers import Erased
+from mailer.store.suppressions import Erased
 from mailer.web import create_app
 from tests.conftest import Folder
 from tests.smtp_server import make_certificates

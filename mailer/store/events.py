@@ -25,7 +25,8 @@ from mailer.core.events import Event, Kind
 from mailer.core.lifecycle import Reason, Status
 from mailer.store.campaigns import DeliveryState
 from mailer.store.schema import deliveries, events, subscribers, utcnow, webhook_tokens
-from mailer.store.subscribers import change_status, erased_keys
+from mailer.store.subscribers import change_status
+from mailer.store.suppressions import erased_keys
 
 TOKENS_KEPT = dt.timedelta(days=1)
 MAX_REASON = 1000

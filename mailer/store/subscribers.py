@@ -22,15 +22,14 @@ from mailer.store.schema import (
     campaigns,
     deliveries,
     driver_time,
-    events,
     history,
     lists,
     memberships,
     new_link_secret,
     subscribers,
-    suppressions,
     utcnow,
 )
+from mailer.store.suppressions import Erased, erase, erased_keys
 
 
 @dataclass(frozen=True)
@@ -56,15 +55,6 @@ class SendLogEntry(NamedTuple):
     message_id: str | None
     error: str | None
     updated_at: dt.datetime
-
-
-@dataclass(frozen=True)
-class Erased:
-    found: bool
-    """Whether a subscriber had the address (its hash is suppressed either way)."""
-    log_cleared: bool
-    """False when another process kept SQLite from emptying its write-ahead log at once: the
-    old pages there go at its next checkpoint."""
 
 
 @dataclass
@@ -299,32 +289,8 @@ class Subscribers:
             return change_status(connection, subscriber_id, new, reason, detail, ip)
 
     def erase(self, email: str, reason: str = "erased") -> Erased:
-        """Delete everything held on this address, keeping only its hash on the suppression list.
-
-        On SQLite the deleted rows are overwritten (secure_delete, database.py) and the
-        write-ahead log, which still holds the pages as they were, is emptied into the database
-        and cut to nothing, so that the address is in no file of the database afterwards.
-        """
-        email = as_stored(email)
-        with self.engine.begin() as connection:
-            subscriber_id = connection.scalar(
-                select(subscribers.c.id).where(subscribers.c.email_key == key(email))
-            )
-            hashed = self.hashes(email)
-            # Webhook events about the address from before it was a subscriber's (theirs go
-            # with the subscriber row), hashed either way.
-            connection.execute(
-                delete(events).where(events.c.email_hash.in_([hashed, self.hashes.unkeyed(email)]))
-            )
-            if not erased_keys(connection, [key(email)], self.hashes):
-                connection.execute(
-                    insert(suppressions).values(
-                        email_hash=hashed, reason=reason, at=utcnow(), keyed=True
-                    )
-                )
-            if subscriber_id is not None:
-                connection.execute(delete(subscribers).where(subscribers.c.id == subscriber_id))
-        return Erased(found=subscriber_id is not None, log_cleared=_clear_log(self.engine))
+        """Delete everything held on this address, keeping only its hash (suppressions.py)."""
+        return erase(self.engine, self.hashes, email, reason)
 
     def set_lists(self, subscriber_id: int, names: Iterable[str]) -> bool:
         """Make exactly these lists the subscriber's (a preferences page saving its choice);
@@ -538,38 +504,6 @@ def change_status(
         )
     )
     return True
-
-
-def _clear_log(engine: Engine) -> bool:
-    """On SQLite, copy the write-ahead log into the database and cut it to nothing, so that
-    pages as they were before a deletion are no longer in it; False when a reader kept it
-    from finishing. PostgreSQL keeps its own log, out of mailer's reach."""
-    if engine.dialect.name != "sqlite":
-        return True
-    with engine.connect() as connection:
-        busy, _pages, _copied = connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
-        connection.commit()
-    return not busy
-
-
-def erased_keys(connection: Connection, keys: Sequence[str], hashes: SuppressionHash) -> set[str]:
-    """The keys among these whose address was erased. Hashing every key is skipped when no
-    address ever was (as in a newsletter's first import), the unkeyed form when no hash of that
-    form is left."""
-    if not keys or connection.scalar(select(suppressions.c.keyed).limit(1)) is None:
-        return set()
-    by_hash = {hashes(k): k for k in keys}
-    if (
-        connection.scalar(select(suppressions.c.keyed).where(~suppressions.c.keyed).limit(1))
-        is not None
-    ):
-        by_hash.update({hashes.unkeyed(k): k for k in keys})
-    found = connection.execute(
-        select(suppressions.c.email_hash).where(
-            one_of(connection, suppressions.c.email_hash, list(by_hash))
-        )
-    ).scalars()
-    return {by_hash[h] for h in found}
 
 
 def _list_ids_of(connection: Connection, ids: Sequence[int]) -> dict[int, set[int]]:

@@ -2,10 +2,11 @@
 the archive and a health check. Registered under the path of site_url by the app factory.
 
 Confirm, unsubscribe and preferences are opened by signed tokens (mailer.core.tokens): a forged,
+Confirm, unsubscribe and preferences are opened by signed tokens (mailer.core.tokens): a forged,
 altered or expired token gets a page saying so (400), a token for somebody no longer held (or
-made for whoever held the id before) gets 404, and neither changes anything. A GET or HEAD never changes a subscription, since mail
-scanners open links: confirming takes a POST from the page's button, unsubscribing a POST from
-the page's button or from a mail client's RFC 8058 one-click.
+made for whoever held the id before) gets 404, and neither changes anything. A GET or HEAD never
+changes a subscription, since mail scanners open links: confirming takes a POST from the page's
+button, unsubscribing a POST from the page's button or from a mail client's RFC 8058 one-click.
 """
 
 from __future__ import annotations
