@@ -5,11 +5,12 @@ from __future__ import annotations
 import email
 import email.policy
 import re
+from email.header import decode_header, make_header
 from email.message import EmailMessage
 
 import pytest
 
-from mailer.render.message import HeaderInjection, MessageTemplate, Recipient, Sender
+from mailer.render.message import HeaderInjection, MessageTemplate, Recipient, Sender, mailbox
 from tests.conftest import Folder
 
 LONGEST = "stalemate-to-escalation"
@@ -182,3 +183,20 @@ def test_without_them_there_is_no_mailto_and_no_feedback_id(folder: Folder) -> N
     message = parse(template(folder).personalise(recipient()))
     assert "mailto:" not in message["List-Unsubscribe"]
     assert message["Feedback-ID"] is None
+
+
+def test_a_service_gets_long_names_and_the_list_id_whole_and_unfolded(folder: Folder) -> None:
+    """HTTP providers write the headers themselves from these values: a folded one would hand
+    them a line break, and a List-Id cut at its first fold would lose its id."""
+    long_list = "Europäische Sicherheit und Verteidigung " * 6
+    compiled = template(folder, list_name=long_list.strip())
+    list_id = compiled.shared_headers()["List-Id"]
+    name = "Zoë Ünal-Þórsdóttir " * 8
+
+    to = mailbox(name.strip(), "zoe@example.org", linesep="")
+
+    for value in (list_id, to):
+        assert "\r" not in value and "\n" not in value
+    assert re.search(rf" <[a-z-]+\.{re.escape(compiled.domain)}>$", list_id), list_id
+    assert str(make_header(decode_header(to))) == f"{name.strip()} <zoe@example.org>"
+    assert "\r\n " in mailbox(name.strip(), "zoe@example.org")  # in a message, folded

@@ -90,11 +90,12 @@ def idna_address(address: str) -> str:
         return address
 
 
-def mailbox(name: str, address: str) -> str:
+def mailbox(name: str, address: str, linesep: str = "\r\n") -> str:
     """`Name <address>` with the name RFC 2047-encoded when it is not ASCII.
 
     An internationalised domain is written in IDNA; a non-ASCII local part stays UTF-8, which only
-    servers offering SMTPUTF8 accept. The name is folded where it is long (see `phrase`).
+    servers offering SMTPUTF8 accept. The name is folded where it is long (see `phrase`); with
+    `linesep=""` its words are joined by spaces instead, for a service that writes the header.
     """
     header_safe(name, "a name")
     header_safe(address, "an address")
@@ -107,17 +108,17 @@ def mailbox(name: str, address: str) -> str:
         limit = SHORT_NAME if name.isascii() else MAX_WORD + len(address) + 3
         if len(short) <= limit:
             return short
-    return f"{phrase(name)} <{address}>"
+    return f"{phrase(name, linesep)} <{address}>"
 
 
-def phrase(text: str) -> str:
+def phrase(text: str, linesep: str = "\r\n") -> str:
     """A display name on its own (as List-Id has it): quoted if ASCII and short, else RFC 2047
     words, folded with CRLF. formataddr never folds and Header.encode() folds with a bare LF
     unless told otherwise: either way a long name made a line over the 998 octets SMTP allows."""
     header_safe(text, "a name")
     if text.isascii() and len(text) <= SHORT_NAME:
         return '"{}"'.format(text.replace("\\", "\\\\").replace('"', '\\"'))
-    return Header(text, "utf-8").encode(linesep="\r\n")
+    return Header(text, "utf-8").encode(linesep=linesep)
 
 
 def encoded(name: str, value: str) -> bytes:
@@ -257,7 +258,8 @@ class MessageTemplate:
 
     @functools.cached_property
     def _shared_list_headers(self) -> dict[str, str]:
-        head = self.head_rest.decode("ascii").split("\r\n")
+        # One entry per header, its folds undone (a CRLF followed by a space continues a line).
+        head = self.head_rest.decode("ascii").replace("\r\n ", " ").split("\r\n")
         return dict(
             line.split(": ", 1)
             for line in head

@@ -60,11 +60,14 @@ class MailgunBackend(HttpBackend):
 
     def payload(self, template: MessageTemplate, batch: Sequence[Outgoing]) -> Payload:
         text, html = template.parts_with(recipient_variable)
-        fields = [("from", mailbox(*sender_address(template)))]
+        fields = [("from", mailbox(*sender_address(template), linesep=""))]
         # One `to` field listing everybody, as Mailgun allows: a form part per recipient costs
         # more to build than the rest of the request.
         fields.append(
-            ("to", ", ".join(mailbox(o.recipient.name, o.recipient.email) for o in batch))
+            (
+                "to",
+                ", ".join(mailbox(o.recipient.name, o.recipient.email, linesep="") for o in batch),
+            )
         )
         fields += [("subject", template.rendered.subject), ("text", text), ("html", html)]
         fields.append(("recipient-variables", json.dumps(recipient_variables(template, batch))))
@@ -72,7 +75,7 @@ class MailgunBackend(HttpBackend):
         fields += [(f"h:{name}", value) for name, value in template.shared_headers().items()]
         reply_to = reply_address(template)
         if reply_to:
-            fields.append(("h:Reply-To", mailbox(*reply_to)))
+            fields.append(("h:Reply-To", mailbox(*reply_to, linesep="")))
         return form_payload(self.url, fields, self.auth)
 
     def results(self, response: requests.Response, batch: Sequence[Outgoing]) -> list[Result]:

@@ -51,13 +51,13 @@ class PostmarkBackend(HttpBackend):
 
     def payload(self, template: MessageTemplate, batch: Sequence[Outgoing]) -> Payload:
         shared: dict[str, Any] = {
-            "From": mailbox(*sender_address(template)),
+            "From": mailbox(*sender_address(template), linesep=""),
             "Subject": template.rendered.subject,
             "MessageStream": self.message_stream,
         }
         reply_to = reply_address(template)
         if reply_to:
-            shared["ReplyTo"] = mailbox(*reply_to)
+            shared["ReplyTo"] = mailbox(*reply_to, linesep="")
         messages = []
         for outgoing in batch:
             recipient = outgoing.recipient
@@ -66,7 +66,7 @@ class PostmarkBackend(HttpBackend):
             messages.append(
                 {
                     **shared,
-                    "To": mailbox(recipient.name, recipient.email),
+                    "To": mailbox(recipient.name, recipient.email, linesep=""),
                     "TextBody": text,
                     "HtmlBody": html,
                     "Headers": [{"Name": name, "Value": value} for name, value in headers.items()],
