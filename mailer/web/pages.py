@@ -2,7 +2,6 @@
 the archive and a health check. Registered under the path of site_url by the app factory.
 
 Confirm, unsubscribe and preferences are opened by signed tokens (mailer.core.tokens): a forged,
-Confirm, unsubscribe and preferences are opened by signed tokens (mailer.core.tokens): a forged,
 altered or expired token gets a page saying so (400), a token for somebody no longer held (or
 made for whoever held the id before) gets 404, and neither changes anything. A GET or HEAD never
 changes a subscription, since mail scanners open links: confirming takes a POST from the page's
