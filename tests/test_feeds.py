@@ -64,7 +64,7 @@ def test_rss_carries_authors_categories_guid_full_content_and_the_pdf(
     assert stalemate.enclosures[0].href.endswith(".pdf")
     assert stalemate.enclosures[0].type == "application/pdf"
     assert int(stalemate.enclosures[0].length) > 0
-    assert "<h3>" in stalemate.content[0].value
+    assert "<h2>" in stalemate.content[0].value
 
 
 def test_atom_has_html_content_rfc3339_dates_and_one_alternate_link_per_entry(
@@ -150,9 +150,9 @@ def test_text_is_escaped_in_feeds(folder: Folder, run: Run) -> None:
     for name in ("rss.xml", "atom.xml"):
         parsed = feedparser.parse(files[name])
         assert not parsed.bozo
-        assert parsed.entries[0].title == 'Tariffs & <Trade> "Wars"'
+        assert parsed.entries[0].title == "Tariffs & <Trade> “Wars”"
         assert "<script>" not in parsed.entries[0].content[0].value
-    assert json.loads(files["feed.json"])["items"][0]["title"] == 'Tariffs & <Trade> "Wars"'
+    assert json.loads(files["feed.json"])["items"][0]["title"] == "Tariffs & <Trade> “Wars”"
 
 
 def test_commentaries_of_the_same_day_get_distinct_atom_updated_times(

@@ -197,7 +197,7 @@ def read(path: Path, site: Site) -> tuple[Commentary | None, list[Problem]]:
     values = _fields(front, path, problems)
     archive_url = site.archive_url(slug)
     rendered = markdown.render(
-        front.body, base_url=archive_url, path=path, first_line=front.body_line
+        front.body, base_url=archive_url, path=path, first_line=front.body_line, anchor=slug
     )
     problems.extend(rendered.problems)
     if any(not p.warning for p in problems):
@@ -307,6 +307,15 @@ def _text(value: Any) -> str:
     return value.strip()
 
 
+def _prose(value: Any) -> str:
+    """Text a reader sees beside the body (title, key points), typeset like the body."""
+    return markdown.typeset(_text(value))
+
+
+def _proses(value: Any) -> tuple[str, ...]:
+    return tuple(markdown.typeset(item) for item in _texts(value))
+
+
 def _texts(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [value]
@@ -370,11 +379,11 @@ def _flag(value: Any) -> bool:
 
 _FIELDS: dict[str, tuple[Callable[[Any], Any], bool]] = {
     # name: (converter, required)
-    "title": (_text, True),
+    "title": (_prose, True),
     "authors": (_some_texts, True),
     "date": (_date, True),
     "number": (_text, False),
-    "summary": (_texts, False),
+    "summary": (_proses, False),
     "tags": (_texts, False),
     "url": (_web_url, False),
     "pdf": (_web_url, False),

@@ -9,19 +9,23 @@ from __future__ import annotations
 
 import re
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from html import escape
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 from markdown_it.tree import SyntaxTreeNode
+from mdit_py_plugins.footnote import footnote_plugin
 
 from mailer.core.errors import Problem
 
 ALLOWED_SCHEMES = ("http", "https", "mailto")
 TEXT_WIDTH = 72
+SECTION_LEVEL = 2
+"""The level of a body's first headings: the page or email has the title as its one <h1>."""
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*):")
 
 
@@ -44,6 +48,7 @@ class _SafeMarkdown(MarkdownIt):
     def __init__(self) -> None:
         super().__init__("commonmark", {"html": False, "typographer": True})
         self.enable(["replacements", "smartquotes", "table", "strikethrough"])
+        self.use(footnote_plugin, inline=False)
         self.refused: list[str] = []
 
     def validateLink(self, url: str) -> bool:
@@ -53,10 +58,33 @@ class _SafeMarkdown(MarkdownIt):
         return False
 
 
-def render(source: str, *, base_url: str, path: Path, first_line: int) -> Body:
-    """The body as HTML and text; problems carry file lines (`first_line` is the body's first)."""
+class _Typographer(MarkdownIt):
+    """Only the typographer: every character but quotes and dashes stays as written."""
+
+    def __init__(self) -> None:
+        super().__init__("zero", {"typographer": True})
+        self.enable(["replacements", "smartquotes"])
+
+
+def typeset(text: str) -> str:
+    """A line of front matter (a title, a key point) with the body's curly quotes and dashes."""
+    tokens = _Typographer().parseInline(text)
+    return "".join(child.content for token in tokens for child in token.children or ())
+
+
+def render(source: str, *, base_url: str, path: Path, first_line: int, anchor: str) -> Body:
+    """The body as HTML and text; problems carry file lines (`first_line` is the body's first).
+
+    `anchor` names the footnotes' ids, which must differ between commentaries sharing a page
+    (a feed, an issue).
+    """
     markdown = _SafeMarkdown()
-    tokens = markdown.parse(source)
+    for rule in ("footnote_ref", "footnote_anchor"):
+        original = markdown.renderer.rules[rule]  # type: ignore[attr-defined]
+        markdown.add_render_rule(rule, _absolute_fragment(original, base_url))
+    env = {"docId": anchor}
+    tokens = markdown.parse(source, env)
+    _shift_headings(tokens)
     problems = [
         Problem(
             path,
@@ -77,9 +105,28 @@ def render(source: str, *, base_url: str, path: Path, first_line: int) -> Body:
                     warning=True,
                 )
             )
-    html = markdown.renderer.render(tokens, markdown.options, {})
+    html = markdown.renderer.render(tokens, markdown.options, env)
     text = "\n\n".join(_blocks(SyntaxTreeNode(tokens), TEXT_WIDTH))
     return Body(html=html, text=text, problems=tuple(problems))
+
+
+def _absolute_fragment(render: Callable[..., str], base_url: str) -> Callable[..., str]:
+    """A footnote's `#fn…` link made absolute: an email has no page to jump within, so there the
+    number opens the archive page at the note; on that page the same link stays in place."""
+
+    def rule(self: object, tokens: Sequence[Token], idx: int, options: object, env: object) -> str:
+        return render(tokens, idx, options, env).replace('href="#', f'href="{escape(base_url)}#')
+
+    return rule
+
+
+def _shift_headings(tokens: list[Token]) -> None:
+    """Section headings one level below the title, whatever level the writer typed (`###`),
+    keeping their order and never skipping a level (screen readers navigate by them)."""
+    headings = [t for t in tokens if t.type in ("heading_open", "heading_close")]
+    levels = sorted({int(t.tag[1]) for t in headings})
+    for token in headings:
+        token.tag = f"h{min(SECTION_LEVEL + levels.index(int(token.tag[1])), 6)}"
 
 
 def _line_of(source: str, fragment: str) -> int:
@@ -119,8 +166,8 @@ def _block(node: SyntaxTreeNode, width: int) -> str:
     kind = node.type
     if kind == "heading":
         title = _inline(node)
-        underline = "=" if node.tag in ("h1", "h2") else "-"
-        return f"{wrap(title, width)}\n{underline * min(len(title), width)}"
+        # The title above carries the `=` underline; sections are all one step below it.
+        return f"{wrap(title, width)}\n{'-' * min(len(title), width)}"
     if kind == "paragraph":
         return wrap(_inline(node), width)
     if kind == "blockquote":
@@ -134,6 +181,9 @@ def _block(node: SyntaxTreeNode, width: int) -> str:
         return "* * *".center(width).rstrip()
     if kind == "table":
         return _table(node)
+    if kind == "footnote_block":
+        rule = "* * *".center(width).rstrip()
+        return "\n\n".join([rule, *(_footnote(note, width) for note in node.children)])
     return "\n\n".join(_blocks(node, width))
 
 
@@ -142,13 +192,24 @@ def _list(node: SyntaxTreeNode, width: int) -> str:
     items = []
     for number, item in enumerate(node.children, start=start):
         marker = f"{number}. " if node.type == "ordered_list" else "* "
-        indent = " " * len(marker)
-        inner = "\n\n".join(_blocks(item, width - len(marker)))
-        lines = inner.splitlines() or [""]
-        items.append(
-            "\n".join([marker + lines[0]] + [(indent + line).rstrip() for line in lines[1:]])
-        )
+        items.append(_hanging(marker, item, width))
     return "\n".join(items)
+
+
+def _hanging(marker: str, node: SyntaxTreeNode, width: int) -> str:
+    """The node's blocks after a marker (`* `, `1. `, `[1] `), later lines indented under it."""
+    inner = "\n\n".join(_blocks(node, width - len(marker)))
+    lines = inner.splitlines() or [""]
+    indent = " " * len(marker)
+    return "\n".join([marker + lines[0]] + [(indent + line).rstrip() for line in lines[1:]])
+
+
+def _footnote(node: SyntaxTreeNode, width: int) -> str:
+    return _hanging(f"[{_note_number(node)}] ", node, width)
+
+
+def _note_number(node: SyntaxTreeNode) -> int:
+    return int(str(node.meta["id"])) + 1
 
 
 def _table(node: SyntaxTreeNode) -> str:
@@ -178,6 +239,8 @@ def _inline_parts(node: SyntaxTreeNode) -> Iterator[str]:
             href = str(child.attrs.get("href", ""))
             shown = href.removeprefix("mailto:")
             yield shown if label in (href, shown) else f"{label} ({shown})"
+        elif kind == "footnote_ref":
+            yield f"[{_note_number(child)}]"
         elif kind == "image":
             yield f"[{child.content or 'image'}: {child.attrs.get('src', '')}]"
         else:
