@@ -86,3 +86,119 @@ def test_the_email_never_scrolls_sideways_and_keeps_a_600px_column(
             assert seen["container"] <= COLUMN, f"the column is wider than 600 px: {seen}"
         finally:
             browser.close()
+
+
+# A real commentary, as writers send them: a bare URL far wider than a phone, a wide image, notes.
+
+LONG_URL = "https://www.example.org/reports/" + "-sanctions-enforcement" * 6 + "-2025.html"
+WIDE_IMAGE = "https://www.example.org/commentaries/archive/stalemate-to-escalation/front.png"
+CONTRAST = 4.5
+
+
+def stalemate_with_what_writers_type(folder: Folder) -> str:
+    """The stalemate example's email, with a long bare URL and a wide image added to its body."""
+    path = folder.commentaries / "2025-09-17-stalemate-to-escalation.md"
+    text = path.read_text(encoding="utf-8")
+    opening = "Three and a half years after"
+    assert len(LONG_URL) >= 170
+    added = f"The data: {LONG_URL}\n\n![The front line in September]({WIDE_IMAGE})\n\n"
+    path.write_text(text.replace(opening, added + opening, 1), encoding="utf-8")
+    newsletter = folder.newsletter()
+    rendered = newsletter.render(newsletter.issue(["stalemate-to-escalation"]))
+    data = newsletter.message_template(rendered, "commentaries").personalise(
+        newsletter.preview_recipient()
+    )
+    message = email.message_from_bytes(data, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    html = message.get_body(("html",))
+    assert html is not None
+    return str(html.get_content())
+
+
+def png(width: int, height: int) -> bytes:
+    from io import BytesIO
+
+    from PIL import Image
+
+    out = BytesIO()
+    Image.new("RGB", (width, height), (18, 53, 91)).save(out, format="PNG")
+    return out.getvalue()
+
+
+def browser_page(playwright: Any, tmp_path: Path, html: str) -> Any:
+    """A Chromium page showing the email as a file, its images answered locally (no network)."""
+    browser = playwright.chromium.launch(
+        executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+    )
+    page = browser.new_page(viewport={"width": 375, "height": HEIGHT})
+    image = png(1600, 900)
+    page.route(
+        "https://www.example.org/**",
+        lambda route: route.fulfill(status=200, content_type="image/png", body=image),
+    )
+    page_file = tmp_path / "email.html"
+    page_file.write_text(html, encoding="utf-8")
+    page.goto(page_file.as_uri())
+    page.wait_for_function("() => [...document.images].every(i => i.complete)")
+    return browser, page
+
+
+def require_chromium() -> None:
+    if not CHROMIUM.is_file():
+        skip_or_fail(f"no Chromium at {CHROMIUM}")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        skip_or_fail("the playwright package is not installed")
+
+
+def test_a_long_url_a_wide_image_and_footnotes_keep_the_email_as_wide_as_a_phone(
+    folder: Folder, tmp_path: Path
+) -> None:
+    require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    html = stalemate_with_what_writers_type(folder)
+    assert LONG_URL in html and "footnote-ref" in html
+    with sync_playwright() as playwright:
+        browser, page = browser_page(playwright, tmp_path, html)
+        try:
+            seen = measure(page, 375)
+            image = page.evaluate(
+                "() => { const i = [...document.images].find(i => i.src.endsWith('front.png'));"
+                " return {natural: i.naturalWidth, shown: i.getBoundingClientRect().width}; }"
+            )
+        finally:
+            browser.close()
+    assert image["natural"] == 1600, "the wide image did not load, so proved nothing"
+    assert image["shown"] <= 375, image
+    assert seen["document"] == seen["inner"] == 375, f"the page is wider than the phone: {seen}"
+    assert seen["body"] <= 375, seen
+
+
+CONTRASTS = (Path(__file__).parent / "contrast.js").read_text(encoding="utf-8")
+
+
+def test_every_text_keeps_a_4_5_contrast_in_light_and_dark_mode(
+    folder: Folder, tmp_path: Path
+) -> None:
+    require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    html = stalemate_with_what_writers_type(folder)
+    backgrounds = {}
+    with sync_playwright() as playwright:
+        browser, page = browser_page(playwright, tmp_path, html)
+        try:
+            for scheme in ("light", "dark"):
+                page.emulate_media(color_scheme=scheme)
+                texts = page.evaluate(CONTRASTS)
+                assert len(texts) > 50, texts
+                low = [t for t in texts if t["ratio"] < CONTRAST]
+                assert not low, f"{scheme}: text below {CONTRAST}:1: {low}"
+                backgrounds[scheme] = page.evaluate(
+                    "() => getComputedStyle(document.querySelector('.container')).backgroundColor"
+                )
+        finally:
+            browser.close()
+    assert backgrounds["light"] != backgrounds["dark"], "dark mode changed nothing"

@@ -374,7 +374,8 @@ def test_preheader_is_the_first_text_of_the_body_and_hidden(folder: Folder) -> N
     first = body_element.xpath(".//text()[normalize-space()]")[0]
     holder = first.getparent()
     assert first.is_text, "the first text of <body> is the tail of an element, not inside one"
-    assert squeeze(str(first)) == rendered.issue.lead.summary[0]
+    # Invisible padding follows, so that the body does not run into the inbox preview.
+    assert squeeze(str(first).rstrip("\u034f\u200c\xa0")) == rendered.issue.lead.summary[0]
     style = {p.name: p.value for p in cssutils.parseStyle(holder.get("style", ""), validate=False)}
     assert style.get("display") == "none"
     assert style.get("max-height") in ("0", "0px")

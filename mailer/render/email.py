@@ -85,6 +85,7 @@ def render_issue(issue: Issue, theme: Theme, newsletter: NewsletterSettings) -> 
         "view_url": issue.lead.archive_url,
         "recipient": _Placeholders(marker),
         "css": theme.source("email.css"),
+        "dark_css": theme.source("email-dark.css"),
     }
     html = inline_css(theme.render("email.html", **context))
     text = theme.render("email.txt", **context)

@@ -11,6 +11,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+import babel
 import jinja2
 
 from mailer.content.markdown import wrap
@@ -20,6 +21,7 @@ THEME_FILES = (
     "email.html",
     "email.txt",
     "email.css",
+    "email-dark.css",
     "page.html",
     "archive.html",
     "commentary.html",
@@ -60,7 +62,9 @@ class Theme:
             lstrip_blocks=True,
             keep_trailing_newline=True,
         )
-        self.environment.filters.update(longdate=longdate, wrap=wrap, underline=underline)
+        self.environment.filters.update(
+            longdate=longdate, wrap=wrap, underline=underline, direction=direction
+        )
 
     def render(self, name: str, /, **context: Any) -> str:
         try:
@@ -115,6 +119,14 @@ class Theme:
 def longdate(value: dt.datetime) -> str:
     """17 September 2025."""
     return f"{value.day} {value:%B %Y}"
+
+
+def direction(language: str) -> str:
+    """`rtl` or `ltr`, the way the language is written (CLDR's data, through Babel)."""
+    try:
+        return str(babel.Locale.parse(language.replace("-", "_")).text_direction).lower()
+    except (ValueError, babel.UnknownLocaleError):
+        return "ltr"
 
 
 def underline(value: str, character: str = "=") -> str:
