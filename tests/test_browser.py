@@ -27,11 +27,12 @@ HEIGHT = 800
 COLUMN = 600
 
 
-def personalised_html(folder: Folder) -> str:
+def personalised_html(folder: Folder, slug: str = "") -> str:
+    """The HTML part of the issue of `slug` (default: the longest example) as a reader gets it."""
     newsletter = folder.newsletter()
     commentaries = newsletter.commentaries().commentaries
-    longest = max(commentaries, key=lambda c: len(c.html)).slug
-    rendered = newsletter.render(newsletter.issue([longest]))
+    slug = slug or max(commentaries, key=lambda c: len(c.html)).slug
+    rendered = newsletter.render(newsletter.issue([slug]))
     data = newsletter.message_template(rendered, "commentaries").personalise(
         newsletter.preview_recipient()
     )
@@ -103,16 +104,7 @@ def stalemate_with_what_writers_type(folder: Folder) -> str:
     assert len(LONG_URL) >= 170
     added = f"The data: {LONG_URL}\n\n![The front line in September]({WIDE_IMAGE})\n\n"
     path.write_text(text.replace(opening, added + opening, 1), encoding="utf-8")
-    newsletter = folder.newsletter()
-    rendered = newsletter.render(newsletter.issue(["stalemate-to-escalation"]))
-    data = newsletter.message_template(rendered, "commentaries").personalise(
-        newsletter.preview_recipient()
-    )
-    message = email.message_from_bytes(data, policy=email.policy.default)
-    assert isinstance(message, EmailMessage)
-    html = message.get_body(("html",))
-    assert html is not None
-    return str(html.get_content())
+    return personalised_html(folder, "stalemate-to-escalation")
 
 
 def png(width: int, height: int) -> bytes:
