@@ -114,7 +114,7 @@ def test_dark_mode_styles_stay_in_the_head_as_written(folder: Folder) -> None:
 
 
 def test_lang_and_dir_are_on_the_inner_wrapper_as_well_as_html(folder: Folder) -> None:
-    folder.configure('language = "en"', 'language = "ar"')
+    folder.configure('language = "en-GB"', 'language = "ar"')
     _, _, data = email_of(folder, STALEMATE)
     root = document(parts(data)[1])
     assert (root.get("lang"), root.get("dir")) == ("ar", "rtl")

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from mailer.render.feeds import render_feeds
 from mailer.render.message import MessageTemplate, Recipient
 from tests.conftest import Folder
 
@@ -68,6 +67,5 @@ def test_the_email_matches_its_golden_files(folder: Folder, update_golden: bool)
 @pytest.mark.parametrize("name", ["rss.xml", "atom.xml", "feed.json"])
 def test_the_feeds_match_their_golden_files(folder: Folder, update_golden: bool, name: str) -> None:
     newsletter = folder.newsletter()
-    published = newsletter.commentaries().published()
-    feeds = render_feeds(published, newsletter.config.newsletter, newsletter.config.feeds.entries)
-    compare(name, feeds[name], update_golden)
+    files = newsletter.render_files(newsletter.commentaries())
+    compare(name, files[name], update_golden)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from mailer.content.commentary import Collection, Commentary, Issue, Site, load_folder
+from mailer.content.commentary import Collection, Issue, Site, load_folder
 from mailer.core import config as settings
 from mailer.core.config import Config
 from mailer.core.errors import ConfigError, Problem
@@ -54,12 +54,14 @@ class Newsletter:
 
     @cached_property
     def theme(self) -> Theme:
-        return Theme(self.config.paths.templates)
+        return Theme(self.config.paths.templates, self.config.newsletter.language)
 
     @cached_property
     def site(self) -> Site:
         newsletter = self.config.newsletter
-        return Site(site_url=newsletter.site_url, zone=newsletter.zone)
+        return Site(
+            site_url=newsletter.site_url, zone=newsletter.zone, language=newsletter.language
+        )
 
     @cached_property
     def store(self) -> Store:
@@ -146,18 +148,31 @@ class Newsletter:
         """Feeds and web archive into the output folder; nothing is written if anything is wrong."""
         collection = self.commentaries()
         collection.raise_errors()
-        published = collection.published()
-        files = self.render_files(published)
-        return Built(len(published), write_folder(self.config.paths.output, files))
+        files = self.render_files(collection)
+        return Built(len(collection.published()), write_folder(self.config.paths.output, files))
 
-    def render_files(self, published: Sequence[Commentary]) -> dict[str, bytes]:
-        """Feeds and archive pages by path in the output folder, in memory."""
-        from mailer.render.feeds import render_feeds  # feedgen and lxml: only when building
+    def render_files(self, collection: Collection) -> dict[str, bytes]:
+        """Feeds and archive pages by path in the output folder, in memory.
+
+        When commentaries come in more than one language, each language also has feeds of its own
+        in a folder named after it (`it/rss.xml`), beside the newsletter's, which carry them all.
+        """
+        from mailer.render.feeds import Channel, render_feeds  # feedgen and lxml: when building
         from mailer.render.site import render_site
 
         newsletter = self.config.newsletter
-        files = render_feeds(published, newsletter, self.config.feeds.entries)
-        files.update(render_site(published, self.theme, newsletter))
+        entries = self.config.feeds.entries
+        published = collection.published()
+        versions = {c.slug: collection.versions(c) for c in published}
+        channel = Channel(newsletter, newsletter.language, versions=versions)
+        files = render_feeds(published, channel, entries)
+        languages = collection.languages()
+        for code in languages if len(languages) > 1 else ():
+            own = [c for c in published if c.language == code]
+            files.update(
+                render_feeds(own, Channel(newsletter, code, f"{code}/", versions), entries)
+            )
+        files.update(render_site(published, self.theme, newsletter, versions))
         return files
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import email
 import email.policy
 import webbrowser
-from collections.abc import Sequence
 from email.message import EmailMessage
 from pathlib import Path
 from typing import cast
@@ -15,7 +14,7 @@ import click
 from mailer.app import scaffold
 from mailer.app.newsletter import Newsletter
 from mailer.cli.shared import Invocation, count, pass_invocation
-from mailer.content.commentary import Commentary, Issue
+from mailer.content.commentary import Collection, Issue
 from mailer.core.errors import Problem, ProblemsError, TemplateError
 from mailer.core.output import write_atomically
 
@@ -66,7 +65,7 @@ def check(invocation: Invocation) -> None:
     collection = newsletter.commentaries()
     problems.extend(collection.problems)
     if not any(not p.warning for p in problems):
-        problems.extend(_render_problems(newsletter, collection.published()))
+        problems.extend(_render_problems(newsletter, collection))
     for problem in problems:
         click.echo(str(problem), err=True)
     errors = [p for p in problems if not p.warning]
@@ -80,12 +79,12 @@ def check(invocation: Invocation) -> None:
         raise click.exceptions.Exit(2)
 
 
-def _render_problems(newsletter: Newsletter, published: Sequence[Commentary]) -> list[Problem]:
+def _render_problems(newsletter: Newsletter, collection: Collection) -> list[Problem]:
     """Render every email and page in memory: template errors and oversized emails."""
     problems: list[Problem] = []
     try:
-        newsletter.render_files(published)
-        for commentary in published:
+        newsletter.render_files(collection)
+        for commentary in collection.published():
             warning = newsletter.render(Issue((commentary,))).size_warning()
             if warning:
                 problems.append(warning)

@@ -21,6 +21,7 @@ import yaml
 from mailer.content import markdown
 from mailer.core import tomltext
 from mailer.core.errors import ContentError, Problem, RequestError
+from mailer.core.languages import locale_of
 
 _DATED_NAME = re.compile(r"^\d{4}-\d{2}-\d{2}-")
 _SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -46,17 +47,16 @@ class Commentary:
     pdf_size: int = 0
     """The PDF's size in bytes, when known: RSS writes an enclosure only with its length."""
     draft: bool = False
+    language: str = "en"
+    """Its language tag (`it`, `en-GB`): the newsletter's unless the front matter says otherwise."""
+    translation_of: str = ""
+    """The slug of the commentary this one translates, if any."""
+    translation_of_line: int | None = field(default=None, compare=False, repr=False)
 
     @property
     def link(self) -> str:
         """Where readers go for the piece: its canonical URL, else its archive page."""
         return self.url or self.archive_url
-
-    @property
-    def byline(self) -> str:
-        """Authors as a person writes them: "A", "A and B", "A, B and C"."""
-        *rest, last = self.authors
-        return f"{', '.join(rest)} and {last}" if rest else last
 
     @property
     def preheader(self) -> str:
@@ -92,6 +92,7 @@ class Site:
 
     site_url: str
     zone: zoneinfo.ZoneInfo
+    language: str = "en"
 
     def archive_url(self, slug: str) -> str:
         return f"{self.site_url}archive/{slug}/"
@@ -128,6 +129,18 @@ class Collection:
             )
         return Issue(tuple(known[s] for s in slugs))
 
+    def versions(self, commentary: Commentary) -> list[Commentary]:
+        """The other published languages of the same piece: the one it translates, those that
+        translate it, and their other translations; by language."""
+        live = {c.slug: c for c in self.published()}
+        original = live.get(commentary.translation_of, commentary)
+        family = [original, *(c for c in live.values() if c.translation_of == original.slug)]
+        return sorted((c for c in family if c.slug != commentary.slug), key=lambda c: c.language)
+
+    def languages(self) -> list[str]:
+        """Every language a published commentary is in."""
+        return sorted({c.language for c in self.published()})
+
     def raise_errors(self) -> None:
         if self.errors:
             raise ContentError(self.errors)
@@ -159,7 +172,22 @@ def load_folder(folder: Path, site: Site) -> Collection:
             continue
         seen[commentary.slug] = path
         collection.commentaries.append(commentary)
+    collection.problems.extend(_unknown_originals(collection.commentaries, folder))
     return collection
+
+
+def _unknown_originals(commentaries: Sequence[Commentary], folder: Path) -> list[Problem]:
+    slugs = {c.slug for c in commentaries}
+    return [
+        Problem(
+            c.path,
+            c.translation_of_line,
+            f"translation_of names '{c.translation_of}', which no commentary in {folder.name}/ "
+            f"has as its slug; the slugs are: {', '.join(sorted(slugs))}",
+        )
+        for c in commentaries
+        if c.translation_of and c.translation_of not in slugs
+    ]
 
 
 def slug_of(path: Path) -> str:
@@ -202,6 +230,8 @@ def read(path: Path, site: Site) -> tuple[Commentary | None, list[Problem]]:
     problems.extend(rendered.problems)
     if any(not p.warning for p in problems):
         return None, problems
+    values.setdefault("language", site.language)
+    translation_of_line = front.key_lines.get("translation_of")
     date = values.pop("date")
     if isinstance(date, dt.date) and not isinstance(date, dt.datetime):
         date = dt.datetime.combine(date, dt.time(), tzinfo=site.zone)
@@ -213,6 +243,7 @@ def read(path: Path, site: Site) -> tuple[Commentary | None, list[Problem]]:
             archive_url=archive_url,
             html=rendered.html,
             text=rendered.text,
+            translation_of_line=translation_of_line,
             **values,
         ),
         problems,
@@ -371,6 +402,21 @@ def _size(value: Any) -> int:
     return value
 
 
+def _language(value: Any) -> str:
+    code = _text(value)
+    locale_of(code)  # raises ValueError naming the code
+    return code
+
+
+def _slug(value: Any) -> str:
+    slug = _text(value)
+    if not _SLUG.match(slug):
+        raise ValueError(
+            f"'{slug}' is not a slug: the file name of a commentary without its date and .md"
+        )
+    return slug
+
+
 def _flag(value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"must be true or false, not {value!r}")
@@ -389,6 +435,8 @@ _FIELDS: dict[str, tuple[Callable[[Any], Any], bool]] = {
     "pdf": (_web_url, False),
     "pdf_size": (_size, False),
     "draft": (_flag, False),
+    "language": (_language, False),
+    "translation_of": (_slug, False),
 }
 
 

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 from mailer.content.commentary import Issue
 from mailer.core.config import NewsletterSettings
 from mailer.core.errors import Problem
+from mailer.render import i18n
 from mailer.render.theme import Theme
 
 PERSONAL_FIELDS = ("name", "email", "unsubscribe_url", "preferences_url")
@@ -87,8 +88,9 @@ def render_issue(issue: Issue, theme: Theme, newsletter: NewsletterSettings) -> 
         "css": theme.source("email.css"),
         "dark_css": theme.source("email-dark.css"),
     }
-    html = inline_css(theme.render("email.html", **context))
-    text = theme.render("email.txt", **context)
+    language = issue.lead.language
+    html = inline_css(theme.render("email.html", language=language, **context))
+    text = theme.render("email.txt", language=language, **context)
     return RenderedIssue(issue=issue, subject=issue.subject, html=html, text=text, marker=marker)
 
 
@@ -149,14 +151,17 @@ def render_confirmation(
     """The message asking someone to confirm a subscription (double opt-in): a text and an HTML
     part with the confirmation link. Made for one person, so it needs no placeholders, and its
     HTML carries its few styles inline already."""
-    context = {
+    context: dict[str, Any] = {
         "newsletter": newsletter,
         "confirm_url": confirm_url,
         "lists": list(lists),
         "valid_days": valid_days,
     }
     return RenderedMessage(
-        subject=f"Confirm your subscription to {newsletter.name}",
+        subject=i18n.language(newsletter.language).gettext(
+            "Confirm your subscription to %(newsletter)s"
+        )
+        % {"newsletter": newsletter.name},
         html=theme.render("confirm_email.html", **context),
         text=theme.render("confirm_email.txt", **context),
         marker="mlr" + secrets.token_hex(6),

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from feedgen.entry import FeedEntry
@@ -20,6 +21,7 @@ from lxml import etree
 from mailer import __version__
 from mailer.content.commentary import Commentary
 from mailer.core.config import NewsletterSettings
+from mailer.render import i18n
 
 RSS_FILE = "rss.xml"
 ATOM_FILE = "atom.xml"
@@ -28,15 +30,40 @@ PDF_TYPE = "application/pdf"
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
+@dataclass(frozen=True)
+class Channel:
+    """One set of feeds: the newsletter's, or one language's in a folder of its own (`it/`)."""
+
+    newsletter: NewsletterSettings
+    language: str
+    folder: str = ""
+    versions: Mapping[str, Sequence[Commentary]] = field(default_factory=dict)
+    """The other languages' versions of each commentary, by slug (for hreflang links)."""
+
+    def url(self, name: str) -> str:
+        return self.newsletter.site_url + self.folder + name
+
+    @property
+    def home(self) -> str:
+        return self.newsletter.site_url + "archive/"
+
+    @property
+    def description(self) -> str:
+        texts = i18n.language(self.language)
+        return texts.gettext("Commentaries from %(newsletter)s") % {
+            "newsletter": self.newsletter.name
+        }
+
+
 def render_feeds(
-    commentaries: Sequence[Commentary], newsletter: NewsletterSettings, entries: int
+    commentaries: Sequence[Commentary], channel: Channel, entries: int
 ) -> dict[str, bytes]:
-    """The three feeds by file name; `commentaries` newest first."""
+    """The three feeds by path in the output folder; `commentaries` newest first."""
     newest = list(commentaries[:entries])
     return {
-        RSS_FILE: _rss(newest, newsletter),
-        ATOM_FILE: _atom(newest, newsletter),
-        JSON_FILE: _json_feed(newest, newsletter),
+        channel.folder + RSS_FILE: _rss(newest, channel),
+        channel.folder + ATOM_FILE: _atom(newest, channel),
+        channel.folder + JSON_FILE: _json_feed(newest, channel),
     }
 
 
@@ -44,29 +71,25 @@ def _updated(commentaries: Sequence[Commentary]) -> dt.datetime:
     return max((c.date for c in commentaries), default=EPOCH)
 
 
-def _description(newsletter: NewsletterSettings) -> str:
-    return f"Commentaries from {newsletter.name}"
-
-
 def _summary(commentary: Commentary) -> str:
     return " ".join(commentary.summary) or commentary.preheader
 
 
-def _generator(newsletter: NewsletterSettings) -> FeedGenerator:
+def _generator(channel: Channel) -> FeedGenerator:
     feed = FeedGenerator()
-    feed.title(newsletter.name)
-    feed.description(_description(newsletter))
-    feed.language(newsletter.language)
+    feed.title(channel.newsletter.name)
+    feed.description(channel.description)
+    feed.language(channel.language)
     feed.generator("mailer", version=__version__)
     return feed
 
 
-def _rss(commentaries: Sequence[Commentary], newsletter: NewsletterSettings) -> bytes:
-    feed = _generator(newsletter)
+def _rss(commentaries: Sequence[Commentary], channel: Channel) -> bytes:
+    feed = _generator(channel)
     feed.load_extension("dc", atom=False, rss=True)
-    feed.link(href=newsletter.site_url + RSS_FILE, rel="self", type="application/rss+xml")
+    feed.link(href=channel.url(RSS_FILE), rel="self", type="application/rss+xml")
     # feedgen writes the last link added as the channel's <link>: the home page goes last.
-    feed.link(href=newsletter.site_url + "archive/", rel="alternate")
+    feed.link(href=channel.home, rel="alternate")
     feed.lastBuildDate(_updated(commentaries))
     for commentary in commentaries:
         entry = _entry(feed, commentary, commentary.date)
@@ -81,14 +104,14 @@ def _rss(commentaries: Sequence[Commentary], newsletter: NewsletterSettings) -> 
     return bytes(feed.rss_str(pretty=True))
 
 
-def _atom(commentaries: Sequence[Commentary], newsletter: NewsletterSettings) -> bytes:
-    feed = _generator(newsletter)
-    feed.id(newsletter.site_url + ATOM_FILE)
-    feed.link(href=newsletter.site_url + "archive/", rel="alternate", type="text/html")
-    feed.link(href=newsletter.site_url + ATOM_FILE, rel="self", type="application/atom+xml")
+def _atom(commentaries: Sequence[Commentary], channel: Channel) -> bytes:
+    feed = _generator(channel)
+    feed.id(channel.url(ATOM_FILE))
+    feed.link(href=channel.home, rel="alternate", type="text/html")
+    feed.link(href=channel.url(ATOM_FILE), rel="self", type="application/atom+xml")
     feed.updated(_updated(commentaries))
-    feed.author(name=newsletter.name)
-    feed.register_extension("pdf", BaseExtension, _AtomEnclosure, atom=True, rss=False)
+    feed.author(name=channel.newsletter.name)
+    feed.register_extension("links", BaseExtension, _AtomLinks, atom=True, rss=False)
     for commentary, updated in zip(commentaries, _distinct(commentaries), strict=True):
         entry = _entry(feed, commentary, updated)
         entry.id(commentary.archive_url)
@@ -97,8 +120,13 @@ def _atom(commentaries: Sequence[Commentary], newsletter: NewsletterSettings) ->
         entry.content(commentary.html, type="html")
         for author in commentary.authors:
             entry.author(name=author)
+        for version in channel.versions.get(commentary.slug, ()):
+            entry.links.add(
+                rel="alternate", type="text/html", hreflang=version.language, href=version.link
+            )
         if commentary.pdf:
-            entry.pdf.attach(commentary.pdf, commentary.pdf_size)
+            length = {"length": str(commentary.pdf_size)} if commentary.pdf_size else {}
+            entry.links.add(rel="enclosure", type=PDF_TYPE, href=commentary.pdf, **length)
     return bytes(feed.atom_str(pretty=True))
 
 
@@ -122,33 +150,30 @@ def _entry(feed: FeedGenerator, commentary: Commentary, updated: dt.datetime) ->
     return entry
 
 
-class _AtomEnclosure(BaseEntryExtension):  # type: ignore[misc]
-    """An Atom `<link rel="enclosure">`: feedgen drops a link's rel, type and length in Atom."""
+class _AtomLinks(BaseEntryExtension):  # type: ignore[misc]
+    """Atom `<link>`s written as given: feedgen drops a link's rel, type, length and hreflang."""
 
     def __init__(self) -> None:
-        self.url = ""
-        self.length = 0
+        self.links: list[dict[str, str]] = []
 
-    def attach(self, url: str, length: int) -> None:
-        self.url, self.length = url, length
+    def add(self, **attributes: str) -> None:
+        self.links.append(attributes)
 
     def extend_atom(self, entry: Any) -> Any:
-        if self.url:
-            link = etree.SubElement(entry, "link", rel="enclosure", type=PDF_TYPE, href=self.url)
-            if self.length:
-                link.set("length", str(self.length))
+        for attributes in self.links:
+            etree.SubElement(entry, "link", attributes)
         return entry
 
 
-def _json_feed(commentaries: Sequence[Commentary], newsletter: NewsletterSettings) -> bytes:
+def _json_feed(commentaries: Sequence[Commentary], channel: Channel) -> bytes:
     feed: dict[str, Any] = {
         "version": "https://jsonfeed.org/version/1.1",
-        "title": newsletter.name,
-        "home_page_url": newsletter.site_url + "archive/",
-        "feed_url": newsletter.site_url + JSON_FILE,
-        "description": _description(newsletter),
-        "language": newsletter.language,
-        "authors": [{"name": newsletter.name}],
+        "title": channel.newsletter.name,
+        "home_page_url": channel.home,
+        "feed_url": channel.url(JSON_FILE),
+        "description": channel.description,
+        "language": channel.language,
+        "authors": [{"name": channel.newsletter.name}],
         "items": [_json_item(c) for c in commentaries],
     }
     return (json.dumps(feed, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
@@ -165,6 +190,7 @@ def _json_item(commentary: Commentary) -> dict[str, Any]:
         "date_published": commentary.date.isoformat(),
         "date_modified": commentary.date.isoformat(),
         "authors": [{"name": author} for author in commentary.authors],
+        "language": commentary.language,
     }
     if commentary.tags:
         item["tags"] = list(commentary.tags)

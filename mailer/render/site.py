@@ -5,7 +5,8 @@ These are the "view in browser" targets, so a page's path is the commentary's `a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from mailer.content.commentary import Commentary
 from mailer.core.config import NewsletterSettings
@@ -15,15 +16,23 @@ ARCHIVE = "archive"
 
 
 def render_site(
-    commentaries: Sequence[Commentary], theme: Theme, newsletter: NewsletterSettings
+    commentaries: Sequence[Commentary],
+    theme: Theme,
+    newsletter: NewsletterSettings,
+    versions: Mapping[str, Sequence[Commentary]],
 ) -> dict[str, bytes]:
-    """Archive pages by path in the output folder; `commentaries` newest first."""
-    shared = {"newsletter": newsletter, "site_css": theme.source("site.css")}
+    """Archive pages by path in the output folder; `commentaries` newest first; `versions`, each
+    one's other languages by slug."""
+    shared: dict[str, Any] = {
+        "newsletter": newsletter,
+        "site_css": theme.source("site.css"),
+        "versions": versions,
+    }
     pages = {
         f"{ARCHIVE}/index.html": theme.render("archive.html", commentaries=commentaries, **shared)
     }
     for commentary in commentaries:
         pages[f"{ARCHIVE}/{commentary.slug}/index.html"] = theme.render(
-            "commentary.html", commentary=commentary, **shared
+            "commentary.html", language=commentary.language, commentary=commentary, **shared
         )
     return {path: page.encode("utf-8") for path, page in pages.items()}

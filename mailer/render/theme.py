@@ -6,16 +6,15 @@ fails while rendering (an unknown variable, say: undefined values are errors, ne
 
 from __future__ import annotations
 
-import datetime as dt
 import traceback
 from pathlib import Path
 from typing import Any
 
-import babel
 import jinja2
 
 from mailer.content.markdown import wrap
 from mailer.core.errors import Problem, TemplateError
+from mailer.render import i18n
 
 THEME_FILES = (
     "email.html",
@@ -25,6 +24,7 @@ THEME_FILES = (
     "page.html",
     "archive.html",
     "commentary.html",
+    "versions.html",
     "site.css",
     "subscribe.html",
     "confirm.html",
@@ -50,25 +50,54 @@ def packaged_folder(name: str) -> Path:
 
 
 class Theme:
-    """Renders the theme's templates; `folder` (paths.templates) overrides the packaged files."""
+    """Renders the theme's templates; `folder` (paths.templates) overrides the packaged files.
 
-    def __init__(self, folder: Path | None = None) -> None:
+    Each language has an environment of its own, holding its catalog for `{% trans %}` and `_()`
+    and its `longdate`, `names` and `direction` filters; `language` is the newsletter's.
+    """
+
+    def __init__(self, folder: Path | None = None, language: str = "en") -> None:
         self.folders = [folder, packaged_folder("theme")] if folder else [packaged_folder("theme")]
-        self.environment = jinja2.Environment(
+        self.language = language
+        self._environments: dict[str, jinja2.Environment] = {}
+
+    @property
+    def environment(self) -> jinja2.Environment:
+        return self.environment_for(self.language)
+
+    def environment_for(self, code: str) -> jinja2.Environment:
+        if code not in self._environments:
+            self._environments[code] = self._environment(i18n.language(code))
+        return self._environments[code]
+
+    def _environment(self, language: i18n.Language) -> jinja2.Environment:
+        environment = jinja2.Environment(
             loader=jinja2.FileSystemLoader([str(f) for f in self.folders]),
             autoescape=jinja2.select_autoescape(["html"], default_for_string=False),
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=True,
+            extensions=["jinja2.ext.i18n"],
         )
-        self.environment.filters.update(
-            longdate=longdate, wrap=wrap, underline=underline, direction=direction
+        environment.install_gettext_callables(  # type: ignore[attr-defined]
+            language.gettext, language.ngettext, newstyle=True
         )
+        environment.filters.update(
+            longdate=language.long_date,
+            names=language.names,
+            wrap=wrap,
+            underline=underline,
+            direction=lambda code: i18n.language(code).direction,
+            language_name=lambda code: i18n.language(code).name,
+        )
+        return environment
 
-    def render(self, name: str, /, **context: Any) -> str:
+    def render(self, name: str, /, *, language: str = "", **context: Any) -> str:
+        """The template filled in, its texts in `language` (default: the newsletter's)."""
+        environment = self.environment_for(language or self.language)
         try:
-            return self.environment.get_template(name).render(**context)
+            return environment.get_template(name).render(**context)
         except jinja2.TemplateSyntaxError as error:
             raise TemplateError([self._syntax_problem(error)]) from None
         except jinja2.TemplateNotFound:
@@ -114,19 +143,6 @@ class Theme:
         if frames:
             return Problem(frames[-1].filename, frames[-1].lineno, f"template error: {error}")
         return Problem(name, None, f"template error: {error}")
-
-
-def longdate(value: dt.datetime) -> str:
-    """17 September 2025."""
-    return f"{value.day} {value:%B %Y}"
-
-
-def direction(language: str) -> str:
-    """`rtl` or `ltr`, the way the language is written (CLDR's data, through Babel)."""
-    try:
-        return str(babel.Locale.parse(language.replace("-", "_")).text_direction).lower()
-    except (ValueError, babel.UnknownLocaleError):
-        return "ltr"
 
 
 def underline(value: str, character: str = "=") -> str:
