@@ -8,6 +8,7 @@ import textwrap
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from io import BytesIO
 from pathlib import Path
 
 import pytest
@@ -72,6 +73,13 @@ class Folder:
         target.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
         return target
 
+    def image(self, name: str, width: int, height: int = 300) -> Path:
+        """A PNG of the folder, of that size."""
+        target = self.path / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(png(width, height))
+        return target
+
     def configure(self, old: str, new: str) -> None:
         text = self.config_path.read_text(encoding="utf-8")
         assert old in text, f"{old!r} is not in config.toml"
@@ -86,6 +94,14 @@ class Folder:
             for p in sorted(self.output.rglob("*"))
             if p.is_file()
         }
+
+
+def png(width: int, height: int) -> bytes:
+    from PIL import Image
+
+    out = BytesIO()
+    Image.new("RGB", (width, height), (18, 53, 91)).save(out, format="PNG")
+    return out.getvalue()
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import Folder, skip_or_fail
+from tests.conftest import Folder, png, skip_or_fail
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -105,16 +105,6 @@ def stalemate_with_what_writers_type(folder: Folder) -> str:
     added = f"The data: {LONG_URL}\n\n![The front line in September]({WIDE_IMAGE})\n\n"
     path.write_text(text.replace(opening, added + opening, 1), encoding="utf-8")
     return personalised_html(folder, "stalemate-to-escalation")
-
-
-def png(width: int, height: int) -> bytes:
-    from io import BytesIO
-
-    from PIL import Image
-
-    out = BytesIO()
-    Image.new("RGB", (width, height), (18, 53, 91)).save(out, format="PNG")
-    return out.getvalue()
 
 
 def browser_page(playwright: Any, tmp_path: Path, html: str) -> Any:

@@ -89,7 +89,12 @@ def test_build_writes_feeds_and_an_archive_page_per_published_commentary(
     result = run("build")
     assert result.exit_code == 0, result.output
     assert "Built 4 commentaries" in result.output
-    assert sorted(folder.output_files()) == [
+    published = sorted(name for name in folder.output_files() if not name.startswith("files/"))
+    beside = sorted(
+        name.rpartition("/")[2] for name in folder.output_files() if name.startswith("files/")
+    )
+    assert beside == ["2553.pdf", "front-line.png"]
+    assert published == [
         ".mailer-build",
         ".mailer-generation",
         "archive/index.html",

@@ -131,7 +131,10 @@ def test_a_missing_required_field_in_yaml_is_reported_with_a_yaml_hint(
         ("number = 53", "number must be text in quotes, not 53"),
         ('draft = "yes"', "draft must be true or false, not 'yes'"),
         ("pdf_size = -1", "pdf_size must be the PDF's size in bytes"),
-        ('pdf = "files/2553.pdf"', "pdf 'files/2553.pdf' is not a full web address"),
+        (
+            'pdf = "ftp://example.org/2553.pdf"',
+            "pdf 'ftp://example.org/2553.pdf' is not a full web address",
+        ),
     ],
     ids=["authors-number", "authors-empty", "title-empty", "number", "draft", "pdf_size", "pdf"],
 )
@@ -435,12 +438,12 @@ def test_relative_links_and_images_become_absolute_against_the_archive_page(
         date = 2025-09-17
         +++
 
-        See [the other piece](../other/) and ![a map](map.png).
+        See [the other piece](../other/) and ![a map](/commentaries/map.png).
         """,
     )
     assert commentary.archive_url == SITE_URL + "archive/stalemate/"
     assert f'href="{SITE_URL}archive/other/"' in commentary.html
-    assert f'src="{SITE_URL}archive/stalemate/map.png"' in commentary.html
+    assert 'src="https://www.example.org/commentaries/map.png"' in commentary.html
     assert f"{SITE_URL}archive/other/" in commentary.text
 
 
@@ -687,6 +690,7 @@ def test_an_image_without_a_description_is_a_warning_only(folder: Folder, run: R
         ![](chart.png)
         """,
     )
+    folder.image("commentaries/chart.png", 400)
     checked = run("check")
     assert checked.exit_code == 0, checked.output
     assert_reports((checked,), path, 9, "warning: image has no description")

@@ -22,6 +22,7 @@ import lxml.html
 from mailer.app.newsletter import Newsletter
 from mailer.content import markdown as body
 from mailer.content.commentary import Commentary, Issue
+from mailer.content.files import Beside
 from mailer.render.email import RenderedIssue
 from mailer.render.message import Recipient
 from mailer.render.theme import packaged_folder
@@ -180,6 +181,8 @@ KITCHEN_SINK = """
 
 def write_kitchen_sink(folder: Folder) -> str:
     folder.write("commentaries/2025-11-20-kitchen-sink.md", KITCHEN_SINK)
+    folder.image("commentaries/kitchen-sink/map.png", 800)
+    folder.image("commentaries/chart.png", 400)
     return "kitchen-sink"
 
 
@@ -269,8 +272,9 @@ def test_hostile_markdown_reaches_the_email_harmless(folder: Folder) -> None:
     newsletter = folder.newsletter()
     archive_url = newsletter.site.archive_url("hostile")
     path = folder.commentaries / "2025-11-21-hostile.md"
+    beside = Beside(path, "hostile", newsletter.config.newsletter.site_url)
     rendered_body = body.render(
-        HOSTILE, base_url=archive_url, path=path, first_line=1, anchor="hostile"
+        HOSTILE, base_url=archive_url, path=path, first_line=1, anchor="hostile", files=beside
     )
     example = newsletter.commentaries().commentaries[0]
     commentary = Commentary(

@@ -173,6 +173,8 @@ class Newsletter:
                 render_feeds(own, Channel(newsletter, code, f"{code}/", versions), entries)
             )
         files.update(render_site(published, self.theme, newsletter, versions))
+        for commentary in published:
+            files.update({f.published: f.source.read_bytes() for f in commentary.files})
         return files
 
 

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from mailer.content import markdown
+from mailer.content.files import PDF_TYPE, Beside, FileProblem, LocalFile, is_local
 from mailer.core import tomltext
 from mailer.core.errors import ContentError, Problem, RequestError
 from mailer.core.languages import locale_of
@@ -52,6 +53,8 @@ class Commentary:
     translation_of: str = ""
     """The slug of the commentary this one translates, if any."""
     translation_of_line: int | None = field(default=None, compare=False, repr=False)
+    files: tuple[LocalFile, ...] = ()
+    """The images and PDF beside it, which the build publishes with the archive."""
 
     @property
     def link(self) -> str:
@@ -224,10 +227,17 @@ def read(path: Path, site: Site) -> tuple[Commentary | None, list[Problem]]:
     problems: list[Problem] = []
     values = _fields(front, path, problems)
     archive_url = site.archive_url(slug)
+    beside = Beside(path, slug, site.site_url)
     rendered = markdown.render(
-        front.body, base_url=archive_url, path=path, first_line=front.body_line, anchor=slug
+        front.body,
+        base_url=archive_url,
+        path=path,
+        first_line=front.body_line,
+        anchor=slug,
+        files=beside,
     )
     problems.extend(rendered.problems)
+    problems.extend(_pdf_beside(values, beside, path, front.key_lines.get("pdf", 1)))
     if any(not p.warning for p in problems):
         return None, problems
     values.setdefault("language", site.language)
@@ -244,10 +254,41 @@ def read(path: Path, site: Site) -> tuple[Commentary | None, list[Problem]]:
             html=rendered.html,
             text=rendered.text,
             translation_of_line=translation_of_line,
+            files=tuple(beside.found.values()),
             **values,
         ),
         problems,
     )
+
+
+def _pdf_beside(values: dict[str, Any], beside: Beside, path: Path, line: int) -> list[Problem]:
+    """A `pdf` file name becomes the published PDF's URL and measured size; a URL without its
+    size is a warning, since RSS can then give no enclosure."""
+    pdf = values.get("pdf", "")
+    if pdf and not is_local(pdf):
+        if "pdf_size" in values:
+            return []
+        return [
+            Problem(
+                path,
+                line,
+                "pdf has no pdf_size, so RSS readers get no enclosure (the feed links the PDF in "
+                "the text instead): add pdf_size = its size in bytes, or put the PDF beside the "
+                "commentary and give its file name",
+                warning=True,
+            )
+        ]
+    if not pdf:
+        return []
+    try:
+        found = beside.pdf(pdf)
+    except FileProblem as problem:
+        return [Problem(path, line, f"pdf {problem}")]
+    if found.media_type != PDF_TYPE:
+        beside.found.pop(pdf)
+        return [Problem(path, line, f"pdf '{pdf}' is not a PDF file")]
+    values["pdf"], values["pdf_size"] = found.url, found.size
+    return []
 
 
 # Front matter ----------------------------------------------------------------------------------
@@ -394,6 +435,12 @@ def _web_url(value: Any) -> str:
     return url
 
 
+def _pdf(value: Any) -> str:
+    """A PDF's full web address, or the file name of one beside the commentary."""
+    name = _text(value)
+    return name if is_local(name) else _web_url(name)
+
+
 def _size(value: Any) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise ValueError(
@@ -432,7 +479,7 @@ _FIELDS: dict[str, tuple[Callable[[Any], Any], bool]] = {
     "summary": (_proses, False),
     "tags": (_texts, False),
     "url": (_web_url, False),
-    "pdf": (_web_url, False),
+    "pdf": (_pdf, False),
     "pdf_size": (_size, False),
     "draft": (_flag, False),
     "language": (_language, False),

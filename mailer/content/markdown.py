@@ -20,6 +20,7 @@ from markdown_it.token import Token
 from markdown_it.tree import SyntaxTreeNode
 from mdit_py_plugins.footnote import footnote_plugin
 
+from mailer.content.files import WIDEST_IMAGE, Beside, FileProblem, is_local
 from mailer.core.errors import Problem
 
 ALLOWED_SCHEMES = ("http", "https", "mailto")
@@ -72,11 +73,14 @@ def typeset(text: str) -> str:
     return "".join(child.content for token in tokens for child in token.children or ())
 
 
-def render(source: str, *, base_url: str, path: Path, first_line: int, anchor: str) -> Body:
+def render(
+    source: str, *, base_url: str, path: Path, first_line: int, anchor: str, files: Beside
+) -> Body:
     """The body as HTML and text; problems carry file lines (`first_line` is the body's first).
 
     `anchor` names the footnotes' ids, which must differ between commentaries sharing a page
-    (a feed, an issue).
+    (a feed, an issue). An image named by a bare file name is one of the `files` beside the
+    commentary, linked at its published address with its width.
     """
     markdown = _SafeMarkdown()
     for rule in ("footnote_ref", "footnote_anchor"):
@@ -94,17 +98,9 @@ def render(source: str, *, base_url: str, path: Path, first_line: int, anchor: s
         for url in markdown.refused
     ]
     for token, line in _inline_tokens(tokens):
+        if token.type == "image":
+            problems.extend(_image(token, files, path, first_line + line))
         _make_absolute(token, base_url)
-        if token.type == "image" and not token.content.strip():
-            problems.append(
-                Problem(
-                    path,
-                    first_line + line,
-                    "image has no description; write one for readers who cannot see it: "
-                    "![what the image shows](address)",
-                    warning=True,
-                )
-            )
     html = markdown.renderer.render(tokens, markdown.options, env)
     text = "\n\n".join(_blocks(SyntaxTreeNode(tokens), TEXT_WIDTH))
     return Body(html=html, text=text, problems=tuple(problems))
@@ -127,6 +123,36 @@ def _shift_headings(tokens: list[Token]) -> None:
     levels = sorted({int(t.tag[1]) for t in headings})
     for token in headings:
         token.tag = f"h{min(SECTION_LEVEL + levels.index(int(token.tag[1])), 6)}"
+
+
+def _image(token: Token, files: Beside, path: Path, line: int) -> Iterator[Problem]:
+    if not token.content.strip():
+        yield Problem(
+            path,
+            line,
+            "image has no description; write one for readers who cannot see it: "
+            "![what the image shows](address)",
+            warning=True,
+        )
+    src = str(token.attrGet("src") or "")
+    if not is_local(src):
+        return
+    try:
+        found = files.image(src)
+    except FileProblem as problem:
+        yield Problem(path, line, f"image {problem}")
+        return
+    token.attrSet("src", found.url)
+    token.attrSet("width", str(found.shown_width))
+    if found.width > WIDEST_IMAGE:
+        yield Problem(
+            path,
+            line,
+            f"image '{src}' is {found.width} px wide, more than the {WIDEST_IMAGE} px even a "
+            "high-density screen shows of the 600 px email: readers download it for nothing; "
+            f"scale it down to {WIDEST_IMAGE} px",
+            warning=True,
+        )
 
 
 def _line_of(source: str, fragment: str) -> int:

@@ -11,6 +11,7 @@ import datetime as dt
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from html import escape
 from typing import Any
 
 from feedgen.entry import FeedEntry
@@ -96,11 +97,16 @@ def _rss(commentaries: Sequence[Commentary], channel: Channel) -> bytes:
         entry.link(href=commentary.link, rel="alternate")
         entry.guid(commentary.archive_url, permalink=True)
         entry.description(_summary(commentary))
-        entry.content(commentary.html, type="CDATA")
         for author in commentary.authors:
             entry.dc.dc_creator(author)
+        content = commentary.html
         if commentary.pdf and commentary.pdf_size:
             entry.enclosure(commentary.pdf, str(commentary.pdf_size), PDF_TYPE)
+        elif commentary.pdf:
+            # RSS requires an enclosure's length: without it, the PDF is a link in the text.
+            download = i18n.language(commentary.language).gettext("Download the PDF")
+            content += f'\n<p><a href="{escape(commentary.pdf)}">{escape(download)}</a></p>'
+        entry.content(content, type="CDATA")
     return bytes(feed.rss_str(pretty=True))
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import babel
 import babel.dates
 import babel.lists
+import babel.units
 from babel.support import NullTranslations, Translations
 
 from mailer.core.languages import locale_of
@@ -58,6 +59,14 @@ class Language:
     def long_date(self, value: dt.date) -> str:
         """17 September 2025, 17 settembre 2025: CLDR's long date of the language."""
         return str(babel.dates.format_date(value, format="long", locale=self.locale))
+
+    def file_size(self, size: int) -> str:
+        """471 kB, 1,2 MB: a file's size as the language writes it (decimal units, as file
+        managers and browsers show them)."""
+        big = size >= 1_000_000
+        unit, value = ("digital-megabyte", size / 1e6) if big else ("digital-kilobyte", size / 1e3)
+        shown = round(value, 1) if value < 10 else round(value)
+        return str(babel.units.format_unit(shown, unit, length="short", locale=self.locale))
 
     def names(self, names: Sequence[str]) -> str:
         """ "A and B", "A e B", "A, B and C": CLDR's list of the language."""

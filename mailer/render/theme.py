@@ -86,6 +86,7 @@ class Theme:
         environment.filters.update(
             longdate=language.long_date,
             names=language.names,
+            filesize=language.file_size,
             wrap=wrap,
             underline=underline,
             direction=lambda code: i18n.language(code).direction,
