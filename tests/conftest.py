@@ -110,6 +110,7 @@ def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Folder:
     root = tmp_path / "newsletter"
     shutil.copytree(EXAMPLES, root / "commentaries")
     shutil.copyfile(REPOSITORY / "config.example.toml", root / "config.toml")
+    shutil.copyfile(REPOSITORY / "logo.png", root / "logo.png")
     (root / "subscribers").mkdir()
     monkeypatch.setenv("MAILER_SECRET", SECRET)
     monkeypatch.delenv("MAILER_CONFIG", raising=False)

@@ -52,12 +52,19 @@ def test_init_makes_a_folder_that_checks_builds_and_previews(tmp_path: Path) -> 
     ]
     assert (target / "subscribers").is_dir()
     assert not (target / "templates").exists()
+    # The guide is a draft, and says so: otherwise `mailer send --yes` would send it to the list.
+    guide = (target / "commentaries" / "2025-10-02-writing-a-commentary.md").read_text()
+    assert guide.startswith("+++\ndraft = true\n")
+    assert "is a draft (draft = true): it is never built or sent" in " ".join(result.output.split())
     config = ["--config", str(target / "config.toml")]
-    for command in (["check"], ["build"], ["preview"]):
+    for command in (["check"], ["build"], ["preview", "writing-a-commentary"]):
         result = runner.invoke(main, config + command)
         assert result.exit_code == 0, result.output
-    assert (target / "public" / "archive" / "writing-a-commentary" / "index.html").is_file()
+    assert not (target / "public" / "archive" / "writing-a-commentary").exists()
+    assert (target / "public" / "archive" / "index.html").is_file()
     assert (target / "preview" / "writing-a-commentary.html").is_file()
+    result = runner.invoke(main, [*config, "send", "--yes"])
+    assert result.exit_code == 2 and "there is no published commentary" in result.output
 
 
 def test_init_with_theme_copies_the_theme_and_uses_it(tmp_path: Path) -> None:
@@ -69,7 +76,15 @@ def test_init_with_theme_copies_the_theme_and_uses_it(tmp_path: Path) -> None:
     css.write_text(css.read_text() + "\n.title { color: #00ff00; }\n")
     html = target / "out.html"
     result = runner.invoke(
-        main, ["--config", str(target / "config.toml"), "preview", "--html", str(html)]
+        main,
+        [
+            "--config",
+            str(target / "config.toml"),
+            "preview",
+            "writing-a-commentary",
+            "--html",
+            str(html),
+        ],
     )
     assert result.exit_code == 0, result.output
     assert "#0f0" in html.read_text() or "#00ff00" in html.read_text()
@@ -93,7 +108,7 @@ def test_build_writes_feeds_and_an_archive_page_per_published_commentary(
     beside = sorted(
         name.rpartition("/")[2] for name in folder.output_files() if name.startswith("files/")
     )
-    assert beside == ["2553.pdf", "front-line.png"]
+    assert beside == ["2553.pdf", "front-line.png", "logo.png"]
     assert published == [
         ".mailer-build",
         ".mailer-generation",

@@ -410,8 +410,9 @@ def test_every_image_has_alt_and_every_link_is_absolute(folder: Folder) -> None:
     _, _, data = email_of(folder, lead, *EXAMPLE_SLUGS)
     _, html = parts(data)
     root = document(html)
-    images = list(root.iter("img"))
+    images = root.cssselect(".body img")
     assert len(images) == 2
+    assert root.cssselect(".masthead img")[0].get("alt") == "IAI Commentaries", "the logo"
     for image in images:
         assert "alt" in image.attrib, lxml.html.tostring(image)
     assert images[0].get("alt") == "A map of the Mediterranean grid"

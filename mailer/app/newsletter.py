@@ -12,6 +12,7 @@ from functools import cached_property
 from pathlib import Path
 
 from mailer.content.commentary import Collection, Issue, Site, load_folder
+from mailer.content.files import FileProblem, measure
 from mailer.core import config as settings
 from mailer.core.config import Config
 from mailer.core.errors import ConfigError, Problem
@@ -19,6 +20,7 @@ from mailer.core.output import Written, write_folder
 from mailer.core.tokens import Links, Purpose
 from mailer.delivery.base import Backend
 from mailer.render.email import RenderedIssue, render_issue
+from mailer.render.furniture import Furniture
 from mailer.render.message import MessageTemplate, Recipient, Sender
 from mailer.render.theme import Theme
 from mailer.store.database import Store
@@ -107,10 +109,35 @@ class Newsletter:
                     ]
                 )
             slugs = [published[0].slug]
-        return collection.issue(slugs)
+        return collection.issue(slugs, self.config.series.latest)
+
+    @cached_property
+    def furniture(self) -> Furniture:
+        """The series' settings, with its logo measured for publishing."""
+        series = self.config.series
+        if series.logo is None:
+            return Furniture(series)
+        try:
+            logo = measure(series.logo, self.config.newsletter.site_url)
+        except OSError as error:
+            raise ConfigError(
+                [
+                    Problem(
+                        self.config.path,
+                        None,
+                        f"[series] logo {series.logo} cannot be read ({error.strerror}); put the "
+                        "image there or empty the setting",
+                    )
+                ]
+            ) from None
+        except FileProblem as problem:
+            raise ConfigError(
+                [Problem(self.config.path, None, f"[series] logo {problem}")]
+            ) from None
+        return Furniture(series, logo)
 
     def render(self, issue: Issue) -> RenderedIssue:
-        return render_issue(issue, self.theme, self.config.newsletter)
+        return render_issue(issue, self.theme, self.config.newsletter, self.furniture)
 
     def sender(self, list_name: str) -> Sender:
         newsletter = self.config.newsletter
@@ -172,9 +199,13 @@ class Newsletter:
             files.update(
                 render_feeds(own, Channel(newsletter, code, f"{code}/", versions), entries)
             )
-        files.update(render_site(published, self.theme, newsletter, versions))
-        for commentary in published:
-            files.update({f.published: f.source.read_bytes() for f in commentary.files})
+        latest = {c.slug: collection.before(c, self.config.series.latest) for c in published}
+        furniture = self.furniture
+        files.update(render_site(published, self.theme, newsletter, furniture, versions, latest))
+        beside = [f for c in published for f in c.files] + (
+            [furniture.logo] if furniture.logo else []
+        )
+        files.update({f.published: f.source.read_bytes() for f in beside})
         return files
 
 

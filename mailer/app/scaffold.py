@@ -10,6 +10,7 @@ from mailer.render.theme import THEME_FILES, packaged_folder
 
 EXAMPLE_CONFIG = "config.example.toml"
 EXAMPLE_COMMENTARY = "commentaries/2025-10-02-writing-a-commentary.md"
+EXAMPLE_LOGO = "logo.png"
 THEME_SETTING = 'templates = ""'
 
 
@@ -25,8 +26,12 @@ def create(folder: Path, *, with_theme: bool = False) -> list[Path]:
         (folder / sub).mkdir(parents=True, exist_ok=True)
         created.append(folder / sub)
     commentary = folder / EXAMPLE_COMMENTARY
-    shutil.copyfile(example / EXAMPLE_COMMENTARY, commentary)
+    # A draft: otherwise the guide, being the newest, is what `mailer send --yes` would send.
+    guide = (example / EXAMPLE_COMMENTARY).read_text(encoding="utf-8")
+    commentary.write_text(guide.replace("+++\n", "+++\ndraft = true\n", 1), encoding="utf-8")
     created.append(commentary)
+    shutil.copyfile(example / EXAMPLE_LOGO, folder / EXAMPLE_LOGO)
+    created.append(folder / EXAMPLE_LOGO)
     if with_theme:
         theme = folder / "templates"
         theme.mkdir(exist_ok=True)

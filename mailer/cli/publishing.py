@@ -14,7 +14,7 @@ import click
 from mailer.app import scaffold
 from mailer.app.newsletter import Newsletter
 from mailer.cli.shared import Invocation, count, pass_invocation
-from mailer.content.commentary import Collection, Issue
+from mailer.content.commentary import Collection
 from mailer.core.errors import Problem, ProblemsError, TemplateError
 from mailer.core.output import write_atomically
 
@@ -37,6 +37,10 @@ def init(folder: Path, with_theme: bool) -> None:
     click.echo(f"Created the newsletter folder {folder}:")
     for path in created:
         click.echo(f"  {path}")
+    click.echo(
+        f"The example commentary {scaffold.EXAMPLE_COMMENTARY} is a draft (draft = true): it is "
+        "never built or sent. Write your own, or remove that line to publish it."
+    )
     click.echo(
         f"Next: edit {folder / 'config.toml'}, set MAILER_SECRET, then run "
         f"`mailer check` in {folder}."
@@ -85,7 +89,8 @@ def _render_problems(newsletter: Newsletter, collection: Collection) -> list[Pro
     try:
         newsletter.render_files(collection)
         for commentary in collection.published():
-            warning = newsletter.render(Issue((commentary,))).size_warning()
+            issue = collection.issue([commentary.slug], newsletter.config.series.latest)
+            warning = newsletter.render(issue).size_warning()
             if warning:
                 problems.append(warning)
     except TemplateError as error:

@@ -75,6 +75,8 @@ class Issue:
     """One email: the first commentary leads in full; the others follow as title, byline, points."""
 
     commentaries: tuple[Commentary, ...]
+    latest: tuple[Commentary, ...] = ()
+    """The series' commentaries before the lead, newest first ("Latest in this series")."""
 
     @property
     def lead(self) -> Commentary:
@@ -121,8 +123,9 @@ class Collection:
         live = [c for c in self.commentaries if not c.draft]
         return sorted(live, key=lambda c: (c.date, c.slug), reverse=True)
 
-    def issue(self, slugs: Sequence[str]) -> Issue:
-        """The issue made of these commentaries, the first one leading."""
+    def issue(self, slugs: Sequence[str], latest: int = 0) -> Issue:
+        """The issue made of these commentaries, the first one leading, with the `latest`
+        commentaries published before the lead."""
         known = {c.slug: c for c in self.commentaries}
         unknown = [s for s in slugs if s not in known]
         if unknown:
@@ -130,7 +133,18 @@ class Collection:
             raise RequestError(
                 f"no commentary with the slug '{unknown[0]}'; the slugs are: {names}"
             )
-        return Issue(tuple(known[s] for s in slugs))
+        chosen = tuple(known[s] for s in slugs)
+        return Issue(chosen, tuple(self.before(chosen[0], latest)))
+
+    def before(self, commentary: Commentary, count: int) -> list[Commentary]:
+        """The `count` published commentaries in its language that came out before it."""
+        older = [
+            c
+            for c in self.published()
+            if c.language == commentary.language
+            and (c.date, c.slug) < (commentary.date, commentary.slug)
+        ]
+        return older[:count]
 
     def versions(self, commentary: Commentary) -> list[Commentary]:
         """The other published languages of the same piece: the one it translates, those that

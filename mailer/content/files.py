@@ -72,17 +72,9 @@ class Beside:
         return self._file(name)
 
     def _file(self, name: str) -> LocalFile:
-        if name in self.found:
-            return self.found[name]
-        path = self._locate(name)
-        data = path.read_bytes()
-        media_type = _media_type(path, data)
-        digest = hashlib.sha256(data).hexdigest()[:16]
-        published = f"{FOLDER}/{digest}/{path.name}"
-        width = _width(path, name) if media_type.startswith("image/") else 0
-        local = LocalFile(path, published, self.site_url + published, len(data), media_type, width)
-        self.found[name] = local
-        return local
+        if name not in self.found:
+            self.found[name] = measure(self._locate(name), self.site_url)
+        return self.found[name]
 
     def _locate(self, name: str) -> Path:
         folder = self.commentary.parent
@@ -96,6 +88,17 @@ class Beside:
             f"'{name}' is not there: put it beside {self.commentary.name} or in a folder "
             f"{folder.name}/{self.slug}/"
         )
+
+
+def measure(path: Path, site_url: str) -> LocalFile:
+    """The file as the build publishes it: its address made of its content's hash, its size,
+    type and (an image's) width."""
+    data = path.read_bytes()
+    media_type = _media_type(path, data)
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    published = f"{FOLDER}/{digest}/{path.name}"
+    width = _width(path, path.name) if media_type.startswith("image/") else 0
+    return LocalFile(path, published, site_url + published, len(data), media_type, width)
 
 
 def _media_type(path: Path, data: bytes) -> str:

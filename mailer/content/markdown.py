@@ -144,6 +144,9 @@ def _image(token: Token, files: Beside, path: Path, line: int) -> Iterator[Probl
         return
     token.attrSet("src", found.url)
     token.attrSet("width", str(found.shown_width))
+    # As wide as the column allows and no wider than itself, even while images are blocked and
+    # the client lays out an empty box of the width attribute's size.
+    token.attrSet("style", f"width: 100%; max-width: {found.shown_width}px; height: auto")
     if found.width > WIDEST_IMAGE:
         yield Problem(
             path,

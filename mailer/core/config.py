@@ -93,6 +93,10 @@ def _optional_address(value: str) -> str:
     return _address(value) if value else value
 
 
+def _optional_http_url(value: str) -> str:
+    return http_url(value) if value else value
+
+
 def _timezone(value: str) -> str:
     try:
         zoneinfo.ZoneInfo(value)
@@ -142,6 +146,23 @@ class NewsletterSettings(Section):
     @property
     def zone(self) -> zoneinfo.ZoneInfo:
         return zoneinfo.ZoneInfo(self.timezone)
+
+
+@dataclass(frozen=True)
+class SeriesSettings(Section):
+    """What the series prints in every issue and on every archive page, as its last page does."""
+
+    about: str = setting("")
+    """The publisher's blurb."""
+    editor: str = setting("")
+    editor_address: str = setting("")
+    issn: str = setting("")
+    phone: str = setting("")
+    website: str = setting("", check=_optional_http_url)
+    logo: Path | None = setting(None)
+    """A local image (PNG or JPEG), published with the archive like a commentary's images."""
+    latest: int = setting(10, check=at_least(0))
+    """How many earlier commentaries "Latest in this series" lists; 0 leaves the block out."""
 
 
 @dataclass(frozen=True)
@@ -198,6 +219,7 @@ class Config(Section):
 
     path: Path
     newsletter: NewsletterSettings
+    series: SeriesSettings = setting(SeriesSettings())
     paths: PathSettings = setting(PathSettings())
     database: DatabaseSettings = setting(DatabaseSettings())
     feeds: FeedSettings = setting(FeedSettings())

@@ -19,6 +19,7 @@ from mailer.content.commentary import Issue
 from mailer.core.config import NewsletterSettings
 from mailer.core.errors import Problem
 from mailer.render import i18n
+from mailer.render.furniture import Furniture
 from mailer.render.theme import Theme
 
 PERSONAL_FIELDS = ("name", "email", "unsubscribe_url", "preferences_url")
@@ -77,12 +78,15 @@ class _Placeholders:
             setattr(self, field, _placeholder(marker, field))
 
 
-def render_issue(issue: Issue, theme: Theme, newsletter: NewsletterSettings) -> RenderedIssue:
+def render_issue(
+    issue: Issue, theme: Theme, newsletter: NewsletterSettings, furniture: Furniture
+) -> RenderedIssue:
     marker = "mlr" + secrets.token_hex(6)
     context = {
         "newsletter": newsletter,
         "issue": issue,
         "lead": issue.lead,
+        "furniture": furniture,
         "view_url": issue.lead.archive_url,
         "recipient": _Placeholders(marker),
         "css": theme.source("email.css"),
@@ -105,6 +109,9 @@ def inline_css(html: str) -> str:
             remove_classes=False,
             disable_validation=True,
             cssutils_logging_level=logging.CRITICAL,
+            # The template's width attributes are for Outlook, which ignores CSS widths; the
+            # inliner would otherwise overwrite them with the CSS's (width="100%" on an image).
+            disable_basic_attributes=["width", "height"],
         ).transform()
     )
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from mailer.content.commentary import Commentary
 from mailer.core.config import NewsletterSettings
+from mailer.render.furniture import Furniture
 from mailer.render.theme import Theme
 
 ARCHIVE = "archive"
@@ -19,14 +20,18 @@ def render_site(
     commentaries: Sequence[Commentary],
     theme: Theme,
     newsletter: NewsletterSettings,
+    furniture: Furniture,
     versions: Mapping[str, Sequence[Commentary]],
+    latest: Mapping[str, Sequence[Commentary]],
 ) -> dict[str, bytes]:
     """Archive pages by path in the output folder; `commentaries` newest first; `versions`, each
-    one's other languages by slug."""
+    one's other languages by slug, and `latest` the commentaries before each."""
     shared: dict[str, Any] = {
         "newsletter": newsletter,
         "site_css": theme.source("site.css"),
         "versions": versions,
+        "latest": latest,
+        "furniture": furniture,
     }
     pages = {
         f"{ARCHIVE}/index.html": theme.render("archive.html", commentaries=commentaries, **shared)

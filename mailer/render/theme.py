@@ -25,6 +25,7 @@ THEME_FILES = (
     "archive.html",
     "commentary.html",
     "versions.html",
+    "colophon.html",
     "site.css",
     "subscribe.html",
     "confirm.html",
