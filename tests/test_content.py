@@ -604,7 +604,7 @@ def test_the_built_feed_dates_a_plain_date_at_midnight_in_the_configured_zone(
     result = run("build")
     assert result.exit_code == 0, result.output
     items = json.loads(folder.output_files()["feed.json"])["items"]
-    dates = {item["id"]: item["date_published"] for item in items}
+    dates = {item["url"]: item["date_published"] for item in items}
     assert dates[f"{SITE_URL}archive/winter/"] == "2025-01-15T00:00:00-05:00"
 
 

@@ -177,3 +177,69 @@ def test_commentaries_of_the_same_day_get_distinct_atom_updated_times(
     assert len(set(updated)) == len(updated)
     times = [dt.datetime.fromisoformat(u) for u in updated]  # type: ignore[arg-type]
     assert times == sorted(times, reverse=True)
+
+
+# Permanent ids and corrections ---------------------------------------------------------------
+
+CORRECTED = """
+    +++
+    title = "Winter in the Baltic"
+    authors = ["A. Author"]
+    date = 2025-11-20
+    +++
+
+    The first version.
+    """
+
+
+def test_the_examples_keep_their_ids_and_a_new_commentary_gets_a_tag_uri_made_once(
+    folder: Folder, run: Run
+) -> None:
+    folder.write("commentaries/2025-11-20-baltic.md", CORRECTED)
+    first = feedparser.parse(build(folder, run)["atom.xml"])
+    ids = {e.title: e.id for e in first.entries}
+    assert archive("stalemate-to-escalation") in ids.values(), "an example's id changed"
+    assert ids["Winter in the Baltic"] == "tag:www.example.org,2025-11-20:baltic"
+    recorded = (folder.commentaries / "published.toml").read_text(encoding="utf-8")
+    assert 'id = "tag:www.example.org,2025-11-20:baltic"' in recorded
+
+    folder.configure(
+        'site_url = "https://www.example.org/commentaries/"',
+        'site_url = "https://news.example.net/"',
+    )
+    moved = build(folder, run)
+    for name in ("atom.xml", "rss.xml"):
+        after = {e.title: e.id for e in feedparser.parse(moved[name]).entries}
+        assert after["Winter in the Baltic"] == "tag:www.example.org,2025-11-20:baltic", name
+        assert after["After the Juntas: A Sober European Policy for the Sahel"] == archive(
+            "sahel-after-the-juntas"
+        ), "an id changed with site_url"
+    assert b'<guid isPermaLink="false">' in moved["rss.xml"], "an old URL is no longer a link"
+    items = json.loads(moved["feed.json"])["items"]
+    assert {i["id"] for i in items} == set(ids.values())
+
+
+def test_a_correction_with_updated_reaches_every_feed_and_check_warns_without_it(
+    folder: Folder, run: Run
+) -> None:
+    path = folder.write("commentaries/2025-11-20-baltic.md", CORRECTED)
+    build(folder, run)
+    path.write_text(path.read_text().replace("The first version.", "The corrected version."))
+    result = run("check")
+    assert result.exit_code == 0
+    assert f"{path}: warning: the text changed since it was published" in result.output
+    assert "add `updated = " in result.output
+
+    text = path.read_text().replace("date = 2025-11-20", "date = 2025-11-20\nupdated = 2025-11-22")
+    path.write_text(text)
+    result = run("check")
+    assert "the text changed" not in result.output, result.output
+    files = build(folder, run)
+    atom = next(e for e in feedparser.parse(files["atom.xml"]).entries if "baltic" in e.id)
+    assert atom.updated.startswith("2025-11-22") and atom.published.startswith("2025-11-20")
+    item = next(i for i in json.loads(files["feed.json"])["items"] if "baltic" in i["id"])
+    assert item["date_modified"].startswith("2025-11-22")
+    assert item["date_published"].startswith("2025-11-20")
+    rss = feedparser.parse(files["rss.xml"])
+    assert rss.feed.updated.startswith("Sat, 22 Nov 2025"), "lastBuildDate follows the correction"
+    assert "the text changed" not in run("check").output

@@ -13,10 +13,11 @@ from pathlib import Path
 
 from mailer.content.commentary import Collection, Issue, Site, load_folder
 from mailer.content.files import FileProblem, measure
+from mailer.content.published import Record
 from mailer.core import config as settings
 from mailer.core.config import Config
 from mailer.core.errors import ConfigError, Problem
-from mailer.core.output import Written, write_folder
+from mailer.core.output import Written, write_atomically, write_folder
 from mailer.core.tokens import Links, Purpose
 from mailer.delivery.base import Backend
 from mailer.render.email import RenderedIssue, render_issue
@@ -176,7 +177,17 @@ class Newsletter:
         collection = self.commentaries()
         collection.raise_errors()
         files = self.render_files(collection)
-        return Built(len(collection.published()), write_folder(self.config.paths.output, files))
+        written = write_folder(self.config.paths.output, files)
+        # Only once the feeds are out: an id is recorded as made when it has been published.
+        record = self.published_record()
+        after = record.with_published(collection.published())
+        if after.entries != record.entries:
+            write_atomically(after.path, after.as_toml())
+        return Built(len(collection.published()), written)
+
+    def published_record(self) -> Record:
+        """Permanent ids and the fingerprints of published texts (commentaries/published.toml)."""
+        return Record.read(self.config.paths.commentaries)
 
     def render_files(self, collection: Collection) -> dict[str, bytes]:
         """Feeds and archive pages by path in the output folder, in memory.
@@ -191,13 +202,15 @@ class Newsletter:
         entries = self.config.feeds.entries
         published = collection.published()
         versions = {c.slug: collection.versions(c) for c in published}
-        channel = Channel(newsletter, newsletter.language, versions=versions)
+        record = self.published_record()
+        ids = {c.slug: record.id(c) for c in published}
+        channel = Channel(newsletter, newsletter.language, versions=versions, ids=ids)
         files = render_feeds(published, channel, entries)
         languages = collection.languages()
         for code in languages if len(languages) > 1 else ():
             own = [c for c in published if c.language == code]
             files.update(
-                render_feeds(own, Channel(newsletter, code, f"{code}/", versions), entries)
+                render_feeds(own, Channel(newsletter, code, f"{code}/", versions, ids), entries)
             )
         latest = {c.slug: collection.before(c, self.config.series.latest) for c in published}
         furniture = self.furniture

@@ -68,6 +68,7 @@ def check(invocation: Invocation) -> None:
     problems.extend(newsletter.theme.problems())
     collection = newsletter.commentaries()
     problems.extend(collection.problems)
+    problems.extend(newsletter.published_record().corrections_unmarked(collection.published()))
     if not any(not p.warning for p in problems):
         problems.extend(_render_problems(newsletter, collection))
     for problem in problems:

@@ -53,6 +53,10 @@ class Commentary:
     translation_of: str = ""
     """The slug of the commentary this one translates, if any."""
     translation_of_line: int | None = field(default=None, compare=False, repr=False)
+    updated: dt.datetime | None = None
+    """When a correction was published, if one was (the `updated` field)."""
+    source: str = field(default="", repr=False, compare=False)
+    """The Markdown body as written, whose fingerprint tells a correction."""
     files: tuple[LocalFile, ...] = ()
     """The images and PDF beside it, which the build publishes with the archive."""
 
@@ -256,9 +260,9 @@ def read(path: Path, site: Site) -> tuple[Commentary | None, list[Problem]]:
         return None, problems
     values.setdefault("language", site.language)
     translation_of_line = front.key_lines.get("translation_of")
-    date = values.pop("date")
-    if isinstance(date, dt.date) and not isinstance(date, dt.datetime):
-        date = dt.datetime.combine(date, dt.time(), tzinfo=site.zone)
+    date = _moment(values.pop("date"), site.zone)
+    if "updated" in values:
+        values["updated"] = _moment(values["updated"], site.zone)
     return (
         Commentary(
             slug=slug,
@@ -269,10 +273,18 @@ def read(path: Path, site: Site) -> tuple[Commentary | None, list[Problem]]:
             text=rendered.text,
             translation_of_line=translation_of_line,
             files=tuple(beside.found.values()),
+            source=front.body,
             **values,
         ),
         problems,
     )
+
+
+def _moment(value: dt.date, zone: zoneinfo.ZoneInfo) -> dt.datetime:
+    """A plain date as the start of that day in the newsletter's time zone."""
+    if isinstance(value, dt.datetime):
+        return value
+    return dt.datetime.combine(value, dt.time(), tzinfo=zone)
 
 
 def _pdf_beside(values: dict[str, Any], beside: Beside, path: Path, line: int) -> list[Problem]:
@@ -496,6 +508,7 @@ _FIELDS: dict[str, tuple[Callable[[Any], Any], bool]] = {
     "pdf": (_pdf, False),
     "pdf_size": (_size, False),
     "draft": (_flag, False),
+    "updated": (_date, False),
     "language": (_language, False),
     "translation_of": (_slug, False),
 }

@@ -1,8 +1,8 @@
 """RSS 2.0, Atom 1.0 and JSON Feed 1.1 of the newest commentaries.
 
 Every date in a feed comes from the commentaries themselves, never from the clock, so building
-twice with no change gives byte-identical files. Ids are the archive URLs, which depend only on a
-commentary's slug: editing a file never changes them.
+twice with no change gives byte-identical files. Ids are made once (content.published): editing
+a file, or moving the site to another address, never changes them.
 """
 
 from __future__ import annotations
@@ -40,6 +40,11 @@ class Channel:
     folder: str = ""
     versions: Mapping[str, Sequence[Commentary]] = field(default_factory=dict)
     """The other languages' versions of each commentary, by slug (for hreflang links)."""
+    ids: Mapping[str, str] = field(default_factory=dict)
+    """Each commentary's permanent id by slug (content.published); else its archive URL."""
+
+    def id(self, commentary: Commentary) -> str:
+        return self.ids.get(commentary.slug, commentary.archive_url)
 
     def url(self, name: str) -> str:
         return self.newsletter.site_url + self.folder + name
@@ -68,8 +73,13 @@ def render_feeds(
     }
 
 
+def _modified(commentary: Commentary) -> dt.datetime:
+    """When it last changed: its correction's date, else its publication's."""
+    return max(commentary.date, commentary.updated or commentary.date)
+
+
 def _updated(commentaries: Sequence[Commentary]) -> dt.datetime:
-    return max((c.date for c in commentaries), default=EPOCH)
+    return max((_modified(c) for c in commentaries), default=EPOCH)
 
 
 def _summary(commentary: Commentary) -> str:
@@ -95,7 +105,8 @@ def _rss(commentaries: Sequence[Commentary], channel: Channel) -> bytes:
     for commentary in commentaries:
         entry = _entry(feed, commentary, commentary.date)
         entry.link(href=commentary.link, rel="alternate")
-        entry.guid(commentary.archive_url, permalink=True)
+        identity = channel.id(commentary)
+        entry.guid(identity, permalink=identity == commentary.archive_url)
         entry.description(_summary(commentary))
         for author in commentary.authors:
             entry.dc.dc_creator(author)
@@ -120,7 +131,7 @@ def _atom(commentaries: Sequence[Commentary], channel: Channel) -> bytes:
     feed.register_extension("links", BaseExtension, _AtomLinks, atom=True, rss=False)
     for commentary, updated in zip(commentaries, _distinct(commentaries), strict=True):
         entry = _entry(feed, commentary, updated)
-        entry.id(commentary.archive_url)
+        entry.id(channel.id(commentary))
         entry.link(href=commentary.link, rel="alternate", type="text/html")
         entry.summary(_summary(commentary))
         entry.content(commentary.html, type="html")
@@ -141,8 +152,9 @@ def _distinct(commentaries: Sequence[Commentary]) -> list[dt.datetime]:
     when entries have the same one), keeping newest-first order and repeatable builds."""
     result: list[dt.datetime] = []
     for index, commentary in enumerate(commentaries):
-        later_twins = sum(1 for other in commentaries[index + 1 :] if other.date == commentary.date)
-        result.append(commentary.date + dt.timedelta(seconds=later_twins))
+        modified = _modified(commentary)
+        later_twins = sum(1 for other in commentaries[index + 1 :] if _modified(other) == modified)
+        result.append(modified + dt.timedelta(seconds=later_twins))
     return result
 
 
@@ -180,21 +192,21 @@ def _json_feed(commentaries: Sequence[Commentary], channel: Channel) -> bytes:
         "description": channel.description,
         "language": channel.language,
         "authors": [{"name": channel.newsletter.name}],
-        "items": [_json_item(c) for c in commentaries],
+        "items": [_json_item(c, channel.id(c)) for c in commentaries],
     }
     return (json.dumps(feed, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
 
 
-def _json_item(commentary: Commentary) -> dict[str, Any]:
+def _json_item(commentary: Commentary, identity: str) -> dict[str, Any]:
     item: dict[str, Any] = {
-        "id": commentary.archive_url,
+        "id": identity,
         "url": commentary.link,
         "title": commentary.title,
         "content_html": commentary.html,
         "content_text": commentary.text,
         "summary": _summary(commentary),
         "date_published": commentary.date.isoformat(),
-        "date_modified": commentary.date.isoformat(),
+        "date_modified": _modified(commentary).isoformat(),
         "authors": [{"name": author} for author in commentary.authors],
         "language": commentary.language,
     }
