@@ -266,3 +266,50 @@ def test_the_wheel_ships_the_compiled_catalogs(tmp_path: Path) -> None:
     for code in SHIPPED:
         assert f"mailer/locale/{code}/LC_MESSAGES/mailer.mo" in names, sorted(names)
     assert "mailer/theme/versions.html" in names and "mailer/theme/email-dark.css" in names
+
+
+READERS = """\
+email,name,lists,language
+anna@example.org,Anna,commentaries,it
+ben@example.org,Ben,commentaries,en-GB
+cleo@example.org,Cleo,commentaries,
+"""
+
+
+def recipients(folder: Folder) -> set[str]:
+    """Who the outbox holds a message for, each .eml read back."""
+    found = set()
+    for path in (folder.path / "outbox").glob("*.eml"):
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        found.add(str(message["To"]).rpartition("<")[2].rstrip(">"))
+        path.unlink()
+    return found
+
+
+def test_an_issue_with_a_translation_goes_to_the_readers_of_its_language(
+    folder: Folder, run: Run
+) -> None:
+    folder.write("commentaries/2025-09-18-dallo-stallo-all-escalation.md", ITALIAN)
+    folder.write("readers.csv", READERS)
+    assert run("subscribers", "import", str(folder.path / "readers.csv")).exit_code == 0
+    exported = run("subscribers", "export").output
+    assert "anna@example.org,Anna,active,commentaries," in exported and exported.splitlines()[
+        0
+    ].endswith(",language")
+    assert [line.rsplit(",", 1)[1] for line in exported.splitlines()[1:]] == ["it", "en-GB", ""]
+
+    assert run("send", "dallo-stallo-all-escalation", "--yes").exit_code == 0
+    assert recipients(folder) == {"anna@example.org"}
+    assert run("send", "stalemate-to-escalation", "--yes").exit_code == 0
+    assert recipients(folder) == {"ben@example.org", "cleo@example.org"}, "blank: en-GB"
+    assert run("send", "sahel-after-the-juntas", "--yes").exit_code == 0
+    assert recipients(folder) == {"anna@example.org", "ben@example.org", "cleo@example.org"}
+
+
+def test_an_unknown_language_in_an_import_rejects_that_row_at_its_line(
+    folder: Folder, run: Run
+) -> None:
+    folder.write("readers.csv", READERS.replace(",it\n", ",klingon-xx\n"))
+    result = run("subscribers", "import", str(folder.path / "readers.csv"))
+    assert result.exit_code == 1
+    assert f"{folder.path / 'readers.csv'}:2: 'klingon-xx' is not a language code" in result.output

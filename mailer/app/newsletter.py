@@ -137,6 +137,14 @@ class Newsletter:
             ) from None
         return Furniture(series, logo)
 
+    def readers(self, issue: Issue) -> list[str] | None:
+        """The subscriber languages an issue goes to: those of its lead when the lead exists in
+        other languages too ("" being the newsletter's own), else None: everybody."""
+        if not self.commentaries().versions(issue.lead):
+            return None
+        language = issue.lead.language
+        return [language, ""] if language == self.config.newsletter.language else [language]
+
     def render(self, issue: Issue) -> RenderedIssue:
         return render_issue(issue, self.theme, self.config.newsletter, self.furniture)
 

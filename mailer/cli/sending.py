@@ -144,7 +144,9 @@ def _campaign_to_send(
         yes,
     )
     try:
-        campaign = store.campaigns.start(issue_key, list_name, issue.subject)
+        campaign = store.campaigns.start(
+            issue_key, list_name, issue.subject, newsletter.readers(issue)
+        )
     except LookupError:
         raise RequestError(f"there is no list '{list_name}'; `mailer lists` shows them") from None
     click.echo(f"Campaign {campaign.id}: {count(campaign.recipients, 'recipient')}.")

@@ -26,7 +26,7 @@ from mailer.store.importing.writer import import_csv
 from mailer.store.subscribers import Subscriber
 
 STATUSES = click.Choice([s.value for s in Status])
-EXPORT_COLUMNS = ("email", "name", "status", "lists", "created_at", "updated_at")
+EXPORT_COLUMNS = ("email", "name", "status", "lists", "created_at", "updated_at", "language")
 
 
 @click.group("subscribers")
@@ -153,9 +153,9 @@ def export(
 ) -> None:
     """Write subscribers as CSV (every status unless --status narrows it), to FILE or stdout.
 
-    The columns are email,name,status,lists,created_at,updated_at, so the file can be imported
-    again. A cell a spreadsheet would run as a formula (beginning with =, +, -, @, a tab or a
-    carriage return) is written with a leading ', which import takes off again.
+    The columns are email,name,status,lists,created_at,updated_at,language, so the file can be
+    imported again. A cell a spreadsheet would run as a formula (beginning with =, +, -, @, a
+    tab or a carriage return) is written with a leading ', which import takes off again.
 
     \b
     Example:
@@ -185,6 +185,7 @@ def _write_csv(stream: IO[str], subscribers: Iterator[Subscriber]) -> int:
                 spreadsheet_safe(";".join(subscriber.lists)),
                 subscriber.created_at.isoformat(timespec="seconds"),
                 subscriber.updated_at.isoformat(timespec="seconds"),
+                subscriber.language,
             ]
         )
         written += 1

@@ -137,3 +137,5 @@ class Candidate(NamedTuple):
     line: int = 0
     status: Status | None = None
     """The status a row of an exported list carries; None takes the import's."""
+    language: str = ""
+    """The language they read; empty: the newsletter's (or, for someone known, unchanged)."""

@@ -212,8 +212,11 @@ class Campaigns:
 
     # Changing ----------------------------------------------------------------------------------
 
-    def start(self, issue: str, list_name: str, subject: str) -> Campaign:
-        """A new campaign to the active members of `list_name` as they are now."""
+    def start(
+        self, issue: str, list_name: str, subject: str, languages: Sequence[str] | None = None
+    ) -> Campaign:
+        """A new campaign to the active members of `list_name` as they are now; with
+        `languages`, only to those whose language is one of them ("" is the newsletter's)."""
         now = utcnow()
         with self.engine.begin() as connection:
             list_id = Lists.find(connection, list_name)
@@ -243,6 +246,8 @@ class Campaigns:
                 .join(subscribers, subscribers.c.id == memberships.c.subscriber_id)
                 .where(memberships.c.list_id == list_id, subscribers.c.status == Status.ACTIVE)
             )
+            if languages is not None:
+                recipients = recipients.where(subscribers.c.language.in_(list(languages)))
             connection.execute(
                 insert(deliveries).from_select(
                     ["subscriber_id", "campaign_id", "state", "attempts", "updated_at"], recipients

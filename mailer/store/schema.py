@@ -97,6 +97,8 @@ subscribers = Table(
     Column("email_key", String(320), nullable=False, unique=True),
     Column("name", String(200), nullable=False, default=""),
     Column("status", String(20), nullable=False),
+    # The language they read (`it`, `en-GB`); empty: the newsletter's.
+    Column("language", String(35), nullable=False, default="", server_default=""),
     # How the person came in, their first consent: a form, an import, staff, the API.
     Column("source", String(40), nullable=False),
     Column("source_detail", Text, nullable=False, default=""),

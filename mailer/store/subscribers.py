@@ -45,6 +45,8 @@ class Subscriber:
     link_secret: str
     """Their own value in the MAC of their links (links.py): never shown, never exported."""
     lists: tuple[str, ...] = ()
+    language: str = ""
+    """The language they read; empty: the newsletter's."""
 
 
 class SendLogEntry(NamedTuple):
@@ -99,6 +101,7 @@ _COLUMNS = (
     subscribers.c.email,
     subscribers.c.name,
     subscribers.c.status,
+    subscribers.c.language,
     subscribers.c.source,
     subscribers.c.source_detail,
     subscribers.c.source_ip,
@@ -119,6 +122,7 @@ def _subscriber(row: Any, list_names: Sequence[str] = ()) -> Subscriber:
         updated_at=row.updated_at,
         link_secret=row.link_secret,
         lists=tuple(sorted(list_names)),
+        language=row.language,
     )
 
 
@@ -393,7 +397,11 @@ class _Consent:
         connection = self.connection
         existing = connection.execute(
             select(
-                subscribers.c.id, subscribers.c.email_key, subscribers.c.name, subscribers.c.status
+                subscribers.c.id,
+                subscribers.c.email_key,
+                subscribers.c.name,
+                subscribers.c.status,
+                subscribers.c.language,
             ).where(one_of(connection, subscribers.c.email_key, list(by_key)))
         ).all()
         member_of = _list_ids_of(connection, [row.id for row in existing])
@@ -409,12 +417,20 @@ class _Consent:
             rename = candidate.name != row.name and (
                 (replace_names and candidate.name) or not row.name
             )
-            if rename:
-                renamed.append({"key": row.email_key, "name": candidate.name, "now": self.now})
+            relanguage = bool(candidate.language) and candidate.language != row.language
+            if rename or relanguage:
+                renamed.append(
+                    {
+                        "key": row.email_key,
+                        "name": candidate.name if rename else row.name,
+                        "language": candidate.language or row.language,
+                        "now": self.now,
+                    }
+                )
             left = candidate.status in LEFT and change_status(
                 connection, row.id, candidate.status, self.reason, self.detail, self.ip
             )
-            if missing or rename or left:
+            if missing or rename or relanguage or left:
                 merged.updated += 1
             else:
                 merged.unchanged += 1
@@ -422,7 +438,11 @@ class _Consent:
             connection.execute(
                 update(subscribers)
                 .where(subscribers.c.email_key == bindparam("key"))
-                .values(name=bindparam("name"), updated_at=bindparam("now")),
+                .values(
+                    name=bindparam("name"),
+                    language=bindparam("language"),
+                    updated_at=bindparam("now"),
+                ),
                 renamed,
             )
         return new_members
@@ -441,6 +461,7 @@ class _Consent:
                 "email_key",
                 "name",
                 "status",
+                "language",
                 "source",
                 "source_detail",
                 "source_ip",
@@ -454,6 +475,7 @@ class _Consent:
                     k,
                     c.name,
                     c.status or default,
+                    c.language,
                     reason,
                     detail,
                     ip,

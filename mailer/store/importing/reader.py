@@ -28,6 +28,7 @@ from mailer.core.addresses import (
     clean_name,
 )
 from mailer.core.errors import MailerError, Problem
+from mailer.core.languages import locale_of
 from mailer.core.lifecycle import Status
 
 BATCH = 20000
@@ -45,6 +46,7 @@ class Row(NamedTuple):
     name: str
     lists: str
     status: str
+    language: str
     values: list[str]
 
 
@@ -61,6 +63,7 @@ class Batch:
     groups: list[int] = field(default_factory=list)
     lines: list[int] = field(default_factory=list)
     statuses: list[Status | None] = field(default_factory=list)
+    languages: list[str] = field(default_factory=list)
     list_sets: dict[frozenset[str], int] = field(default_factory=dict)
     rejected: list[Problem] = field(default_factory=list)
     rows: int = 0
@@ -72,6 +75,7 @@ class Batch:
         self.groups.append(self.list_sets.setdefault(candidate.lists, len(self.list_sets)))
         self.lines.append(candidate.line)
         self.statuses.append(candidate.status)
+        self.languages.append(candidate.language)
 
     def candidates(self) -> list[Candidate]:
         sets = list(self.list_sets)
@@ -83,6 +87,7 @@ class Batch:
                 [sets[g] for g in self.groups],
                 self.lines,
                 self.statuses,
+                self.languages,
             )
         )
 
@@ -131,6 +136,7 @@ def _rows(text: IO[str], path: Path) -> Iterator[tuple[int, Row | str]]:
     name_at = columns.index("name") if "name" in columns else None
     lists_at = columns.index("lists") if "lists" in columns else None
     status_at = columns.index("status") if "status" in columns else None
+    language_at = columns.index("language") if "language" in columns else None
     line = reader.line_num + 1
     while True:
         try:
@@ -149,6 +155,7 @@ def _rows(text: IO[str], path: Path) -> Iterator[tuple[int, Row | str]]:
                     _at(values, name_at),
                     _at(values, lists_at),
                     _at(values, status_at),
+                    _at(values, language_at),
                     values,
                 ),
             )
@@ -192,6 +199,7 @@ def _candidate(
         name = clean_name(row.name) if row.name else ""
         named = _list_names(row.lists) if row.lists else frozenset()
         status = _status(row.status) if row.status else None
+        language = _language(row.language.strip()) if row.language.strip() else ""
     except (InvalidAddress, ValueError) as error:
         return str(error)
     return Candidate(
@@ -200,7 +208,13 @@ def _candidate(
         lists=(named | extra) or frozenset({default_list}),
         line=line,
         status=status,
+        language=language,
     )
+
+
+def _language(cell: str) -> str:
+    locale_of(cell)  # ValueError naming the code
+    return cell
 
 
 def _status(cell: str) -> Status:
