@@ -339,8 +339,11 @@ def test_site_url_gains_a_trailing_slash(folder: Folder, run: Run) -> None:
     feed = json.loads(folder.output_files()["feed.json"])
     assert feed["home_page_url"] == "https://news.example.org/weekly/archive/"
     assert feed["items"]
+    assert feed["feed_url"] == "https://news.example.org/weekly/feed.json"
+    # Ids are made once (commentaries/published.toml): a new address must not make every
+    # entry look new to feed readers.
     for item in feed["items"]:
-        assert item["id"].startswith("https://news.example.org/weekly/archive/")
+        assert item["id"].startswith("https://www.example.org/commentaries/archive/")
 
 
 # Finding the file -----------------------------------------------------------------------------
