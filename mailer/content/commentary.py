@@ -22,7 +22,7 @@ from mailer.content import markdown
 from mailer.content.files import PDF_TYPE, Beside, FileProblem, LocalFile, is_local
 from mailer.core import tomltext
 from mailer.core.errors import ContentError, Problem, RequestError
-from mailer.core.languages import locale_of
+from mailer.core.languages import language_code
 
 _DATED_NAME = re.compile(r"^\d{4}-\d{2}-\d{2}-")
 _SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -476,9 +476,7 @@ def _size(value: Any) -> int:
 
 
 def _language(value: Any) -> str:
-    code = _text(value)
-    locale_of(code)  # raises ValueError naming the code
-    return code
+    return language_code(_text(value))
 
 
 def _slug(value: Any) -> str:

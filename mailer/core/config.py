@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from mailer.core import tomltext
 from mailer.core.errors import ConfigError, Problem
-from mailer.core.languages import locale_of
+from mailer.core.languages import language_code
 from mailer.core.urls import ascii_url
 
 DEFAULT_PATH = Path("config.toml")
@@ -105,11 +105,6 @@ def _timezone(value: str) -> str:
     return value
 
 
-def _language(value: str) -> str:
-    locale_of(value)
-    return value
-
-
 def one_of(*choices: str) -> Check:
     def check(value: str) -> str:
         if value not in choices:
@@ -140,7 +135,7 @@ class NewsletterSettings(Section):
     """An address whose mail unsubscribes, offered in List-Unsubscribe after the link."""
     feedback_id: str = setting("")
     """A Feedback-ID header (Gmail's complaint feedback loop), e.g. `commentaries:example`."""
-    language: str = setting("en", check=_language)
+    language: str = setting("en", check=language_code)
     timezone: str = setting("UTC", check=_timezone)
 
     @property

@@ -6,6 +6,12 @@ from __future__ import annotations
 import babel
 
 
+def language_code(language: str) -> str:
+    """The code as given, once CLDR knows it; ValueError naming it otherwise."""
+    locale_of(language)
+    return language
+
+
 def locale_of(language: str) -> babel.Locale:
     """The CLDR locale of a language tag; ValueError naming it when CLDR does not know it."""
     try:

@@ -28,7 +28,7 @@ from mailer.core.addresses import (
     clean_name,
 )
 from mailer.core.errors import MailerError, Problem
-from mailer.core.languages import locale_of
+from mailer.core.languages import language_code
 from mailer.core.lifecycle import Status
 
 BATCH = 20000
@@ -199,7 +199,7 @@ def _candidate(
         name = clean_name(row.name) if row.name else ""
         named = _list_names(row.lists) if row.lists else frozenset()
         status = _status(row.status) if row.status else None
-        language = _language(row.language.strip()) if row.language.strip() else ""
+        language = language_code(row.language.strip()) if row.language.strip() else ""
     except (InvalidAddress, ValueError) as error:
         return str(error)
     return Candidate(
@@ -210,11 +210,6 @@ def _candidate(
         status=status,
         language=language,
     )
-
-
-def _language(cell: str) -> str:
-    locale_of(cell)  # ValueError naming the code
-    return cell
 
 
 def _status(cell: str) -> Status:
