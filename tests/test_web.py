@@ -1163,3 +1163,44 @@ def test_someone_who_left_signs_up_again_for_the_default_list_before_it_exists(
     assert after is not None and after.status == Status.PENDING
     assert after.lists == ("commentaries",)
     assert [m["To"] for m in outbox(folder)] == ["back@example.org"]
+
+
+# Languages ---------------------------------------------------------------------------------------
+
+
+def test_a_reader_chooses_a_language_when_subscribing_and_changes_it_in_preferences(
+    client: FlaskClient, newsletter: Newsletter, folder: Folder
+) -> None:
+    page = client.get(f"{BASE}/subscribe")
+    assert '<option value="en-GB" lang="en-GB" selected>' in page.text
+    assert '<option value="it" lang="it">italiano</option>' in page.text
+    answer = subscribe(client, "lia@example.org", language="it")
+    assert answer.status_code == 200, answer.text
+    assert confirm(client, confirmation_link(outbox(folder)[-1])).status_code == 200
+    lia = newsletter.store.subscribers.find("lia@example.org")
+    assert lia is not None and lia.status == Status.ACTIVE and lia.language == "it"
+
+    refused = subscribe(client, "max@example.org", language="klingon")
+    assert refused.status_code == 400 and "no such language" in refused.text
+    assert newsletter.store.subscribers.find("max@example.org") is None
+
+    path = local(newsletter.recipient(lia.id, lia.link_secret, lia.email, "").preferences_url)
+    assert '<option value="it" lang="it" selected>' in client.get(path).text
+    token = csrf_token(client, path)
+    unchecked = client.post(
+        path, data={"action": "save", "lists": ["commentaries"], "language": "en-GB"}
+    )
+    assert unchecked.status_code == 400
+    assert newsletter.store.subscribers.get(lia.id).language == "it"  # type: ignore[union-attr]
+    saved = client.post(
+        path,
+        data={
+            "action": "save",
+            "lists": ["commentaries"],
+            "language": "en-GB",
+            "csrf_token": token,
+        },
+    )
+    assert saved.status_code == 200 and "Saved." in saved.text
+    after = newsletter.store.subscribers.get(lia.id)
+    assert after is not None and after.language == "" and after.lists == ("commentaries",)

@@ -97,6 +97,12 @@ def _optional_http_url(value: str) -> str:
     return http_url(value) if value else value
 
 
+def _language_codes(value: str) -> str:
+    for code in value.split():
+        language_code(code)
+    return value
+
+
 def _timezone(value: str) -> str:
     try:
         zoneinfo.ZoneInfo(value)
@@ -136,7 +142,16 @@ class NewsletterSettings(Section):
     feedback_id: str = setting("")
     """A Feedback-ID header (Gmail's complaint feedback loop), e.g. `commentaries:example`."""
     language: str = setting("en", check=language_code)
+    reader_languages: str = setting("", check=_language_codes)
+    """Other languages readers may choose on the subscribe form and preferences page,
+    space-separated (`it fr`); empty: the newsletter's alone, and no choice is shown."""
     timezone: str = setting("UTC", check=_timezone)
+
+    @property
+    def languages(self) -> list[str]:
+        """Every language a subscriber may read the newsletter in, its own first."""
+        others = [code for code in self.reader_languages.split() if code != self.language]
+        return [self.language, *others]
 
     @property
     def zone(self) -> zoneinfo.ZoneInfo:

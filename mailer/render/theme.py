@@ -26,6 +26,7 @@ THEME_FILES = (
     "commentary.html",
     "versions.html",
     "colophon.html",
+    "language_choice.html",
     "site.css",
     "subscribe.html",
     "confirm.html",

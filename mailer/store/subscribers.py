@@ -296,6 +296,15 @@ class Subscribers:
         """Delete everything held on this address, keeping only its hash (suppressions.py)."""
         return erase(self.engine, self.hashes, email, reason)
 
+    def set_language(self, subscriber_id: int, language: str) -> None:
+        """The language they read ("" for the newsletter's), as a preferences page saves it."""
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(subscribers)
+                .where(subscribers.c.id == subscriber_id, subscribers.c.language != language)
+                .values(language=language, updated_at=utcnow())
+            )
+
     def set_lists(self, subscriber_id: int, names: Iterable[str]) -> bool:
         """Make exactly these lists the subscriber's (a preferences page saving its choice);
         True when anything changed. LookupError names a list or subscriber that does not exist."""

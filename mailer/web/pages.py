@@ -73,6 +73,8 @@ def subscribe_page(current: Service, status: int = 200, **values: Any) -> Respon
         "name": "",
         "error": "",
         "chosen": [current.default_list],
+        "languages": current.newsletter.config.newsletter.languages,
+        "chosen_language": "",
     }
     context.update(values)
     return current.page(
@@ -97,6 +99,8 @@ class Asked:
     detail: str
     """Which form it came through, recorded with the consent."""
     answer_json: bool
+    language: str
+    """The language chosen ("" when none was: the newsletter's)."""
 
     def refuse(self, current: Service, message: str, status: int = 400, **form: Any) -> Response:
         return refuse(current, self.answer_json, message, status, **form)
@@ -147,7 +151,10 @@ def read_request(current: Service) -> Asked | Response:
         ):
             message = "email, name and website are strings, lists a list of strings"
             return refuse(current, answer_json, message)
-        return Asked(email, name, trap, chosen, "subscribe endpoint (JSON)", answer_json)
+        language = data.get("language", "")
+        if not isinstance(language, str):
+            return refuse(current, answer_json, 'language is a string, like "it"')
+        return Asked(email, name, trap, chosen, "subscribe endpoint (JSON)", answer_json, language)
     form = request.form
     asked = Asked(
         form.get("email", ""),
@@ -156,6 +163,7 @@ def read_request(current: Service) -> Asked | Response:
         form.getlist("lists"),
         "subscribe form",
         answer_json,
+        form.get("language", ""),
     )
     if not current.csrf.valid():
         return asked.refuse(
@@ -196,11 +204,25 @@ def check_request(current: Service, asked: Asked) -> Candidate | Response:
     unknown = [n for n in asked.lists if n not in offered]
     if unknown:
         return asked.refuse(current, f"there is no list '{unknown[0]}'", email=email, name=name)
+    language = reader_language(current, asked.language)
+    if language is None:
+        return asked.refuse(current, "there is no such language to choose", email=email, name=name)
     wait = current.address_limit.hit(address_key(email))
     if wait:
         log.warning("subscribe: too many requests for %s", redact.address(email))
         return too_many(current, wait, asked.answer_json)
-    return Candidate(email, name, frozenset(asked.lists or [current.default_list]))
+    return Candidate(
+        email, name, frozenset(asked.lists or [current.default_list]), language=language
+    )
+
+
+def reader_language(current: Service, asked: str) -> str | None:
+    """The language a reader chose as it is stored ("" for the newsletter's own, or when no
+    choice was made); None when it is not one of those offered."""
+    offered = current.newsletter.config.newsletter.languages
+    if asked not in ("", *offered):
+        return None
+    return "" if asked == offered[0] else asked
 
 
 def on_its_way(current: Service, answer_json: bool) -> Response:
@@ -395,6 +417,9 @@ def preferences(token: str) -> Response:
             chosen = sorted(set(asked) & set(all_lists))
             if store.subscribers.set_lists(found.id, chosen):
                 log.info("preferences: subscriber %d now on %d lists", found.id, len(chosen))
+            language = reader_language(current, request.form.get("language", ""))
+            if language is not None and "language" in request.form:
+                store.subscribers.set_language(found.id, language)
             notice = (
                 "Saved."
                 if chosen
@@ -407,6 +432,8 @@ def preferences(token: str) -> Response:
         active=found.status in (Status.ACTIVE, Status.PENDING),
         lists=all_lists,
         chosen=found.lists,
+        languages=current.newsletter.config.newsletter.languages,
+        chosen_language=found.language,
         notice=notice,
         action=url_for(".preferences", token=token),
         csrf_token=current.csrf.token(),
