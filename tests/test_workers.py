@@ -302,7 +302,7 @@ def test_a_second_sender_on_sqlite_is_refused_while_the_first_runs(
         server.release()
         code, out, err = finish(first)
 
-    assert still_running, "the first send ended before the second was tried"
+    assert still_running, f"the first send ended before the second was tried: {out}{err}"
     for refused in (second, resumed):
         assert refused.returncode == 2, refused.stdout + refused.stderr
         assert "Traceback" not in refused.stderr
