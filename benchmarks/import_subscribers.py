@@ -61,7 +61,10 @@ def run_import(folder: Path, csv_path: Path, url: str) -> tuple[float, int]:
         example.read_text().replace('url = "sqlite:///subscribers/mailer.db"', f'url = "{url}"')
     )
     env = {**os.environ, "MAILER_SECRET": "benchmark-secret-0123456789"}
-    command = [str(MAILER), "--config", str(config), "subscribers", "import", str(csv_path)]
+    command = [
+        *(str(MAILER), "--config", str(config), "subscribers", "import", str(csv_path)),
+        "--create-lists",
+    ]
     started = time.perf_counter()
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     peak = 0

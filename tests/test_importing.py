@@ -108,7 +108,7 @@ def test_the_done_when_file_imports_exactly_as_described(
     assert run("subscribers", "remove", "bob@example.org").exit_code == 0
     path = write(tmp_path / "people.csv", DONE_WHEN_CSV)
 
-    result = run("subscribers", "import", str(path))
+    result = run("subscribers", "import", str(path), "--create-lists")
 
     assert result.exit_code == 1, result.output
     # Ten rows (the blank line is none): Alice, Anna and Dora are new; the second Alice and the
@@ -163,7 +163,7 @@ def test_the_done_when_file_through_the_installed_command(
     assert command("subscribers", "remove", "bob@example.org").returncode == 0
     path = write(tmp_path / "people.csv", DONE_WHEN_CSV)
 
-    done = command("subscribers", "import", str(path))
+    done = command("subscribers", "import", str(path), "--create-lists")
 
     assert done.returncode == 1, done.stderr
     assert "10 rows: 3 added, 0 updated, 2 unchanged, 4 rejected." in done.stdout
@@ -197,11 +197,11 @@ def test_importing_the_same_file_again_changes_nothing(
     run("subscribers", "add", "bob@example.org")
     run("subscribers", "remove", "bob@example.org")
     path = write(tmp_path / "people.csv", DONE_WHEN_CSV)
-    run("subscribers", "import", str(path))
+    run("subscribers", "import", str(path), "--create-lists")
     before = dump(database_url)
     exported_before = run("subscribers", "export").stdout
 
-    again = run("subscribers", "import", str(path))
+    again = run("subscribers", "import", str(path), "--create-lists")
 
     assert summary(again) == {"added": 0, "updated": 0, "unchanged": 5, "rejected": 4}
     assert "Created" not in again.stdout
@@ -221,12 +221,12 @@ def test_importing_again_changes_nothing_when_a_person_is_far_apart_in_the_file(
         "alice@example.org,Alice Rossi,",
     ]
     path = write(tmp_path / "long.csv", "\n".join(rows) + "\n")
-    first = run("subscribers", "import", str(path))
+    first = run("subscribers", "import", str(path), "--create-lists")
     assert first.exit_code == 0, first.output
     assert show(run, "alice@example.org")["name"] == "Alice"
     before = dump(database_url)
 
-    again = run("subscribers", "import", str(path))
+    again = run("subscribers", "import", str(path), "--create-lists")
 
     assert summary(again)["added"] == 0
     assert summary(again)["updated"] == 0
@@ -262,7 +262,7 @@ def test_an_import_never_brings_back_who_left_or_was_erased(
         "stays@example.org,,\n",
     )
 
-    result = run("subscribers", "import", str(path))
+    result = run("subscribers", "import", str(path), "--create-lists")
 
     assert result.exit_code == 0, result.output
     assert summary(result) == {"added": 0, "updated": 0, "unchanged": 1, "rejected": 0}
@@ -297,7 +297,7 @@ def test_lists_named_in_the_file_are_created_and_the_summary_says_so(
         "carl@example.org,Carl,\n",
     )
 
-    result = run("subscribers", "import", str(path))
+    result = run("subscribers", "import", str(path), "--create-lists")
 
     assert result.exit_code == 0, result.output
     # news existed; Carl names no list, so he joins the default list, made now too.
@@ -318,7 +318,7 @@ def test_list_option_adds_every_row_to_that_list(
         "email,name,lists\nalice@example.org,Alice,news\nbob@example.org,Bob,\n",
     )
 
-    result = run("subscribers", "import", str(path), "--list", "partners")
+    result = run("subscribers", "import", str(path), "--list", "partners", "--create-lists")
 
     assert result.exit_code == 0, result.output
     assert "partners" in next(line for line in result.stdout.splitlines() if "Created" in line)
@@ -392,6 +392,8 @@ def test_a_broken_record_deep_in_a_large_file_never_leaves_half_an_import(
 def test_a_row_that_is_not_utf8_is_rejected_with_its_line_and_the_rest_imported(
     db_folder: Folder, run: Run, tmp_path: Path
 ) -> None:
+    """Told the file is UTF-8, a row that is not is rejected (undetected, the file would be
+    read as Windows-1252, Carl's UTF-8 name garbled)."""
     path = write(
         tmp_path / "mixed.csv",
         b"email,name\nalice@example.org,Alice\n"
@@ -399,7 +401,7 @@ def test_a_row_that_is_not_utf8_is_rejected_with_its_line_and_the_rest_imported(
         + "carl@example.org,Carl Gro\u00df\n".encode(),
     )
 
-    result = run("subscribers", "import", str(path))
+    result = run("subscribers", "import", str(path), "--encoding", "utf-8")
 
     assert result.exit_code == 1
     assert list(rejections(result, path)) == [3]
@@ -441,7 +443,12 @@ def test_a_large_file_is_streamed_and_committed_in_batches(store: Store, tmp_pat
         seen.append((read, int(committed or 0)))
 
     report = import_csv(
-        path, store.subscribers, lists=[], default_list="commentaries", progress=progress
+        path,
+        store.subscribers,
+        lists=[],
+        default_list="commentaries",
+        create_lists=True,
+        progress=progress,
     )
 
     assert (report.rows, report.merged.added, len(report.rejected)) == (LARGE, LARGE, 0)
@@ -467,7 +474,7 @@ def test_an_exported_list_imported_again_keeps_who_left_out(
         "gone@example.org,Gone,bounced,news\n"
         "odd@example.org,Odd,on holiday,news\n",
     )
-    result = run("subscribers", "import", str(path))
+    result = run("subscribers", "import", str(path), "--create-lists")
     assert result.exit_code == 1
     assert f"{path}:5: the status 'on holiday' is not one of" in result.stderr
     assert show(run, "stays@example.org")["status"] == "active"

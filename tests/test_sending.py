@@ -68,7 +68,7 @@ def add_people(folder: Folder, run: Run, rows: Sequence[tuple[str, str, str]]) -
         writer = csv.writer(file)
         writer.writerow(["email", "name", "lists"])
         writer.writerows(rows)
-    result = run("subscribers", "import", str(path))
+    result = run("subscribers", "import", str(path), "--create-lists")
     assert result.exit_code == 0, result.output
 
 

@@ -513,7 +513,15 @@ def test_an_export_imports_back_into_an_empty_database_as_the_same_people(
     runner = CliRunner(env={"MAILER_SECRET": SECRET})
 
     imported = runner.invoke(
-        main, ["--config", str(other.config_path), "subscribers", "import", str(exported)]
+        main,
+        [
+            "--config",
+            str(other.config_path),
+            "subscribers",
+            "import",
+            str(exported),
+            "--create-lists",
+        ],
     )
     again = runner.invoke(main, ["--config", str(other.config_path), "subscribers", "export"])
 

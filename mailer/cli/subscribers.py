@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
 import sys
@@ -21,7 +22,9 @@ from mailer.core.addresses import (
 )
 from mailer.core.errors import RequestError
 from mailer.core.lifecycle import Reason, Status
-from mailer.store.importing.reader import spreadsheet_safe
+from mailer.store.importing.columns import parse_map
+from mailer.store.importing.detection import DELIMITERS
+from mailer.store.importing.reader import Reading, spreadsheet_safe
 from mailer.store.importing.writer import import_csv
 from mailer.store.subscribers import Subscriber
 
@@ -93,27 +96,65 @@ def add(
         click.echo(f"{address} was already there; nothing changed.")
 
 
+_DELIMITERS = {word: character for character, word in DELIMITERS.items()}
+
+
 @group.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--list", "list_names", multiple=True, help="A list every row joins (repeatable).")
+@click.option(
+    "--create-lists", is_flag=True, help="Create the lists the file names that do not exist."
+)
+@click.option("--encoding", help="The file's encoding (detected: UTF-8 or Windows-1252).")
+@click.option(
+    "--delimiter",
+    type=click.Choice(list(_DELIMITERS)),
+    help="What separates the cells (detected from the first line).",
+)
+@click.option(
+    "--map",
+    "mapping",
+    multiple=True,
+    metavar="COLUMN=FIELD",
+    help="Read COLUMN as FIELD: email, name, first_name, last_name, lists, status (repeatable).",
+)
 @pass_invocation
-def import_(invocation: Invocation, file: Path, list_names: tuple[str, ...]) -> None:
-    """Import subscribers from a CSV file with the columns email,name,lists.
+def import_(
+    invocation: Invocation,
+    file: Path,
+    list_names: tuple[str, ...],
+    create_lists: bool,
+    encoding: str | None,
+    delimiter: str | None,
+    mapping: tuple[str, ...],
+) -> None:
+    """Import subscribers from a CSV file: an email column, and optionally a name (or first and
+    last names), lists and status.
 
-    `lists` holds list names separated by ';'; lists that do not exist yet are created. A row
-    with no list joins the default list ([delivery] list). Bad rows are reported as FILE:LINE
-    and skipped; the rest are imported. Importing the same file again changes nothing, and an
+    Columns are recognised under common spellings (Email, E-mail, Email Address, Nome, Cognome,
+    First Name, Last Name, ...); --map names any other. The encoding (UTF-8, Windows-1252) and
+    the separator (comma, semicolon, tab) are detected, and what was detected is said.
+    `lists` holds list names separated by ';', compared without case; a list that does not
+    exist rejects the row (with the closest existing name) unless --create-lists. A row with
+    no list joins the default list ([delivery] list). Bad rows are reported as FILE:LINE and
+    skipped; the rest are imported. Importing the same file again changes nothing, and an
     address that unsubscribed, bounced, complained or was erased is never brought back.
     Exit status 1 when some rows were rejected, 2 when the file cannot be used at all.
 
     \b
     Example:
       mailer subscribers import people.csv --list commentaries
+      mailer subscribers import export.csv --map "Posta=email" --create-lists
     """
     newsletter = invocation.newsletter
     subscribers = newsletter.store.subscribers
     try:
         extra = [clean_list_name(n) for n in list_names]
+        reading = Reading(
+            _encoding(encoding) if encoding else None,
+            _DELIMITERS[delimiter] if delimiter else None,
+            parse_map(mapping),
+        )
     except ValueError as error:
         raise RequestError(str(error)) from None
     with progress_bar(file.stat().st_size, f"Importing {file.name}") as bar:
@@ -122,9 +163,13 @@ def import_(invocation: Invocation, file: Path, list_names: tuple[str, ...]) -> 
             subscribers,
             lists=extra,
             default_list=newsletter.config.delivery.list,
+            reading=reading,
+            create_lists=create_lists,
             progress=bar.update,
         )
     merged = report.merged
+    if report.layout:
+        click.echo(f"{file}: {report.layout.describe()}.")
     for problem in report.rejected:
         click.echo(str(problem), err=True)
     click.echo(
@@ -141,6 +186,15 @@ def import_(invocation: Invocation, file: Path, list_names: tuple[str, ...]) -> 
         click.echo(f"Created {count(len(set(merged.lists_created)), 'list')}: {names}.")
     if report.rejected:
         raise click.exceptions.Exit(1)
+
+
+def _encoding(name: str) -> str:
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        raise ValueError(
+            f"--encoding {name!r} is not an encoding Python knows; try utf-8 or cp1252"
+        ) from None
 
 
 @group.command()

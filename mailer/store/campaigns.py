@@ -31,7 +31,7 @@ from sqlalchemy import (
 
 from mailer.core.lifecycle import Reason, Status
 from mailer.store.bulk import bulk_update, one_of
-from mailer.store.lists import Lists
+from mailer.store.lists import Lists, list_key
 from mailer.store.schema import (
     UtcDateTime,
     campaigns,
@@ -160,7 +160,7 @@ class Campaigns:
         """The newest campaign of this issue to this list, if there is one."""
         query = (
             self._query()
-            .where(campaigns.c.issue == issue, lists.c.name == list_name)
+            .where(campaigns.c.issue == issue, lists.c.name_key == list_key(list_name))
             .order_by(campaigns.c.id.desc())
             .limit(1)
         )

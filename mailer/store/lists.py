@@ -1,8 +1,13 @@
-"""Lists: the named groups subscribers belong to, and an issue is sent to."""
+"""Lists: the named groups subscribers belong to, and an issue is sent to.
+
+A list's name compares without case ("Commentaries" is "commentaries"), through `name_key`, so
+that a file or a form spelling it otherwise reaches the same people; it is shown as created.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -44,12 +49,21 @@ class Lists:
         with self.engine.connect() as connection:
             return list(connection.scalars(select(lists.c.name).order_by(lists.c.name)))
 
+    def by_key(self) -> dict[str, str]:
+        """Every list's name by its key (what a name typed otherwise is matched against)."""
+        with self.engine.connect() as connection:
+            return {
+                k: name for k, name in connection.execute(select(lists.c.name_key, lists.c.name))
+            }
+
     def create(self, name: str) -> None:
         name = clean_list_name(name)
         with self.engine.begin() as connection:
             if self.find(connection, name) is not None:
                 raise RequestError(f"the list '{name}' already exists")
-            connection.execute(insert(lists).values(name=name, created_at=utcnow()))
+            connection.execute(
+                insert(lists).values(name=name, name_key=list_key(name), created_at=utcnow())
+            )
 
     def rename(self, old: str, new: str) -> None:
         new = clean_list_name(new)
@@ -57,26 +71,49 @@ class Lists:
             found = self.find(connection, old)
             if found is None:
                 raise RequestError(f"there is no list '{old}'; `mailer lists` shows them")
-            if self.find(connection, new) is not None:
+            if self.find(connection, new) not in (None, found):  # a change of case is a rename
                 raise RequestError(f"the list '{new}' already exists")
-            connection.execute(update(lists).where(lists.c.id == found).values(name=new))
+            connection.execute(
+                update(lists).where(lists.c.id == found).values(name=new, name_key=list_key(new))
+            )
 
     @staticmethod
     def find(connection: Connection, name: str) -> int | None:
-        return connection.scalar(select(lists.c.id).where(lists.c.name == name))
+        return connection.scalar(select(lists.c.id).where(lists.c.name_key == list_key(name)))
 
     @staticmethod
     def ensure(connection: Connection, names: Iterable[str]) -> tuple[dict[str, int], list[str]]:
-        """Ids of these lists, creating the missing ones; returns (ids by name, names created)."""
+        """Ids of these lists, creating the missing ones; returns (ids by each name as given,
+        names created). Names differing only by case are one list, made once."""
         wanted = sorted(set(names))
         if not wanted:
             return {}, []
-        rows = connection.execute(select(lists.c.name, lists.c.id).where(lists.c.name.in_(wanted)))
-        ids: dict[str, int] = {name: list_id for name, list_id in rows}
-        created = [name for name in wanted if name not in ids]
+        keys = sorted({list_key(name) for name in wanted})
+        rows = connection.execute(
+            select(lists.c.name_key, lists.c.id).where(lists.c.name_key.in_(keys))
+        )
+        by_key: dict[str, int] = {k: v for k, v in rows}
+        created: list[str] = []
         now = utcnow()
-        for name in created:
-            ids[name] = connection.execute(
-                insert(lists).values(name=name, created_at=now).returning(lists.c.id)
-            ).scalar_one()
-        return ids, created
+        for name in wanted:
+            if list_key(name) not in by_key:
+                by_key[list_key(name)] = connection.execute(
+                    insert(lists)
+                    .values(name=name, name_key=list_key(name), created_at=now)
+                    .returning(lists.c.id)
+                ).scalar_one()
+                created.append(name)
+        return {name: by_key[list_key(name)] for name in wanted}, created
+
+
+def list_key(name: str) -> str:
+    """What a list's name is compared by: the trimmed name case-folded."""
+    return name.strip().casefold()
+
+
+def unknown_list(name: str, known: Iterable[str]) -> str:
+    """Why a list name matches no list, with the closest existing name if one is close."""
+    names = {list_key(n): n for n in known}
+    close = difflib.get_close_matches(list_key(name), names, n=1, cutoff=0.75)
+    hint = f" (did you mean '{names[close[0]]}'?)" if close else ""
+    return f"there is no list '{name}'{hint}"

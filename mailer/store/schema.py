@@ -114,7 +114,10 @@ lists = Table(
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("name", String(100), nullable=False, unique=True),
+    # The name case-folded: "Commentaries" and "commentaries" are one list (store/lists.py).
+    Column("name_key", String(300), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+    Index("uq_lists_name_key", "name_key", unique=True),
     sqlite_autoincrement=True,
 )
 

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert
 from mailer.core.addresses import Candidate, SuppressionHash, as_stored, key
 from mailer.core.lifecycle import CONSENT, LEFT, Reason, Status, can_become
 from mailer.store.bulk import bulk_insert, inserted_ids, one_of
-from mailer.store.lists import Lists
+from mailer.store.lists import Lists, list_key
 from mailer.store.schema import (
     campaigns,
     deliveries,
@@ -196,7 +196,9 @@ class Subscribers:
                 and_(
                     memberships.c.subscriber_id == subscribers.c.id,
                     memberships.c.list_id
-                    == select(lists.c.id).where(lists.c.name == list_name).scalar_subquery(),
+                    == select(lists.c.id)
+                    .where(lists.c.name_key == list_key(list_name))
+                    .scalar_subquery(),
                 ),
             )
         if search:
@@ -219,7 +221,7 @@ class Subscribers:
             .select_from(memberships)
             .join(lists, lists.c.id == memberships.c.list_id)
             .join(subscribers, subscribers.c.id == memberships.c.subscriber_id)
-            .where(lists.c.name == list_name, subscribers.c.status == status.value)
+            .where(lists.c.name_key == list_key(list_name), subscribers.c.status == status.value)
         )
         with self.engine.connect() as connection:
             return int(connection.execute(query).scalar_one())
@@ -318,9 +320,12 @@ class Subscribers:
             ids: dict[str, int] = {}
             if wanted:
                 rows = connection.execute(
-                    select(lists.c.name, lists.c.id).where(lists.c.name.in_(wanted))
+                    select(lists.c.name_key, lists.c.id).where(
+                        lists.c.name_key.in_([list_key(name) for name in wanted])
+                    )
                 )
-                ids = {name: list_id for name, list_id in rows}
+                found = {k: v for k, v in rows}
+                ids = {name: found[list_key(name)] for name in wanted if list_key(name) in found}
             unknown = [name for name in wanted if name not in ids]
             if unknown:
                 raise LookupError(f"there is no list '{unknown[0]}'")

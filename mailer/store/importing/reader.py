@@ -12,13 +12,15 @@ from __future__ import annotations
 import csv
 import functools
 import io
+import itertools
+import json
 import pickle
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from mailer.core.addresses import (
     AddressBook,
@@ -30,11 +32,16 @@ from mailer.core.addresses import (
 from mailer.core.errors import MailerError, Problem
 from mailer.core.languages import language_code
 from mailer.core.lifecycle import Status
+from mailer.store.importing.columns import BadHeader, Columns, columns_of
+from mailer.store.importing.detection import Detected, delimiter_of, encoding_name, encoding_of
+
+if TYPE_CHECKING:
+    from _csv import Reader as CsvReader
 
 BATCH = 20000
 csv.field_size_limit(1 << 20)
-_NOT_UTF8 = re.compile("[\udc80-\udcff]")
-"""Bytes that are not UTF-8 arrive as these lone surrogates (errors="surrogateescape")."""
+_NOT_DECODED = re.compile("[\udc80-\udcff]")
+"""Bytes not valid in the file's encoding arrive as lone surrogates (errors="surrogateescape")."""
 
 
 class UnusableFile(MailerError):
@@ -92,18 +99,55 @@ class Batch:
         )
 
 
-def batches(path: Path, extra: frozenset[str], default_list: str) -> Iterator[Batch]:
-    """The file's rows, checked, BATCH at a time; UnusableFile if it is no CSV of subscribers.
+@dataclass(frozen=True)
+class Reading:
+    """What staff said about the file (`--encoding`, `--delimiter`, `--map`); None: detect it."""
+
+    encoding: str | None = None
+    delimiter: str | None = None
+    mapping: Mapping[str, str] = field(default_factory=dict)
+
+
+DETECT = Reading()
+"""Staff said nothing about the file: everything is detected."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How the file is being read, sent before the first batch so that staff are told."""
+
+    detected: Detected
+    columns: Columns
+
+    def describe(self) -> str:
+        return f"{self.detected.describe()}; {self.columns.describe()}"
+
+
+def batches(
+    path: Path, extra: frozenset[str], default_list: str, reading: Reading = DETECT
+) -> Iterator[Layout | Batch]:
+    """How the file is read, then its rows, checked, BATCH at a time; UnusableFile if it is no
+    CSV of subscribers.
 
     Every row joins its own lists and `extra`, or `default_list` when that leaves none.
     """
     book = AddressBook()
     with path.open("rb") as raw:
-        text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
+        encoding = reading.encoding or encoding_of(raw)
+        text = io.TextIOWrapper(raw, encoding=encoding, errors="surrogateescape", newline="")
+        first = text.readline()
+        detected = Detected(
+            encoding,
+            reading.delimiter or delimiter_of(first),
+            frozenset(part for part in ("encoding", "delimiter") if getattr(reading, part)),
+        )
+        reader = csv.reader(itertools.chain([first], text), delimiter=detected.delimiter)
+        columns = _columns(_header(reader, path), reading.mapping, path, detected)
+        yield Layout(detected, columns)
         batch = Batch()
-        for line, row in _rows(text, path):
+        for line, row in _rows(reader, columns):
             batch.rows += 1
-            candidate = _candidate(row, line, book, extra, default_list)
+            candidate = _candidate(row, line, book, extra, default_list, encoding)
             if isinstance(candidate, str):
                 batch.rejected.append(Problem(path, line, candidate))
             else:
@@ -116,27 +160,37 @@ def batches(path: Path, extra: frozenset[str], default_list: str) -> Iterator[Ba
         yield batch
 
 
-def _rows(text: IO[str], path: Path) -> Iterator[tuple[int, Row | str]]:
-    """(first line of the record, its cells or why it cannot be read) for each data row."""
-    reader = csv.reader(text)
+def _columns(
+    header: list[str], mapping: Mapping[str, str], path: Path, detected: Detected
+) -> Columns:
+    if _NOT_DECODED.search("".join(header)):
+        raise UnusableFile(
+            f"{path}:1: is not {encoding_name(detected.encoding)} text; import with "
+            "--encoding cp1252 (or the encoding it was saved in), or save it as UTF-8 CSV"
+        )
     try:
-        header = next(reader, None)
+        return columns_of(header, mapping)
+    except BadHeader as error:
+        found = ", ".join(repr(c) for c in header[:5]) or "nothing"
+        raise UnusableFile(
+            f"{path}:1: {error} (the first line, {detected.describe()}, holds {found}); "
+            "name the columns email,name,lists, give the separator with --delimiter, or map a "
+            "column with --map COLUMN=FIELD"
+        ) from None
+
+
+def _header(reader: CsvReader, path: Path) -> list[str]:
+    try:
+        return next(reader, None) or []
     except (csv.Error, UnicodeError) as error:
         raise UnusableFile(f"{path}: is not a CSV file ({error})") from None
-    columns = [name.strip().lower() for name in header or []]
-    if _NOT_UTF8.search("".join(columns)):
-        raise UnusableFile(f"{path}:1: is not UTF-8 text; save it as UTF-8 CSV and import again")
-    if "email" not in columns:
-        found = ", ".join(repr(c) for c in columns[:5]) or "nothing"
-        raise UnusableFile(
-            f"{path}:1: there is no 'email' column (the first line holds {found}); "
-            "the first line must name the columns: email,name,lists"
-        )
-    email_at = columns.index("email")
-    name_at = columns.index("name") if "name" in columns else None
-    lists_at = columns.index("lists") if "lists" in columns else None
-    status_at = columns.index("status") if "status" in columns else None
-    language_at = columns.index("language") if "language" in columns else None
+
+
+def _rows(reader: CsvReader, columns: Columns) -> Iterator[tuple[int, Row | str]]:
+    """(first line of the record, its cells or why it cannot be read) for each data row."""
+    at = columns.at.get
+    email_at, name_at, lists_at, status_at = at("email"), at("name"), at("lists"), at("status")
+    first_at, last_at, language_at = at("first_name"), at("last_name"), at("language")
     line = reader.line_num + 1
     while True:
         try:
@@ -148,11 +202,14 @@ def _rows(text: IO[str], path: Path) -> Iterator[tuple[int, Row | str]]:
             line = reader.line_num + 1
             continue
         if values and "".join(values).strip():
+            name = _at(values, name_at)
+            if not name.strip() and (first_at is not None or last_at is not None):
+                name = f"{_at(values, first_at).strip()} {_at(values, last_at).strip()}"
             yield (
                 line,
                 Row(
                     _at(values, email_at),
-                    _at(values, name_at),
+                    name.strip(),
                     _at(values, lists_at),
                     _at(values, status_at),
                     _at(values, language_at),
@@ -187,13 +244,21 @@ def as_written(cell: str) -> str:
 
 
 def _candidate(
-    row: Row | str, line: int, book: AddressBook, extra: frozenset[str], default_list: str
+    row: Row | str,
+    line: int,
+    book: AddressBook,
+    extra: frozenset[str],
+    default_list: str,
+    encoding: str,
 ) -> Candidate | str:
     """The row as a person to add, or the reason it is rejected."""
     if isinstance(row, str):
         return row
-    if _NOT_UTF8.search("".join(row.values)):
-        return "this line is not UTF-8 text"
+    if _NOT_DECODED.search("".join(row.values)):
+        return (
+            f"this line is not {encoding_name(encoding)} text "
+            "(--encoding gives the file's encoding)"
+        )
     try:
         email = book.normalise(row.email)
         name = clean_name(row.name) if row.name else ""
@@ -228,13 +293,18 @@ def _list_names(field: str) -> frozenset[str]:
 
 
 def main() -> None:
-    """`python -m mailer.store.importing.reader FILE DEFAULT_LIST [LIST...]`: pickled batches
-    on stdout, then None, or the UnusableFile that stopped the reading."""
-    path, default_list, *extra = sys.argv[1:]
+    """`python -m mailer.store.importing.reader FILE SETTINGS`, SETTINGS being JSON with the
+    default list, the extra lists and the Reading: the Layout and pickled batches on stdout,
+    then None, or the UnusableFile that stopped the reading."""
+    path, settings = sys.argv[1:]
+    given = json.loads(settings)
+    reading = Reading(given["encoding"], given["delimiter"], given["mapping"])
     out = sys.stdout.buffer
     try:
-        for batch in batches(Path(path), frozenset(extra), default_list):
-            pickle.dump(batch, out, protocol=pickle.HIGHEST_PROTOCOL)
+        for message in batches(
+            Path(path), frozenset(given["extra"]), given["default_list"], reading
+        ):
+            pickle.dump(message, out, protocol=pickle.HIGHEST_PROTOCOL)
             out.flush()
         pickle.dump(None, out)
     except UnusableFile as error:
