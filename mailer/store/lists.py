@@ -25,6 +25,21 @@ class ListSummary:
     created_at: dt.datetime
     active: int
     total: int
+    title: str
+    description: str
+    public: bool
+    archived: bool
+
+
+@dataclass(frozen=True)
+class Offered:
+    """A list as subscribers see it on the subscribe and preferences pages."""
+
+    name: str
+    title: str
+    """The list's title, or its name when it has none."""
+    description: str
+    public: bool
 
 
 class Lists:
@@ -34,15 +49,38 @@ class Lists:
     def summaries(self) -> list[ListSummary]:
         active = func.count().filter(subscribers.c.status == Status.ACTIVE.value)
         query = (
-            select(lists.c.name, lists.c.created_at, active, func.count(subscribers.c.id))
+            select(
+                lists.c.name,
+                lists.c.created_at,
+                active,
+                func.count(subscribers.c.id),
+                lists.c.title,
+                lists.c.description,
+                lists.c.public,
+                lists.c.archived_at.is_not(None),
+            )
             .select_from(lists)
             .outerjoin(memberships, memberships.c.list_id == lists.c.id)
             .outerjoin(subscribers, subscribers.c.id == memberships.c.subscriber_id)
-            .group_by(lists.c.id, lists.c.name, lists.c.created_at)
+            .group_by(lists.c.id)
             .order_by(lists.c.name)
         )
         with self.engine.connect() as connection:
             return [ListSummary(*row) for row in connection.execute(query)]
+
+    def offered(self, *, private: bool = False) -> list[Offered]:
+        """The lists not archived, public ones only unless `private`, by title."""
+        query = select(lists.c.name, lists.c.title, lists.c.description, lists.c.public).where(
+            lists.c.archived_at.is_(None)
+        )
+        if not private:
+            query = query.where(lists.c.public)
+        with self.engine.connect() as connection:
+            found = [
+                Offered(name, title or name, description, public)
+                for name, title, description, public in connection.execute(query)
+            ]
+        return sorted(found, key=lambda offered: offered.title.casefold())
 
     def names(self) -> list[str]:
         """Every list's name, alphabetically (without counting anybody, unlike summaries)."""
@@ -56,21 +94,68 @@ class Lists:
                 k: name for k, name in connection.execute(select(lists.c.name_key, lists.c.name))
             }
 
-    def create(self, name: str) -> None:
+    def create(
+        self, name: str, *, title: str = "", description: str = "", public: bool = True
+    ) -> None:
         name = clean_list_name(name)
         with self.engine.begin() as connection:
             if self.find(connection, name) is not None:
                 raise RequestError(f"the list '{name}' already exists")
             connection.execute(
-                insert(lists).values(name=name, name_key=list_key(name), created_at=utcnow())
+                insert(lists).values(
+                    name=name,
+                    name_key=list_key(name),
+                    created_at=utcnow(),
+                    title=clean_title(title),
+                    description=clean_description(description),
+                    public=public,
+                )
             )
+
+    def describe(
+        self,
+        name: str,
+        *,
+        title: str | None = None,
+        description: str | None = None,
+        public: bool | None = None,
+    ) -> None:
+        """Change what subscribers see of a list; a value left None stays as it is."""
+        values: dict[str, object] = {}
+        if title is not None:
+            values["title"] = clean_title(title)
+        if description is not None:
+            values["description"] = clean_description(description)
+        if public is not None:
+            values["public"] = public
+        self._change(name, values)
+
+    def archive(self, name: str, *, archived: bool = True) -> None:
+        """Offer a list nowhere any more (or again); its members and campaigns stay."""
+        self._change(name, {"archived_at": utcnow() if archived else None})
+
+    def _change(self, name: str, values: dict[str, object]) -> None:
+        with self.engine.begin() as connection:
+            found = self.find(connection, name)
+            if found is None:
+                raise RequestError(
+                    f"{unknown_list(name, self._names(connection))}; `mailer lists` shows them"
+                )
+            if values:
+                connection.execute(update(lists).where(lists.c.id == found).values(**values))
+
+    @staticmethod
+    def _names(connection: Connection) -> list[str]:
+        return list(connection.scalars(select(lists.c.name)))
 
     def rename(self, old: str, new: str) -> None:
         new = clean_list_name(new)
         with self.engine.begin() as connection:
             found = self.find(connection, old)
             if found is None:
-                raise RequestError(f"there is no list '{old}'; `mailer lists` shows them")
+                raise RequestError(
+                    f"{unknown_list(old, self._names(connection))}; `mailer lists` shows them"
+                )
             if self.find(connection, new) not in (None, found):  # a change of case is a rename
                 raise RequestError(f"the list '{new}' already exists")
             connection.execute(
@@ -109,6 +194,30 @@ class Lists:
 def list_key(name: str) -> str:
     """What a list's name is compared by: the trimmed name case-folded."""
     return name.strip().casefold()
+
+
+MAX_TITLE_LENGTH = 200
+
+
+def clean_title(title: str) -> str:
+    """A list's title as typed: trimmed, one line, at most MAX_TITLE_LENGTH characters."""
+    cleaned = title.strip()
+    if any(ord(c) < 32 or ord(c) == 127 for c in cleaned):
+        raise ValueError("a list's title is one line without control characters")
+    if len(cleaned) > MAX_TITLE_LENGTH:
+        raise ValueError(f"a list's title has at most {MAX_TITLE_LENGTH} characters")
+    return cleaned
+
+
+MAX_DESCRIPTION_LENGTH = 2000
+
+
+def clean_description(description: str) -> str:
+    """A list's description: trimmed, at most MAX_DESCRIPTION_LENGTH characters (a paragraph)."""
+    cleaned = description.strip()
+    if len(cleaned) > MAX_DESCRIPTION_LENGTH:
+        raise ValueError(f"a list's description has at most {MAX_DESCRIPTION_LENGTH} characters")
+    return cleaned
 
 
 def unknown_list(name: str, known: Iterable[str]) -> str:

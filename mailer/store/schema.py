@@ -25,6 +25,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     false,
+    true,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeEngine
@@ -117,6 +118,13 @@ lists = Table(
     # The name case-folded: "Commentaries" and "commentaries" are one list (store/lists.py).
     Column("name_key", String(300), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+    # What subscribers see of it on the subscribe and preferences pages, rather than the name.
+    Column("title", String(200), nullable=False, server_default=""),
+    Column("description", Text, nullable=False, server_default=""),
+    # Offered on the subscribe form; a private list takes members from staff and imports only.
+    Column("public", Boolean, nullable=False, server_default=true()),
+    # An archived list is offered nowhere and keeps its members and campaigns.
+    Column("archived_at", UtcDateTime, nullable=True),
     Index("uq_lists_name_key", "name_key", unique=True),
     sqlite_autoincrement=True,
 )

@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from mailer.core.addresses import Candidate, InvalidAddress, clean_name
 from mailer.core.lifecycle import LEFT, Reason, Status
 from mailer.core.tokens import MAX_AGE_DAYS, InvalidLink, Purpose
+from mailer.store.lists import Offered
 from mailer.store.subscribers import Subscriber
 from mailer.web import redact
 from mailer.web.files import FEEDS, PAGE
@@ -60,10 +61,15 @@ MAX_LISTS = 100
 BUSY = "We cannot take your request just now. Please try again in a few minutes."
 
 
-def offered_lists(current: Service) -> list[str]:
-    """The lists the form offers: every list, and the default list even before it exists. One
-    query: a request loads them once, however many lists it names."""
-    return sorted({*current.newsletter.store.lists.names(), current.default_list})
+def offered_lists(current: Service) -> list[Offered]:
+    """The lists the form offers: the public ones not archived, and the default list always,
+    even before it exists. One query: a request loads them once, however many lists it names."""
+    default = current.default_list
+    found = current.newsletter.store.lists.offered(private=True)
+    shown = [o for o in found if o.public or o.name == default]
+    if all(o.name != default for o in shown):
+        shown.append(Offered(default, default, "", public=True))
+    return shown
 
 
 def subscribe_page(current: Service, status: int = 200, **values: Any) -> Response:
@@ -200,7 +206,7 @@ def check_request(current: Service, asked: Asked) -> Candidate | Response:
             name=asked.name,
             chosen=shown,
         )
-    offered = set(offered_lists(current))
+    offered = {o.name for o in offered_lists(current)}
     unknown = [n for n in asked.lists if n not in offered]
     if unknown:
         return asked.refuse(current, f"there is no list '{unknown[0]}'", email=email, name=name)
@@ -384,7 +390,8 @@ def preferences(token: str) -> Response:
     if isinstance(found, Response):
         return found
     store = current.newsletter.store
-    all_lists = store.lists.names()
+    shown = [o for o in store.lists.offered(private=True) if o.public or o.name in found.lists]
+    names = {o.name for o in shown}
     notice = ""
     if request.method == "POST":
         if not current.csrf.valid():
@@ -414,8 +421,9 @@ def preferences(token: str) -> Response:
                     link=url_for(".preferences", token=token),
                     link_text="Reload",
                 )
-            chosen = sorted(set(asked) & set(all_lists))
-            if store.subscribers.set_lists(found.id, chosen):
+            chosen = sorted(set(asked) & names)
+            kept = [n for n in found.lists if n not in names]  # archived lists are not shown
+            if store.subscribers.set_lists(found.id, [*chosen, *kept]):
                 log.info("preferences: subscriber %d now on %d lists", found.id, len(chosen))
             language = reader_language(current, request.form.get("language", ""))
             if language is not None and "language" in request.form:
@@ -430,7 +438,7 @@ def preferences(token: str) -> Response:
         "preferences.html",
         email=found.email,
         active=found.status in (Status.ACTIVE, Status.PENDING),
-        lists=all_lists,
+        lists=shown,
         chosen=found.lists,
         languages=current.newsletter.config.newsletter.languages,
         chosen_language=found.language,
