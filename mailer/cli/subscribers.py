@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import codecs
 import csv
+import datetime as dt
 import json
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -20,8 +22,10 @@ from mailer.core.addresses import (
     clean_list_name,
     clean_name,
 )
+from mailer.core.audience import ListAudience
 from mailer.core.errors import RequestError
 from mailer.core.lifecycle import Reason, Status
+from mailer.render.audience import chart as audience_chart
 from mailer.store.importing.columns import parse_map
 from mailer.store.importing.detection import DELIMITERS
 from mailer.store.importing.reader import Reading, spreadsheet_safe
@@ -420,14 +424,75 @@ def erase(invocation: Invocation, email: str, yes: bool) -> None:
 
 
 @group.command()
+@click.option(
+    "--since",
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="Also each list week by week from this day (YYYY-MM-DD): active members at each "
+    "week's end, sign-ups, unsubscribes, bounces, and the share of each status.",
+)
+@click.option("--list", "list_name", help="Only this list (with --since).")
+@click.option(
+    "--chart",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also draw each list's weeks as an SVG file in this folder (with --since).",
+)
 @pass_invocation
-def stats(invocation: Invocation) -> None:
-    """Subscribers by status, and by list.
+def stats(
+    invocation: Invocation, since: dt.datetime | None, list_name: str | None, chart: Path | None
+) -> None:
+    """Subscribers by status, and by list; with --since, each list week by week.
 
     \b
     Example:
       mailer subscribers stats
+      mailer subscribers stats --since 2026-09-01 --list commentaries --chart charts/
     """
+    store = invocation.newsletter.store
+    if since is None:
+        if list_name or chart:
+            raise RequestError("--list and --chart go with --since DATE")
+        _counts_table(invocation)
+        return
+    now = dt.datetime.now(dt.UTC)
+    try:
+        audiences = (
+            [store.audience.of(list_name, since.date(), now)]
+            if list_name
+            else store.audience.all(since.date(), now)
+        )
+    except LookupError as error:
+        raise RequestError(str(error)) from None
+    for audience in audiences:
+        click.echo(_weeks_table(audience))
+        if chart:
+            chart.mkdir(parents=True, exist_ok=True)
+            path = chart / f"{_file_name(audience.name)}.svg"
+            path.write_text(audience_chart(audience), encoding="utf-8")
+            click.echo(f"Drew {path}.", err=True)
+
+
+def _weeks_table(audience: ListAudience) -> str:
+    rows = [
+        (
+            f"{w.starts:%Y-%m-%d}",
+            f"{w.active:,}",
+            f"{w.signups:,}",
+            f"{w.unsubscribes:,}",
+            f"{w.bounces:,}",
+        )
+        for w in audience.weeks
+    ]
+    shares = ", ".join(f"{s.value} {audience.share(s.value):.1%}" for s in Status)
+    table = _table(("WEEK OF", "ACTIVE", "SIGN-UPS", "UNSUBSCRIBES", "BOUNCES"), rows)
+    return f"{audience.name}\n{table}\nnow: {shares}\n"
+
+
+def _file_name(list_name: str) -> str:
+    """A list's name as a file name: letters, digits and '-' only."""
+    return re.sub(r"[^\w-]+", "-", list_name.casefold(), flags=re.ASCII).strip("-") or "list"
+
+
+def _counts_table(invocation: Invocation) -> None:
     by_status, by_list = invocation.newsletter.store.subscribers.counts()
     statuses = [s.value for s in Status]
     rows = [

@@ -23,6 +23,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from mailer.core.addresses import SuppressionHash
 from mailer.core.errors import DatabaseError
+from mailer.store.audience import Audience
 from mailer.store.campaigns import Campaigns
 from mailer.store.events import Events
 from mailer.store.lists import Lists
@@ -202,6 +203,7 @@ class Store:
         self.lists = Lists(engine)
         self.campaigns = Campaigns(engine)
         self.events = Events(engine, hashes)
+        self.audience = Audience(engine)
 
     @classmethod
     def open(cls, url: str, folder: Path, secret: Callable[[], str]) -> Store:
