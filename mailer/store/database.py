@@ -25,6 +25,7 @@ from mailer.core.addresses import SuppressionHash
 from mailer.core.errors import DatabaseError
 from mailer.store.audience import Audience
 from mailer.store.campaigns import Campaigns
+from mailer.store.directory import Directory
 from mailer.store.events import Events
 from mailer.store.lists import Lists
 from mailer.store.subscribers import Subscribers
@@ -204,6 +205,7 @@ class Store:
         self.campaigns = Campaigns(engine)
         self.events = Events(engine, hashes)
         self.audience = Audience(engine)
+        self.directory = Directory(engine, self.subscribers, self.events)
 
     @classmethod
     def open(cls, url: str, folder: Path, secret: Callable[[], str]) -> Store:

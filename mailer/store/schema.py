@@ -25,6 +25,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     false,
+    func,
     true,
 )
 from sqlalchemy.engine import Dialect
@@ -109,6 +110,10 @@ subscribers = Table(
     Column("link_secret", String(32), nullable=False, default=new_link_secret),
     sqlite_autoincrement=True,
 )
+# The console finds people by the beginning of their name, whatever its case, and by status, a
+# page at a time in order (store/directory.py).
+Index("ix_subscribers_name_lower", func.lower(subscribers.c.name), subscribers.c.email_key)
+Index("ix_subscribers_status_email_key", subscribers.c.status, subscribers.c.email_key)
 
 lists = Table(
     "lists",
