@@ -6,6 +6,7 @@ its own tests.)
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import email
 import email.policy
@@ -26,7 +27,8 @@ from mailer.core.addresses import AddressBook, InvalidAddress
 from mailer.core.tokens import InvalidLink, Links, Purpose
 from mailer.render.email import RenderedIssue
 from mailer.render.message import HeaderInjection, MessageTemplate, Recipient, Sender
-from mailer.store.importing.reader import UnusableFile, _candidate, _rows
+from mailer.store.importing.detection import Detected
+from mailer.store.importing.reader import UnusableFile, _candidate, _columns, _header, _rows
 
 SITE = content.Site("https://www.example.org/commentaries/", zoneinfo.ZoneInfo("Europe/Rome"))
 LOCATED = re.compile(r"^.+\.md(:\d+)?: ")
@@ -99,9 +101,12 @@ def test_any_csv_rows_give_clean_people_or_located_rejections(
         io.BytesIO(data), encoding="utf-8-sig", errors="surrogateescape", newline=""
     )
     book = AddressBook()
+    path, detected = Path("people.csv"), Detected("utf-8-sig", ",")
     try:
-        for line, row in _rows(text, Path("people.csv")):
-            candidate = _candidate(row, line, book, frozenset(), "commentaries")
+        reader = csv.reader(text)
+        columns = _columns(_header(reader, path), {}, path, detected)
+        for line, row in _rows(reader, columns):
+            candidate = _candidate(row, line, book, frozenset(), "commentaries", "utf-8-sig")
             if isinstance(candidate, str):
                 assert candidate
                 continue

@@ -104,7 +104,9 @@ def test_preferences_show_titles_and_keep_a_private_or_archived_list_of_the_subs
     reader = add(newsletter, "reader@example.org")
     subscribers.set_lists(reader.id, ["commentaries", "board", "old"])
     lists.archive("old")
-    path = local(newsletter.recipient(reader.id, reader.email, "").preferences_url)
+    path = local(
+        newsletter.recipient(reader.id, reader.link_secret, reader.email, "").preferences_url
+    )
 
     page = client.get(path).text
 

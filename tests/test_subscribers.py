@@ -562,7 +562,15 @@ def test_an_export_neutralises_formulas_and_imports_back_as_the_same_people(
     other.configure(f'url = "{database_url}"', f'url = "{other_database}"')
     runner = CliRunner(env={"MAILER_SECRET": SECRET})
     imported = runner.invoke(
-        main, ["--config", str(other.config_path), "subscribers", "import", str(exported)]
+        main,
+        [
+            "--config",
+            str(other.config_path),
+            "subscribers",
+            "import",
+            str(exported),
+            "--create-lists",
+        ],
     )
     assert imported.exit_code == 0, imported.output
     again = runner.invoke(main, ["--config", str(other.config_path), "subscribers", "list"])
