@@ -9,6 +9,8 @@ import pytest
 from flask.testing import FlaskClient
 
 from mailer.app.newsletter import Newsletter
+from mailer.core.lifecycle import Status
+from mailer.core.tokens import Purpose
 from tests.conftest import Folder, Run
 from tests.test_web import BASE, add, app, client, csrf_token, local, newsletter  # noqa: F401
 
@@ -120,3 +122,17 @@ def test_preferences_show_titles_and_keep_a_private_or_archived_list_of_the_subs
     assert saved.status_code == 200
     after = subscribers.get(reader.id)
     assert after is not None and after.lists == ("briefings", "old")  # the archived one kept
+
+
+def test_the_confirmation_page_names_the_lists_by_their_titles(
+    client: FlaskClient,  # noqa: F811
+    newsletter: Newsletter,  # noqa: F811
+) -> None:
+    newsletter.store.lists.create("commentaries", title="Weekly commentaries")
+    pending = add(newsletter, "pending@example.org", Status.PENDING)
+    token = newsletter.links.token(Purpose.CONFIRM, pending.id, pending.link_secret)
+
+    page = client.get(f"{BASE}/confirm/{token}").text
+
+    assert "(Weekly commentaries)" in page
+    assert "(commentaries)" not in page
