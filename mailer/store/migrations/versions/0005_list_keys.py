@@ -1,7 +1,7 @@
 """list names compare case-insensitively: a unique case-folded key; lists that differed only
 by case are merged into the oldest of them, which is said on stderr
 
-Revision ID: 0003_list_keys
+Revision ID: 0005_list_keys
 Revises: 0004_subscriber_language
 Create Date: 2026-12-01 22:00:00.000000
 """
@@ -13,7 +13,7 @@ import sys
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003_list_keys"
+revision = "0005_list_keys"
 down_revision = "0004_subscriber_language"
 branch_labels = None
 depends_on = None

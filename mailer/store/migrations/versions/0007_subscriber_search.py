@@ -1,7 +1,7 @@
 """indexes of subscribers' lower-cased names and of their statuses, for the console's search
 
-Revision ID: 0005_subscriber_search
-Revises: 0004_list_pages
+Revision ID: 0007_subscriber_search
+Revises: 0006_list_pages
 Create Date: 2026-12-01 22:20:00.000000
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005_subscriber_search"
-down_revision = "0004_list_pages"
+revision = "0007_subscriber_search"
+down_revision = "0006_list_pages"
 branch_labels = None
 depends_on = None
 

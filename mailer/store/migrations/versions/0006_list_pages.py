@@ -1,7 +1,7 @@
 """what subscribers see of a list: a title, a description, public or private, archived
 
-Revision ID: 0004_list_pages
-Revises: 0003_list_keys
+Revision ID: 0006_list_pages
+Revises: 0005_list_keys
 Create Date: 2026-12-01 22:10:00.000000
 """
 
@@ -12,14 +12,14 @@ from alembic import op
 
 import mailer.store.schema
 
-revision = "0004_list_pages"
-down_revision = "0003_list_keys"
+revision = "0006_list_pages"
+down_revision = "0005_list_keys"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    # In place (see 0003_list_keys: copying `lists` on SQLite would cascade to memberships).
+    # In place (see 0005_list_keys: copying `lists` on SQLite would cascade to memberships).
     op.add_column("lists", sa.Column("title", sa.String(200), nullable=False, server_default=""))
     op.add_column("lists", sa.Column("description", sa.Text(), nullable=False, server_default=""))
     op.add_column(
