@@ -4,10 +4,11 @@ It records every message as it arrived (envelope sender, recipients, the raw byt
 the parts of a real submission server: STARTTLS or implicit TLS on a throwaway certificate made
 for the test, AUTH LOGIN/PLAIN with one username and password, SMTPUTF8 offered or not. Its fault
 mode answers chosen recipients with chosen replies (421, 451, 452, 550 5.1.1, 550 5.7.1 …),
-possibly only for their first N attempts so that a retry can succeed, drops the connection in the
-middle of DATA, or stalls longer than the client waits. The server runs on its own event loop in
-a thread: every wait in it is an `asyncio.sleep`, never a blocking call, so one stalled session
-never stalls the others.
+possibly only for their first N attempts so that a retry can succeed, drops the connection at
+DATA, or stalls longer than the client waits; or it takes the whole message and then
+answers late or hangs up without answering (the client cannot know whether it went). The server
+runs on its own event loop in a thread: every wait in it is an `asyncio.sleep`, never a blocking
+call, so one stalled session never stalls the others.
 
 Tests import the fixtures explicitly (the functions carry other names than the fixtures, so that
 a test's `smtp_server` argument does not shadow an import):
@@ -170,14 +171,15 @@ class Received:
 
 # Faults ------------------------------------------------------------------------------------------
 
-Stage = Literal["rcpt", "data"]
+Stage = Literal["rcpt", "data", "end"]
+"""At RCPT TO, at the DATA command, or once the whole message arrived (the final dot)."""
 
 
 @dataclass
 class Fault:
     """What the server does to one recipient (or to everyone) instead of accepting."""
 
-    kind: Literal["reply", "drop", "stall"]
+    kind: Literal["reply", "drop", "stall", "late"]
     reply: str = ""
     seconds: float = 0.0
     stage: Stage = "rcpt"
@@ -198,7 +200,7 @@ EVERYONE = "*"
 
 
 class _Session(SMTP):
-    """aiosmtpd's SMTP session, able to drop the connection in the middle of DATA."""
+    """aiosmtpd's SMTP session, able to drop the connection at DATA."""
 
     server: SmtpServer
 
@@ -212,9 +214,7 @@ class _Session(SMTP):
         envelope = self.envelope
         if envelope is not None and envelope.rcpt_tos and not arg:
             fault = self.server.fault_for(envelope.rcpt_tos, "drop", "data")
-            if fault is not None:
-                await self.push("354 End data with <CR><LF>.<CR><LF>")
-                await self._reader.readuntil(b"\r\n")  # the first line of the message, then gone
+            if fault is not None:  # gone before asking for the message: the client knows
                 with self.server.lock:
                     self.server.dropped += 1
                 assert isinstance(self.transport, asyncio.Transport)
@@ -300,7 +300,8 @@ class SmtpServer:
         self.refuse(EVERYONE, reply, times=times)
 
     def drop_during_data(self, address: str, *, times: int | None = 1) -> None:
-        """Cut the connection after the first line of DATA of a message to `address`."""
+        """Cut the connection at the DATA command of a message to `address`, before the
+        message went (once the message has gone, the client cannot know: drop_after_data)."""
         self._add(address, Fault("drop", stage="data", times=times))
 
     def stall(
@@ -317,6 +318,14 @@ class SmtpServer:
 
     def release(self) -> None:
         self.flowing.set()
+
+    def answer_late(self, address: str, seconds: float, *, times: int | None = None) -> None:
+        """Take the whole message to `address`, then wait `seconds` before answering 250."""
+        self._add(address, Fault("late", seconds=seconds, stage="end", times=times))
+
+    def drop_after_data(self, address: str, *, times: int | None = 1) -> None:
+        """Take the whole message to `address`, then hang up without answering."""
+        self._add(address, Fault("drop", stage="end", times=times))
 
     def fault_for(self, addresses: list[str], kind: str, stage: Stage) -> Fault | None:
         with self.lock:
@@ -388,6 +397,19 @@ class SmtpServer:
                 await asyncio.sleep(0.01)
             with self.lock:
                 self.held -= 1
+        number = self._take(session, envelope)
+        late = self.fault_for(envelope.rcpt_tos, "late", "end")
+        if late is not None:
+            await asyncio.sleep(late.seconds)
+        if self.fault_for(envelope.rcpt_tos, "drop", "end") is not None:
+            with self.lock:
+                self.dropped += 1
+            assert isinstance(server.transport, asyncio.Transport)
+            server.transport.abort()
+        return f"250 2.0.0 Ok: queued as T{number:06d}"
+
+    def _take(self, session: Any, envelope: Any) -> int:
+        """Record the message as arrived; its number."""
         login = session.auth_data.login.decode() if session.auth_data else None
         received = Received(
             mail_from=envelope.mail_from,
@@ -399,8 +421,7 @@ class SmtpServer:
         )
         with self.lock:
             self.received.append(received)
-            number = len(self.received)
-        return f"250 2.0.0 Ok: queued as T{number:06d}"
+            return len(self.received)
 
     def authenticate(
         self, server: SMTP, session: Any, envelope: Any, mechanism: str, data: Any

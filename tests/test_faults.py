@@ -798,3 +798,181 @@ def test_a_send_clears_the_temporary_files_a_killed_send_left_in_the_outbox_long
     assert not old.exists(), "the stale temporary file is still there"
     assert fresh.exists(), "a temporary file that may still be written was removed"
     assert len(list(outbox.glob("*.eml"))) == 1
+
+
+# Uncertain deliveries: handed over whole, no answer ----------------------------------------------
+
+
+def uncertain_ones(folder: Folder) -> set[str]:
+    return {a for a, entry in send_log(folder).items() if entry.state == DeliveryState.UNCERTAIN}
+
+
+def assert_uncertain_never_resent_until_asked(
+    folder: Folder, run: Run, destination: Destination, people: list[str], uncertain: set[str]
+) -> None:
+    """After a send that left `uncertain`: the same command sends nobody again; asking with
+    --resend-uncertain sends those, and only those, a second time."""
+    assert destination.arrivals() == {address: 1 for address in people}, "lost or repeated"
+    shown = run("campaigns", "show", "1").output
+    assert "Uncertain" in shown and all(f"{address}: " in shown for address in uncertain), shown
+
+    code, output = send(run)
+
+    assert code == 1, output
+    assert destination.arrivals() == {address: 1 for address in people}, "re-sent unasked"
+    assert uncertain_ones(folder) == uncertain
+
+    code, output = send(run, "--resend-uncertain")
+
+    assert code == 0, output
+    assert f"Sending {len(uncertain)} uncertain message" in output
+    expected = {address: 2 if address in uncertain else 1 for address in people}
+    assert destination.arrivals() == expected
+    assert {entry.state for entry in send_log(folder).values()} == {DeliveryState.SENT}
+    assert campaign_status(folder)[0] == CampaignStatus.DONE
+
+
+@pytest.mark.parametrize("fault", ["late", "hang up"])
+def test_an_smtp_message_whose_reply_never_comes_is_uncertain_and_never_resent_unasked(
+    folder: Folder, run: Run, smtp_server: StartServer, fault: str
+) -> None:
+    """The final dot went and the server took the message, but its reply came after the wait
+    for it (data_timeout), or never (the connection dropped): nobody gets a second copy, the
+    report and the exit status say so, and only --resend-uncertain sends them again."""
+    people = many(12)
+    add_people(folder, run, people)
+    server = smtp_server()
+    use_server(folder, server, max_attempts=5)
+    folder.configure("data_timeout = 600", "data_timeout = 0.5")
+    addresses = [address for address, _, _ in people]
+    uncertain = {addresses[3], addresses[8]}
+    for address in uncertain:
+        if fault == "late":
+            server.answer_late(address, 3, times=1)
+        else:
+            server.drop_after_data(address, times=1)
+
+    code, output = send(run)
+
+    assert code == 1, output
+    assert "2 messages uncertain" in output and "--resend-uncertain" in output
+    assert in_all(output)[DeliveryState.UNCERTAIN] == 2
+    assert uncertain_ones(folder) == uncertain
+    assert {send_log(folder)[address].attempts for address in uncertain} == {1}
+    assert_uncertain_never_resent_until_asked(
+        folder, run, SmtpDestination(server), addresses, uncertain
+    )
+
+
+def test_a_slow_reply_within_data_timeout_is_waited_for_though_commands_time_out_sooner(
+    folder: Folder, run: Run, smtp_server: StartServer
+) -> None:
+    """RFC 5321's wait for the reply to the final dot is not the command time-out."""
+    add_people(folder, run, FOUR)
+    server = smtp_server()
+    use_server(folder, server, timeout=0.5)
+    folder.configure("data_timeout = 600", "data_timeout = 10")
+    server.answer_late(FOUR[0][0], 1.5)
+
+    code, output = send(run)
+
+    assert code == 0, output
+    assert server.arrivals() == {address: 1 for address, _, _ in FOUR}
+    assert {entry.state for entry in send_log(folder).values()} == {DeliveryState.SENT}
+
+
+def test_an_smtp_relay_slow_on_every_message_sends_nobody_twice(
+    folder: Folder, run: Run, smtp_server: StartServer
+) -> None:
+    people = many(16)
+    add_people(folder, run, people)
+    server = smtp_server()
+    use_server(folder, server)
+    folder.configure("data_timeout = 600", "data_timeout = 0.3")
+    server.answer_late("*", 1)
+
+    for _ in range(2):
+        code, output = send(run)
+
+        assert code == 1, output
+        assert "Traceback" not in output
+        arrivals = server.arrivals()
+        assert set(arrivals.values()) == {1}, "somebody got the issue twice"
+        assert uncertain_ones(folder) == set(arrivals), "every message that went is uncertain"
+
+
+def provider_timeout(folder: Folder, name: str, seconds: float) -> None:
+    if name == "mailgun":
+        folder.configure("table).\ntimeout = 30", f"table).\ntimeout = {seconds}")
+    else:
+        folder.configure(f"[delivery.{name}]\n", f"[delivery.{name}]\ntimeout = {seconds}\n")
+
+
+def late(seconds: float, provider: Provider) -> Answer:
+    """Take the batch, then say nothing for `seconds` before answering as the provider does."""
+
+    def answer(request: Request, addresses: list[str]) -> tuple[Response, list[str]]:
+        accepted = provider.accepts(request)
+
+        def body() -> Iterator[bytes]:
+            time.sleep(seconds)
+            yield accepted.get_data()
+
+        return Response(body(), accepted.status_code, content_type=accepted.content_type), addresses
+
+    return answer
+
+
+def cut_short(provider: Provider) -> Answer:
+    """Take the batch, then answer with half the body its Content-Length announces, and hang up."""
+
+    def answer(request: Request, addresses: list[str]) -> tuple[Response, list[str]]:
+        accepted = provider.accepts(request)
+        whole = accepted.get_data() or b'{"message": "Queued. Thank you."}'
+        headers = {"Content-Length": str(len(whole)), "Connection": "close"}
+        cut = iter([whole[: len(whole) // 2]])
+        return Response(cut, accepted.status_code, headers, accepted.content_type), addresses
+
+    return answer
+
+
+@pytest.fixture
+def threaded_http_server() -> Iterator[HTTPServer]:
+    """A server answering each request in its own thread: one stalled answer holds no other."""
+    server = HTTPServer(threaded=True)
+    server.start()
+    yield server
+    server.check()
+    server.stop()
+
+
+@pytest.mark.parametrize("fault", ["late", "cut short"])
+@pytest.mark.parametrize("name", PROVIDER_NAMES)
+def test_an_http_batch_whose_answer_does_not_come_whole_is_uncertain_and_never_resent_unasked(
+    folder: Folder,
+    run: Run,
+    threaded_http_server: HTTPServer,
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    fault: str,
+) -> None:
+    """The whole request went and the service took it, but its answer came after the time-out,
+    or was cut short of its Content-Length: that batch is uncertain, the rest goes once."""
+    people = many(30)
+    add_people(folder, run, people)
+    service = FakeService(threaded_http_server, BY_NAME[name])
+    use_provider(folder, service, monkeypatch)
+    provider_timeout(folder, name, 1)
+    service.script.append(
+        late(3, service.provider) if fault == "late" else cut_short(service.provider)
+    )
+
+    code, output = send(run)
+
+    assert code == 1, output
+    uncertain = set(service.requests()[0].addresses)
+    assert uncertain and uncertain_ones(folder) == uncertain
+    assert f"{len(uncertain)} messages uncertain" in output
+    assert_uncertain_never_resent_until_asked(
+        folder, run, service, [address for address, _, _ in people], uncertain
+    )

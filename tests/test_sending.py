@@ -4,7 +4,7 @@ What arrived is checked byte for byte where it matters (headers, both parts, the
 unsubscribe link), and so is what the send log says, on SQLite and PostgreSQL where the database
 does the work (claiming, recording, bouncing, resuming). The server's fault mode plays the
 failures a real submission server produces: temporary and permanent refusals, a 421 that closes
-the connection, a connection cut in the middle of DATA, a stall, a refused login, a certificate
+the connection, a connection cut at DATA, a stall, a refused login, a certificate
 nobody trusts, nothing listening at all.
 """
 

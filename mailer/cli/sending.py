@@ -21,6 +21,8 @@ from mailer.render.message import MessageTemplate
 from mailer.sending.dispatch import Dispatcher, Pace, RunReport, Tally
 from mailer.store.campaigns import Campaign, CampaignStatus, DeliveryState
 
+UNCERTAIN = DeliveryState.UNCERTAIN
+
 
 def _worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
@@ -35,6 +37,14 @@ def _pace(newsletter: Newsletter, rate: float | None, concurrency: int | None) -
         retry_backoff=delivery.retry_backoff,
         lease=dt.timedelta(seconds=delivery.lease),
     )
+
+
+RESEND_UNCERTAIN = click.option(
+    "--resend-uncertain",
+    is_flag=True,
+    help="Send again the messages recorded as uncertain (handed over, no answer came): they "
+    "may arrive twice.",
+)
 
 
 def _issue_for_sending(newsletter: Newsletter, slugs: Sequence[str]) -> Issue:
@@ -59,6 +69,7 @@ def _issue_for_sending(newsletter: Newsletter, slugs: Sequence[str]) -> Issue:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--rate", type=float, help="Messages per second at most (0: unlimited).")
 @click.option("--concurrency", type=click.IntRange(1, 64), help="Messages in flight at once.")
+@RESEND_UNCERTAIN
 @pass_invocation
 def send(
     invocation: Invocation,
@@ -69,19 +80,23 @@ def send(
     yes: bool,
     rate: float | None,
     concurrency: int | None,
+    resend_uncertain: bool,
 ) -> None:
     """Send the issue made of SLUGS (default: the newest commentary) to a list.
 
     Starting fixes the recipients: the active subscribers of the list at that moment. If the
     send is interrupted, run the same command again: it continues where it stopped. Nobody
-    logged as sent is sent again; at most the messages in flight when it stopped can arrive
-    twice. An issue that has already gone to the list is not sent again.
+    logged as sent is sent again; at most one message per connection (the one in flight when
+    it stopped) can arrive twice. A message handed over whole that got no answer is recorded as
+    uncertain and sent again only with --resend-uncertain. An issue that has already gone to
+    the list is not sent again.
 
     \b
     Examples:
       mailer send stalemate --test me@example.org
       mailer send stalemate --dry-run
       mailer send stalemate --list commentaries --yes
+      mailer send stalemate --resend-uncertain
     """
     newsletter = invocation.newsletter
     issue = _issue_for_sending(newsletter, slugs)
@@ -103,7 +118,7 @@ def send(
         return
     make_backend = newsletter.backend_factory()  # a missing secret stops us before a campaign
     with store.only_sender():
-        campaign = _campaign_to_send(newsletter, issue, list_name, yes)
+        campaign = _campaign_to_send(newsletter, issue, list_name, yes, resend_uncertain)
         if campaign is None:
             return
         report = _run(
@@ -113,19 +128,24 @@ def send(
 
 
 def _campaign_to_send(
-    newsletter: Newsletter, issue: Issue, list_name: str, yes: bool
+    newsletter: Newsletter, issue: Issue, list_name: str, yes: bool, resend_uncertain: bool
 ) -> Campaign | None:
     """The campaign of this issue to this list that the send continues, or a new one; None when
     the issue already went. Asks before a new send or a resumed one."""
     store = newsletter.store
     issue_key = " ".join(c.slug for c in issue.commentaries)
     campaign = store.campaigns.latest(issue_key, list_name)
-    if campaign is not None and campaign.status == CampaignStatus.DONE:
+    uncertain = 0 if campaign is None else store.campaigns.counts(campaign.id)[UNCERTAIN]
+    resending = resend_uncertain and uncertain > 0
+    if campaign is not None and campaign.status == CampaignStatus.DONE and not resending:
         when = campaign.finished_at or campaign.created_at
         click.echo(
             f"This issue went to '{list_name}' on {when:%Y-%m-%d %H:%M} UTC "
             f"(campaign {campaign.id}); nothing was sent."
         )
+        _warn_uncertain(campaign.id, uncertain)
+        if uncertain:
+            raise click.exceptions.Exit(1)
         return None
     if campaign is not None and campaign.status == CampaignStatus.CANCELLED:
         raise RequestError(
@@ -133,8 +153,10 @@ def _campaign_to_send(
             f"`mailer campaigns resume {campaign.id}` continues it"
         )
     if campaign is not None:
-        left = store.campaigns.unfinished(campaign.id)
+        left = store.campaigns.unfinished(campaign.id) + (uncertain if resending else 0)
         confirm(f"Resume campaign {campaign.id}: {count(left, 'message')} left to send?", yes)
+        if resending:
+            campaign = _resend_uncertain(newsletter, campaign)
         click.echo(f"Resuming campaign {campaign.id}: {count(left, 'message')} left.")
         return campaign
     recipients = store.subscribers.count(Status.ACTIVE, list_name)
@@ -151,6 +173,16 @@ def _campaign_to_send(
         raise RequestError(f"there is no list '{list_name}'; `mailer lists` shows them") from None
     click.echo(f"Campaign {campaign.id}: {count(campaign.recipients, 'recipient')}.")
     return campaign
+
+
+def _resend_uncertain(newsletter: Newsletter, campaign: Campaign) -> Campaign:
+    """Queue the campaign's uncertain messages again, reopening it if it was done."""
+    store = newsletter.store
+    again = store.campaigns.resend_uncertain(campaign.id)
+    click.echo(f"Sending {count(again, 'uncertain message')} again, as asked.")
+    if campaign.status == CampaignStatus.DONE:
+        store.campaigns.set_status(campaign.id, CampaignStatus.PAUSED, "uncertain ones resent")
+    return store.campaigns.get(campaign.id) or campaign
 
 
 def _run(
@@ -202,6 +234,7 @@ def _report(report: RunReport) -> None:
         click.echo(
             f"{count(tally.bounced, 'address', 'addresses')} bounced and will get nothing more."
         )
+    _warn_uncertain(report.campaign.id, counts[UNCERTAIN])
     if report.campaign.status == CampaignStatus.PAUSED:
         click.echo(
             f"Paused: {report.campaign.status_detail}\nFix the cause, then run the same "
@@ -210,8 +243,22 @@ def _report(report: RunReport) -> None:
         )
     if counts[DeliveryState.FAILED]:
         click.echo(f"`mailer campaigns show {report.campaign.id}` lists the failures.", err=True)
-    if counts[DeliveryState.FAILED] or report.campaign.status == CampaignStatus.PAUSED:
+    if (
+        counts[DeliveryState.FAILED]
+        or counts[UNCERTAIN]
+        or report.campaign.status == CampaignStatus.PAUSED
+    ):
         raise click.exceptions.Exit(1)
+
+
+def _warn_uncertain(campaign_id: int, uncertain: int) -> None:
+    if uncertain:
+        click.echo(
+            f"{count(uncertain, 'message')} uncertain: handed over whole, but no answer came, so "
+            f"they may have arrived. `mailer campaigns show {campaign_id}` lists them; "
+            "`--resend-uncertain` sends them again.",
+            err=True,
+        )
 
 
 def _send_tests(
@@ -343,10 +390,18 @@ def show(invocation: Invocation, campaign_id: int, failures: int) -> None:
     click.echo(f"  recipients: {campaign.recipients:,}")
     for delivery_state in DeliveryState:
         click.echo(f"  {delivery_state.value + ':':11} {counts[delivery_state]:,}")
-    listed = store.campaigns.failures(campaign.id, failures)
+    listed = store.campaigns.reasons(campaign.id, DeliveryState.FAILED, failures)
     if listed:
         click.echo("Failures:")
         for address, reason in listed:
+            click.echo(f"  {address}: {reason}")
+    uncertain = store.campaigns.reasons(campaign.id, UNCERTAIN, failures)
+    if uncertain:
+        click.echo(
+            f"Uncertain (they may have arrived; `mailer campaigns resume {campaign.id} "
+            "--resend-uncertain` sends them again):"
+        )
+        for address, reason in uncertain:
             click.echo(f"  {address}: {reason}")
 
 
@@ -355,27 +410,38 @@ def show(invocation: Invocation, campaign_id: int, failures: int) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--rate", type=float, help="Messages per second at most (0: unlimited).")
 @click.option("--concurrency", type=click.IntRange(1, 64), help="Messages in flight at once.")
+@RESEND_UNCERTAIN
 @pass_invocation
 def resume(
-    invocation: Invocation, campaign_id: int, yes: bool, rate: float | None, concurrency: int | None
+    invocation: Invocation,
+    campaign_id: int,
+    yes: bool,
+    rate: float | None,
+    concurrency: int | None,
+    resend_uncertain: bool,
 ) -> None:
     """Continue a paused, interrupted or cancelled campaign.
 
     \b
-    Example:
+    Examples:
       mailer campaigns resume 3 --yes
+      mailer campaigns resume 3 --resend-uncertain
     """
     newsletter = invocation.newsletter
     campaign = _campaign(invocation, campaign_id)
-    if campaign.status == CampaignStatus.DONE:
+    uncertain = newsletter.store.campaigns.counts(campaign.id)[UNCERTAIN]
+    resending = resend_uncertain and uncertain > 0
+    if campaign.status == CampaignStatus.DONE and not resending:
         click.echo(f"Campaign {campaign.id} is done; nothing left to send.")
         return
     issue = _issue_for_sending(newsletter, campaign.slugs)
     template = newsletter.message_template(newsletter.render(issue), campaign.list_name)
     make_backend = newsletter.backend_factory()
     with newsletter.store.only_sender():
-        left = newsletter.store.campaigns.unfinished(campaign.id)
+        left = newsletter.store.campaigns.unfinished(campaign.id) + (uncertain if resending else 0)
         confirm(f"Resume campaign {campaign.id}: {count(left, 'message')} left to send?", yes)
+        if resending:
+            campaign = _resend_uncertain(newsletter, campaign)
         if campaign.status == CampaignStatus.CANCELLED:
             newsletter.store.campaigns.set_status(campaign.id, CampaignStatus.PAUSED, "resumed")
             campaign = _campaign(invocation, campaign_id)

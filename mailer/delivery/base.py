@@ -24,6 +24,9 @@ class Outcome(StrEnum):
     BOUNCED = "bounced"
     """A hard bounce: the mailbox or domain does not exist (SMTP 5.1.x); the subscriber is
     marked bounced and gets nothing more."""
+    UNCERTAIN = "uncertain"
+    """The message was handed over whole (SMTP: the final dot went; HTTP: the whole request) and
+    no answer came: it may have been accepted. Never sent again unless somebody asks."""
 
 
 class Result(NamedTuple):

@@ -19,6 +19,7 @@ from email.utils import parseaddr
 from typing import Any
 
 import requests
+import urllib3
 from urllib3 import encode_multipart_formdata
 
 from mailer.delivery.base import Backend, BackendError, Outcome, Outgoing, Result
@@ -114,6 +115,11 @@ def header_problem(outgoing: Outgoing) -> str:
     return ""
 
 
+class Unanswered(Exception):
+    """The whole request went and its answer did not come whole (a read time-out, a body cut
+    short of its length): the service may have taken the batch, so it is not sent again."""
+
+
 class HttpBackend(Backend):
     """Base of the provider backends: `post` raises BackendError for what fails the batch."""
 
@@ -152,7 +158,13 @@ class HttpBackend(Backend):
         ready = [outgoing for outgoing, refusal in zip(batch, refusals, strict=True) if not refusal]
         answered: list[Result] = []
         if ready:
-            answered = self.results(self.post(self.payload(template, ready)), ready)
+            try:
+                answered = self.results(self.post(self.payload(template, ready)), ready)
+            except Unanswered as error:
+                answered = [
+                    Result(Outcome.UNCERTAIN, message_id=outgoing.message_id, reason=str(error))
+                    for outgoing in ready
+                ]
             if len(answered) != len(ready):  # a provider module broke its contract
                 raise RuntimeError(
                     f"{self.name}: {len(answered)} results for {len(ready)} messages"
@@ -180,9 +192,29 @@ class HttpBackend(Backend):
         headers = {"Content-Type": payload.content_type, **payload.headers}
         try:
             response = session.post(url, data=payload.body, headers=headers, timeout=self.timeout)
+        except requests.ReadTimeout:
+            raise Unanswered(
+                f"{self.name}: the whole request went to {url}, but no answer came within "
+                f"{self.timeout:g} s"
+            ) from None
+        except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError):
+            raise Unanswered(
+                f"{self.name}: the whole request went to {url}, but the answer was cut short"
+            ) from None
         except requests.Timeout:
             raise BackendError(
                 f"{self.name}: no answer from {url} within {self.timeout:g} s", temporary=True
+            ) from None
+        except requests.ConnectionError as error:
+            # requests reports a time-out in the middle of the answer's body as a connection
+            # error: the request had gone whole all the same.
+            if error.args and isinstance(error.args[0], urllib3.exceptions.ReadTimeoutError):
+                raise Unanswered(
+                    f"{self.name}: the whole request went to {url}, but its answer stopped "
+                    f"coming for {self.timeout:g} s"
+                ) from None
+            raise BackendError(
+                f"{self.name}: cannot reach {url}: {error}", temporary=True
             ) from None
         except requests.RequestException as error:
             raise BackendError(

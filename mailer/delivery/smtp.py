@@ -2,8 +2,13 @@
 
 STARTTLS (port 587) or implicit TLS (port 465) always verify the server's certificate; `none` is
 for a server on the same machine. A dropped connection or a 421 reconnects before the next
-message. Replies map to outcomes as README's Sending says: 4xx is temporary, 5xx permanent, and
-5.1.x (no such mailbox or domain) a hard bounce.
+message. Replies map to outcomes: 4xx is temporary, 5xx permanent, and 5.1.x (no such mailbox or
+domain) a hard bounce.
+
+Once the final dot of a message has gone, the server may have taken it even if its reply never
+comes: the wait for that reply is RFC 5321's (section 4.5.3.2.6, 10 minutes by default), longer
+than the wait for anything else, and a message whose reply does not come is UNCERTAIN, never
+retried on its own.
 """
 
 from __future__ import annotations
@@ -14,11 +19,18 @@ import socket
 import ssl
 from collections.abc import Callable, Sequence
 from email.utils import parseaddr
+from typing import TYPE_CHECKING
 
 from mailer.delivery.base import Backend, BackendError, Outcome, Outgoing, Result
 from mailer.render.message import MessageTemplate, idna_address
 
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
+
 _ENHANCED = re.compile(rb"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+DATA_TIMEOUT = 600.0
+"""RFC 5321 section 4.5.3.2.6: the wait for the reply to the final dot, 10 minutes."""
 
 
 def outcome_of(code: int, reply: bytes | str) -> Outcome:
@@ -38,6 +50,37 @@ def _reason(code: int, reply: bytes | str) -> str:
     return f"{code} {' '.join(text.split())}"
 
 
+class _Connection(smtplib.SMTP):
+    """smtplib's connection, telling a message whose final dot went (the server may have it)
+    from one that never reached the server whole, and waiting RFC 5321's time for the reply."""
+
+    data_timeout: float = DATA_TIMEOUT
+    dot_sent: bool = False
+
+    def data(self, msg: ReadableBuffer | str) -> tuple[int, bytes]:
+        self.dot_sent = False
+        self.putcmd("data")
+        code, reply = self.getreply()
+        if code != 354:
+            raise smtplib.SMTPDataError(code, reply)
+        quoted = _LEADING_DOT.sub(b"..", msg.encode() if isinstance(msg, str) else bytes(msg))
+        if not quoted.endswith(b"\r\n"):
+            quoted += b"\r\n"
+        self.send(quoted + b".\r\n")
+        self.dot_sent = True
+        if self.sock is not None:
+            self.sock.settimeout(self.data_timeout)
+        try:
+            return self.getreply()
+        finally:
+            if self.sock is not None:
+                self.sock.settimeout(self.timeout)
+
+
+class _TlsConnection(smtplib.SMTP_SSL, _Connection):
+    """The same over implicit TLS (SMTP_SSL only changes how the socket is made)."""
+
+
 class SmtpBackend(Backend):
     name = "smtp"
     batch_size = 200
@@ -51,6 +94,7 @@ class SmtpBackend(Backend):
         username: str = "",
         password: Callable[[], str] = lambda: "",
         timeout: float = 30.0,
+        data_timeout: float = DATA_TIMEOUT,
         ssl_context: ssl.SSLContext | None = None,
         sign: Callable[[bytes], bytes] = lambda data: data,
         local_hostname: str | None = None,
@@ -61,10 +105,11 @@ class SmtpBackend(Backend):
         self.username = username
         self.password = password
         self.timeout = timeout
+        self.data_timeout = data_timeout
         self.context = ssl_context or ssl.create_default_context()
         self.sign = sign
         self.local_hostname = local_hostname
-        self.connection: smtplib.SMTP | None = None
+        self.connection: _Connection | None = None
 
     # Connection --------------------------------------------------------------------------------
 
@@ -115,10 +160,11 @@ class SmtpBackend(Backend):
             ) from None
         self.connection = connection
 
-    def _connect(self) -> smtplib.SMTP:
+    def _connect(self) -> _Connection:
         """A connection that has said EHLO, secured itself and logged in; closed on failure."""
+        connection: _Connection
         if self.security == "tls":
-            connection: smtplib.SMTP = smtplib.SMTP_SSL(
+            connection = _TlsConnection(
                 self.host,
                 self.port,
                 timeout=self.timeout,
@@ -126,9 +172,10 @@ class SmtpBackend(Backend):
                 local_hostname=self.local_hostname,
             )
         else:
-            connection = smtplib.SMTP(
+            connection = _Connection(
                 self.host, self.port, timeout=self.timeout, local_hostname=self.local_hostname
             )
+        connection.data_timeout = self.data_timeout
         try:
             # Without this, Nagle's algorithm holds each message's last segment until the
             # server's delayed ACK: about 40 ms a message, a tenth of the throughput on loopback.
@@ -195,6 +242,7 @@ class SmtpBackend(Backend):
         else:
             address = idna_address(address)
         data = self.sign(template.personalise(outgoing.recipient, outgoing.message_id))
+        connection.dot_sent = False
         try:  # with one recipient, sendmail raises for every refusal
             connection.sendmail(sender, [address], data, mail_options=options)
         except smtplib.SMTPRecipientsRefused as error:
@@ -212,6 +260,12 @@ class SmtpBackend(Backend):
             return self._refused(error.smtp_code, error.smtp_error)
         except (TimeoutError, smtplib.SMTPServerDisconnected, OSError) as error:
             self._drop()
+            if connection.dot_sent:
+                return Result(
+                    Outcome.UNCERTAIN,
+                    message_id=outgoing.message_id,
+                    reason=f"the whole message went, but no reply came: {error}",
+                )
             return Result(Outcome.RETRY, reason=f"the connection was lost: {error}")
         except smtplib.SMTPResponseException as error:
             return self._refused(error.smtp_code, error.smtp_error)

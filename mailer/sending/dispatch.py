@@ -5,6 +5,9 @@ worker threads (the configured concurrency) each hold their own backend (an SMTP
 HTTP session) and share one rate limit. Every batch is recorded as soon as the backend answers,
 so a crash can repeat at most the batches that were in flight, and never loses anybody.
 
+A message handed over whole with no answer (UNCERTAIN) may have arrived: it counts as an attempt
+and stays out of the queue until somebody asks for it again (`mailer send --resend-uncertain`).
+
 Temporary failures go back in the queue with exponential backoff and jitter (at least what
 Retry-After asked), up to max_attempts. A backend that refuses everything, or refuses the
 credentials, pauses the campaign with the reason instead of burning through the list.
@@ -61,11 +64,12 @@ class Tally:
     skipped: int = 0
     retried: int = 0
     bounced: int = 0
+    uncertain: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def done(self) -> int:
-        return self.sent + self.failed + self.skipped
+        return self.sent + self.failed + self.skipped + self.uncertain
 
 
 @dataclass(frozen=True)
@@ -312,6 +316,14 @@ class Dispatcher:
             return DeliveryRecord(
                 subscriber_id, DeliveryState.SENT, attempts, message_id=result.message_id
             )
+        if result.outcome == Outcome.UNCERTAIN:
+            return DeliveryRecord(
+                subscriber_id,
+                DeliveryState.UNCERTAIN,
+                attempts,
+                message_id=result.message_id,
+                error=result.reason,
+            )
         if result.outcome == Outcome.RETRY:
             if attempts < self.pace.max_attempts:
                 delay = self._backoff(attempts, result.retry_after or 0.0)
@@ -365,5 +377,7 @@ class Dispatcher:
                     self.tally.bounced += outcome.bounced
                 elif outcome.state == DeliveryState.SKIPPED:
                     self.tally.skipped += 1
+                elif outcome.state == DeliveryState.UNCERTAIN:
+                    self.tally.uncertain += 1
                 else:
                     self.tally.retried += 1

@@ -63,6 +63,8 @@ class DeliveryState(StrEnum):
     SENT = "sent"
     FAILED = "failed"
     SKIPPED = "skipped"
+    UNCERTAIN = "uncertain"
+    """Handed over whole with no answer: it may have arrived. Sent again only when asked."""
 
 
 @dataclass(frozen=True)
@@ -178,14 +180,15 @@ class Campaigns:
             found = {DeliveryState(state): count for state, count in connection.execute(query)}
         return {state: found.get(state, 0) for state in DeliveryState}
 
-    def failures(self, campaign_id: int, limit: int = 50) -> list[tuple[str, str]]:
-        """(address, reason) of failed deliveries, at most `limit`."""
+    def reasons(
+        self, campaign_id: int, state: DeliveryState = DeliveryState.FAILED, limit: int = 50
+    ) -> list[tuple[str, str]]:
+        """(address, reason) of the deliveries in `state` (failed ones by default), at most
+        `limit`."""
         query = (
             select(subscribers.c.email, deliveries.c.error)
             .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
-            .where(
-                deliveries.c.campaign_id == campaign_id, deliveries.c.state == DeliveryState.FAILED
-            )
+            .where(deliveries.c.campaign_id == campaign_id, deliveries.c.state == state)
             .order_by(deliveries.c.subscriber_id)
             .limit(limit)
         )
@@ -273,19 +276,33 @@ class Campaigns:
                 update(campaigns).where(campaigns.c.id == campaign_id).values(**values)
             )
 
+    def _change(self, where: Sequence[Any], **values: Any) -> int:
+        """Set `values` on the deliveries matching every condition of `where`; how many."""
+        with self.writing, self.engine.begin() as connection:
+            return connection.execute(update(deliveries).where(*where).values(**values)).rowcount
+
     def renew_leases(self, campaign_id: int, workers: Sequence[str], lease: dt.timedelta) -> int:
         """Renew the lease of the batches these workers hold (they are still handing them over)."""
-        now = utcnow()
-        with self.writing, self.engine.begin() as connection:
-            return connection.execute(
-                update(deliveries)
-                .where(
-                    deliveries.c.campaign_id == campaign_id,
-                    deliveries.c.state == DeliveryState.SENDING,
-                    deliveries.c.claimed_by.in_(list(workers)),
-                )
-                .values(lease_until=now + lease)
-            ).rowcount
+        return self._change(
+            [
+                deliveries.c.campaign_id == campaign_id,
+                deliveries.c.state == DeliveryState.SENDING,
+                deliveries.c.claimed_by.in_(list(workers)),
+            ],
+            lease_until=utcnow() + lease,
+        )
+
+    def resend_uncertain(self, campaign_id: int) -> int:
+        """Queue the uncertain deliveries again, because somebody asked: they may arrive twice."""
+        return self._change(
+            [
+                deliveries.c.campaign_id == campaign_id,
+                deliveries.c.state == DeliveryState.UNCERTAIN,
+            ],
+            state=DeliveryState.QUEUED.value,
+            not_before=None,
+            updated_at=utcnow(),
+        )
 
     def release(self, campaign_id: int, worker: str | None = None) -> int:
         """Put `sending` deliveries back in the queue: a dead worker's (or, with None, anyone's,

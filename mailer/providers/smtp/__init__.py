@@ -23,6 +23,8 @@ class SmtpSettings(Section):
     username: str = setting("")
     password: str = setting("")
     timeout: float = setting(30.0, check=at_least(0.1))
+    data_timeout: float = setting(600.0, check=at_least(0.1))
+    """Seconds to wait for the reply once a whole message went (RFC 5321 section 4.5.3.2.6)."""
     ca_file: Path | None = setting(None)
     """Certificates to trust besides the system's (a private CA); empty: the system's only."""
 
@@ -41,6 +43,7 @@ def backend(settings: SmtpSettings, options: BackendOptions) -> Callable[[], Bac
         username=settings.username,
         password=lambda: password,
         timeout=settings.timeout,
+        data_timeout=settings.data_timeout,
         ssl_context=context,
         sign=options.sign,
     )
