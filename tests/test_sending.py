@@ -26,9 +26,10 @@ from sqlalchemy import select, text
 from mailer.app.newsletter import Newsletter
 from mailer.core.lifecycle import Reason, Status
 from mailer.core.tokens import Links, Purpose
-from mailer.delivery.base import Backend, Outgoing, Result
+from mailer.delivery.base import Backend, Outgoing, Result, Settled, unheard
 from mailer.render.message import MessageTemplate
 from mailer.sending.dispatch import Dispatcher, Pace
+from mailer.sending.journal import Journal
 from mailer.store.campaigns import CampaignStatus, DeliveryState
 from mailer.store.schema import deliveries, subscribers
 from tests.conftest import SECRET, Folder, Run
@@ -330,8 +331,10 @@ class LeavesDuringTheCampaign(Backend):
     def open(self) -> None:
         self.backend.open()
 
-    def send(self, template: MessageTemplate, batch: Sequence[Outgoing]) -> list[Result]:
-        results = self.backend.send(template, batch)
+    def send(
+        self, template: MessageTemplate, batch: Sequence[Outgoing], settled: Settled = unheard
+    ) -> list[Result]:
+        results = self.backend.send(template, batch, settled)
         self.newsletter.store.subscribers.change_status(
             self.leaver, Status.UNSUBSCRIBED, Reason.ONE_CLICK
         )
@@ -362,6 +365,7 @@ def test_a_subscriber_who_unsubscribes_while_the_campaign_runs_is_skipped(
             newsletter.recipient,
             Pace(concurrency=1, batch_size=1, retry_backoff=0.01),
             "test-worker",
+            Journal(db_folder.path / ".journal"),
         )
 
         report = engine.run(campaign)
@@ -413,6 +417,7 @@ def test_a_batch_that_outlives_its_lease_is_not_sent_twice(
             newsletter.recipient,
             pace,
             "test-worker",
+            Journal(folder.path / ".journal"),
         )
 
         running = threading.Thread(target=engine.run, args=(campaign,), daemon=True)

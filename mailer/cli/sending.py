@@ -19,9 +19,12 @@ from mailer.core.lifecycle import Status
 from mailer.delivery.base import Backend, BackendError, Outcome, Outgoing
 from mailer.render.message import MessageTemplate
 from mailer.sending.dispatch import Dispatcher, Pace, RunReport, Tally
+from mailer.sending.journal import Journal
 from mailer.store.campaigns import Campaign, CampaignStatus, DeliveryState
 
 UNCERTAIN = DeliveryState.UNCERTAIN
+JOURNAL = ".journal"
+"""The sending journal's folder, in the newsletter's folder (see mailer.journal)."""
 
 
 def _worker_name() -> str:
@@ -118,12 +121,12 @@ def send(
         return
     make_backend = newsletter.backend_factory()  # a missing secret stops us before a campaign
     with store.only_sender():
+        journal = _journal(newsletter)
         campaign = _campaign_to_send(newsletter, issue, list_name, yes, resend_uncertain)
         if campaign is None:
             return
-        report = _run(
-            newsletter, template, campaign, _pace(newsletter, rate, concurrency), make_backend
-        )
+        pace = _pace(newsletter, rate, concurrency)
+        report = _run(newsletter, template, campaign, pace, make_backend, journal)
     _report(report)
 
 
@@ -185,12 +188,23 @@ def _resend_uncertain(newsletter: Newsletter, campaign: Campaign) -> Campaign:
     return store.campaigns.get(campaign.id) or campaign
 
 
+def _journal(newsletter: Newsletter) -> Journal:
+    """The sending journal, with what killed runs left in it folded into the send log first:
+    what they sent is logged as sent before anything is counted or taken over."""
+    journal = Journal(newsletter.config.folder / JOURNAL)
+    folded = journal.fold(newsletter.store.campaigns.record)
+    if folded:
+        click.echo(f"Logged {count(folded, 'message')} an interrupted run had handed over.")
+    return journal
+
+
 def _run(
     newsletter: Newsletter,
     template: MessageTemplate,
     campaign: Campaign,
     pace: Pace,
     make_backend: Callable[[], Backend],
+    journal: Journal,
 ) -> RunReport:
     store = newsletter.store
     if store.single_worker:  # a crashed run's batches are ours to take: we hold the lock
@@ -205,6 +219,7 @@ def _run(
         newsletter.recipient,
         pace,
         _worker_name(),
+        journal,
     )
     total = store.campaigns.unfinished(campaign.id)
     with progress_bar(total, "Sending") as bar:
@@ -438,6 +453,7 @@ def resume(
     template = newsletter.message_template(newsletter.render(issue), campaign.list_name)
     make_backend = newsletter.backend_factory()
     with newsletter.store.only_sender():
+        journal = _journal(newsletter)
         left = newsletter.store.campaigns.unfinished(campaign.id) + (uncertain if resending else 0)
         confirm(f"Resume campaign {campaign.id}: {count(left, 'message')} left to send?", yes)
         if resending:
@@ -445,9 +461,8 @@ def resume(
         if campaign.status == CampaignStatus.CANCELLED:
             newsletter.store.campaigns.set_status(campaign.id, CampaignStatus.PAUSED, "resumed")
             campaign = _campaign(invocation, campaign_id)
-        report = _run(
-            newsletter, template, campaign, _pace(newsletter, rate, concurrency), make_backend
-        )
+        pace = _pace(newsletter, rate, concurrency)
+        report = _run(newsletter, template, campaign, pace, make_backend, journal)
     _report(report)
 
 
@@ -488,7 +503,7 @@ def worker(
     make_backend = newsletter.backend_factory()
     click.echo(f"Joining campaign {campaign.id} as worker {_worker_name()}.")
     pace = _pace(newsletter, rate, concurrency)
-    _report(_run(newsletter, template, campaign, pace, make_backend))
+    _report(_run(newsletter, template, campaign, pace, make_backend, _journal(newsletter)))
 
 
 @campaigns.command()

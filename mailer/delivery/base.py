@@ -7,7 +7,7 @@ subscribers or the database: the campaign engine gives it a batch and records wh
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 from typing import NamedTuple, Self
 
@@ -47,6 +47,15 @@ class Outgoing(NamedTuple):
     """The Message-ID header we give it: `<unique@sender-domain>`."""
 
 
+Settled = Callable[[Outgoing, Result], None]
+"""Told each message's result as soon as it is known, before the next message is handed over
+(the engine writes it to the sending journal)."""
+
+
+def unheard(outgoing: Outgoing, result: Result) -> None:
+    """Where results go when nobody needs them one by one (a test message)."""
+
+
 class BackendError(MailerError):
     """The whole batch failed: nothing in it was sent.
 
@@ -77,9 +86,11 @@ class Backend(abc.ABC):
         the first message, so that a server that is down is judged like any failed send."""
 
     @abc.abstractmethod
-    def send(self, template: MessageTemplate, batch: Sequence[Outgoing]) -> list[Result]:
-        """Hand the batch over; one Result per Outgoing, in order. Raises BackendError when
-        nothing could be handed over at all."""
+    def send(
+        self, template: MessageTemplate, batch: Sequence[Outgoing], settled: Settled = unheard
+    ) -> list[Result]:
+        """Hand the batch over; one Result per Outgoing, in order, each also given to `settled`
+        as soon as it is known. Raises BackendError when nothing could be handed over at all."""
 
     def close(self) -> None:  # noqa: B027
         """Let go of what open and send took (connections, sessions)."""

@@ -22,7 +22,7 @@ import requests
 import urllib3
 from urllib3 import encode_multipart_formdata
 
-from mailer.delivery.base import Backend, BackendError, Outcome, Outgoing, Result
+from mailer.delivery.base import Backend, BackendError, Outcome, Outgoing, Result, Settled, unheard
 from mailer.render.message import HeaderInjection, MessageTemplate, header_safe
 
 TEMPORARY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -151,7 +151,9 @@ class HttpBackend(Backend):
             self.session.close()
             self.session = None
 
-    def send(self, template: MessageTemplate, batch: Sequence[Outgoing]) -> list[Result]:
+    def send(
+        self, template: MessageTemplate, batch: Sequence[Outgoing], settled: Settled = unheard
+    ) -> list[Result]:
         """One request for the batch. A recipient whose name, address or links would forge a
         header is FAILED here and never reaches the service; the rest go in one request."""
         refusals = [header_problem(outgoing) for outgoing in batch]
@@ -170,10 +172,13 @@ class HttpBackend(Backend):
                     f"{self.name}: {len(answered)} results for {len(ready)} messages"
                 )
         given = iter(answered)
-        return [
+        results = [
             Result(Outcome.FAILED, reason=refusal) if refusal else next(given)
             for refusal in refusals
         ]
+        for outgoing, result in zip(batch, results, strict=True):
+            settled(outgoing, result)
+        return results
 
     def payload(self, template: MessageTemplate, batch: Sequence[Outgoing]) -> Payload:
         """The request that hands the whole batch to the service."""

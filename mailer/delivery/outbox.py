@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from mailer.core.output import write_atomically
-from mailer.delivery.base import Backend, Outcome, Outgoing, Result
+from mailer.delivery.base import Backend, Outcome, Outgoing, Result, Settled, unheard
 from mailer.render.message import MessageTemplate
 
 STALE_SECONDS = 600
@@ -37,13 +37,17 @@ class OutboxBackend(Backend):
                 if leftover.stat().st_mtime < stale:
                     leftover.unlink()
 
-    def send(self, template: MessageTemplate, batch: Sequence[Outgoing]) -> list[Result]:
+    def send(
+        self, template: MessageTemplate, batch: Sequence[Outgoing], settled: Settled = unheard
+    ) -> list[Result]:
         results = []
         for outgoing in batch:
             data = self.sign(template.personalise(outgoing.recipient, outgoing.message_id))
             # Private: a message holds its reader's address and two-year unsubscribe link.
             write_atomically(self.folder / file_name(outgoing), data, private=True)
-            results.append(Result(Outcome.SENT, message_id=outgoing.message_id))
+            result = Result(Outcome.SENT, message_id=outgoing.message_id)
+            settled(outgoing, result)
+            results.append(result)
         return results
 
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from email.utils import parseaddr
 from typing import TYPE_CHECKING
 
-from mailer.delivery.base import Backend, BackendError, Outcome, Outgoing, Result
+from mailer.delivery.base import Backend, BackendError, Outcome, Outgoing, Result, Settled, unheard
 from mailer.render.message import MessageTemplate, idna_address
 
 if TYPE_CHECKING:
@@ -208,7 +208,9 @@ class SmtpBackend(Backend):
 
     # Sending -----------------------------------------------------------------------------------
 
-    def send(self, template: MessageTemplate, batch: Sequence[Outgoing]) -> list[Result]:
+    def send(
+        self, template: MessageTemplate, batch: Sequence[Outgoing], settled: Settled = unheard
+    ) -> list[Result]:
         sender = idna_address(parseaddr(template.sender.address)[1])
         results: list[Result] = []
         for outgoing in batch:
@@ -223,6 +225,7 @@ class SmtpBackend(Backend):
                 rest = Result(Outcome.RETRY, reason=str(error), retry_after=error.retry_after)
                 results += [rest] * (len(batch) - len(results))
                 break
+            settled(outgoing, result)
             results.append(result)
         return results
 

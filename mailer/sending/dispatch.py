@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from mailer.core.lifecycle import Status
 from mailer.delivery.base import Backend, BackendError, Outcome, Outgoing, Result
 from mailer.render.message import HeaderInjection, MessageTemplate, Recipient, header_safe
+from mailer.sending.journal import Journal
 from mailer.store.campaigns import (
     Campaign,
     Campaigns,
@@ -123,8 +124,10 @@ class Dispatcher:
         recipient: Callable[[int, str, str, str], Recipient],
         pace: Pace,
         worker: str,
+        journal: Journal,
     ) -> None:
         self.campaigns = campaigns
+        self.journal = journal
         self.template = template
         self.make_backend = make_backend
         self.recipient = recipient
@@ -184,36 +187,50 @@ class Dispatcher:
         size = min(FIRST_BATCH, largest)
         try:
             backend.open()  # closed in `finally`, however the worker ends
-            while not self.stop.is_set():
-                if self._status(campaign) != CampaignStatus.RUNNING:
-                    return
-                claimed = self.campaigns.claim(campaign.id, worker, size, self.pace.lease)
-                if not claimed:
-                    if not self._wait_for_more(campaign):
+            with self.journal.entries(worker) as entries:
+                while not self.stop.is_set():
+                    if self._status(campaign) != CampaignStatus.RUNNING:
                         return
-                    continue
-                try:
-                    outcomes = self._deliver(backend, claimed)
-                except Paused as pause:
-                    self.campaigns.release(campaign.id, worker)
-                    self._pause(str(pause))
-                    return
-                self.campaigns.record(campaign.id, worker, outcomes)
-                self._count(outcomes)
-                if any(o.state == DeliveryState.SENT for o in outcomes):
-                    size = min(size * 2, largest)
-                if self.unreachable >= self.pace.max_attempts:
-                    self._pause(f"{outcomes[-1].error} ({self.unreachable} times in a row)")
-                    return
-                if self.unreachable:  # wait before trying the service again
-                    self.stop.wait(
-                        min(self._backoff(self.unreachable), self.pace.lease.total_seconds() / 3)
-                    )
+                    claimed = self.campaigns.claim(campaign.id, worker, size, self.pace.lease)
+                    if not claimed:
+                        if not self._wait_for_more(campaign):
+                            return
+                        continue
+                    try:
+                        outcomes, refusing = self._deliver(
+                            backend, claimed, lambda outcome: entries.add(campaign.id, outcome)
+                        )
+                    except Paused as pause:
+                        self.campaigns.release(campaign.id, worker)
+                        self._pause(str(pause))
+                        return
+                    self.campaigns.record(campaign.id, worker, outcomes)
+                    entries.clear()
+                    self._count(outcomes)
+                    if any(o.state == DeliveryState.SENT for o in outcomes):
+                        size = min(size * 2, largest)
+                    if not self._keep_going(outcomes, refusing):
+                        return
         except Exception as error:  # a worker must never die silently: pause and say why
             self._pause(f"mailer stopped on an unexpected error: {error!r}")
             sys.stderr.write(f"mailer: sending stopped: {error!r}\n")
         finally:
             backend.close()
+
+    def _keep_going(self, outcomes: list[DeliveryRecord], refusing: str) -> bool:
+        """False, having paused the campaign, when the service refuses everything or cannot be
+        reached; waits a little when it could not be reached this time."""
+        if refusing:
+            self._pause(refusing)
+            return False
+        if self.unreachable >= self.pace.max_attempts:
+            self._pause(f"{outcomes[-1].error} ({self.unreachable} times in a row)")
+            return False
+        if self.unreachable:  # wait before trying the service again
+            self.stop.wait(
+                min(self._backoff(self.unreachable), self.pace.lease.total_seconds() / 3)
+            )
+        return True
 
     def _backoff(self, attempt: int, at_least: float = 0.0) -> float:
         """Seconds before attempt number `attempt + 1`: doubling, with jitter."""
@@ -236,33 +253,19 @@ class Dispatcher:
                 self.pause_reason = reason
         self.stop.set()
 
-    def _deliver(self, backend: Backend, claimed: list[Claimed]) -> list[DeliveryRecord]:
+    def _deliver(
+        self, backend: Backend, claimed: list[Claimed], journal: Callable[[DeliveryRecord], None]
+    ) -> tuple[list[DeliveryRecord], str]:
+        """Hand the batch over: what became of each claimed delivery (each handed message's
+        outcome given to `journal` the moment it is known), and why to pause if the service
+        seems to take nothing."""
         outcomes: list[DeliveryRecord] = []
         outgoing: list[Outgoing] = []
         attempts: dict[int, int] = {}
         for person in claimed:
-            if person.status != Status.ACTIVE:
-                outcomes.append(
-                    DeliveryRecord(
-                        person.subscriber_id,
-                        DeliveryState.SKIPPED,
-                        person.attempts,
-                        error=f"{person.status.value} while the campaign ran",
-                    )
-                )
-                continue
-            try:
-                header_safe(person.name, "the name")
-                header_safe(person.email, "the address")
-            except HeaderInjection as error:
-                outcomes.append(
-                    DeliveryRecord(
-                        person.subscriber_id,
-                        DeliveryState.FAILED,
-                        person.attempts,
-                        error=str(error),
-                    )
-                )
+            refusal = self._refusal(person)
+            if refusal is not None:
+                outcomes.append(refusal)
                 continue
             attempts[person.subscriber_id] = person.attempts + 1
             outgoing.append(
@@ -275,21 +278,48 @@ class Dispatcher:
                 )
             )
         if not outgoing:
-            return outcomes
+            return outcomes, ""
+        settled: dict[int, DeliveryRecord] = {}
+
+        def settle(message: Outgoing, result: Result) -> None:
+            subscriber_id = message.subscriber_id
+            settled[subscriber_id] = self._recorded(subscriber_id, attempts[subscriber_id], result)
+            journal(settled[subscriber_id])
+
         self.limit.take(len(outgoing))
         try:
-            results = backend.send(self.template, outgoing)
+            results = backend.send(self.template, outgoing, settle)
         except BackendError as error:
             if not error.temporary:
                 raise Paused(str(error)) from None
-            return outcomes + self._unreachable(claimed, outgoing, error)
+            return outcomes + self._unreachable(claimed, outgoing, error), ""
         self.unreachable = 0
-        self._pause_when_nothing_accepted(results)
-        for message, result in zip(outgoing, results, strict=True):
-            outcomes.append(
-                self._recorded(message.subscriber_id, attempts[message.subscriber_id], result)
+        handed = [
+            settled.get(message.subscriber_id)
+            or self._recorded(message.subscriber_id, attempts[message.subscriber_id], result)
+            for message, result in zip(outgoing, results, strict=True)
+        ]
+        return outcomes + handed, self._nothing_accepted(handed)
+
+    @staticmethod
+    def _refusal(person: Claimed) -> DeliveryRecord | None:
+        """Why this recipient gets nothing (no longer active, a header-forging name or
+        address), or None."""
+        if person.status != Status.ACTIVE:
+            return DeliveryRecord(
+                person.subscriber_id,
+                DeliveryState.SKIPPED,
+                person.attempts,
+                error=f"{person.status.value} while the campaign ran",
             )
-        return outcomes
+        try:
+            header_safe(person.name, "the name")
+            header_safe(person.email, "the address")
+        except HeaderInjection as error:
+            return DeliveryRecord(
+                person.subscriber_id, DeliveryState.FAILED, person.attempts, error=str(error)
+            )
+        return None
 
     def _unreachable(
         self, claimed: list[Claimed], outgoing: list[Outgoing], error: BackendError
@@ -349,22 +379,22 @@ class Dispatcher:
             bounced=result.outcome == Outcome.BOUNCED,
         )
 
-    def _pause_when_nothing_accepted(self, results: list[Result]) -> None:
-        """Pause when the service has accepted nothing for a good while."""
+    def _nothing_accepted(self, handed: list[DeliveryRecord]) -> str:
+        """Why to pause when the service has accepted nothing for a good while, else ""."""
         with self.tally.lock:
-            if any(r.outcome == Outcome.SENT for r in results):
+            if any(o.state == DeliveryState.SENT for o in handed):
                 self.failing_messages = self.failing_batches = 0
-                return
-            self.failing_messages += len(results)
+                return ""
+            self.failing_messages += len(handed)
             self.failing_batches += 1
-            failing = (
-                self.failing_messages >= PAUSE_AFTER_MESSAGES
-                and self.failing_batches >= PAUSE_AFTER_BATCHES
-            )
-        if failing:
-            raise Paused(
+            if (
+                self.failing_messages < PAUSE_AFTER_MESSAGES
+                or self.failing_batches < PAUSE_AFTER_BATCHES
+            ):
+                return ""
+            return (
                 f"the last {self.failing_messages} messages were all refused or failed; the last "
-                f"reason: {results[-1].reason}"
+                f"reason: {handed[-1].error}"
             )
 
     def _count(self, outcomes: list[DeliveryRecord]) -> None:
