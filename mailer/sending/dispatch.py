@@ -204,9 +204,10 @@ class Dispatcher:
                         self.campaigns.release(campaign.id, worker)
                         self._pause(str(pause))
                         return
-                    self.campaigns.record(campaign.id, worker, outcomes)
+                    ours = self.campaigns.record(campaign.id, worker, outcomes)
                     entries.clear()
-                    self._count(outcomes)
+                    # A delivery whose lease another worker took over is theirs to count.
+                    self._count([o for o in outcomes if o.subscriber_id in ours])
                     if any(o.state == DeliveryState.SENT for o in outcomes):
                         size = min(size * 2, largest)
                     if not self._keep_going(outcomes, refusing):

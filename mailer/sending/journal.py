@@ -27,8 +27,8 @@ from mailer.store.campaigns import DeliveryRecord, DeliveryState
 
 SUFFIX = ".journal"
 
-Record = Callable[[int, str, list[DeliveryRecord]], None]
-"""Writes outcomes of a campaign claimed by a worker into the send log (Campaigns.record)."""
+IntoSendLog = Callable[[int, str, list[DeliveryRecord]], object]
+"""Writes what became of deliveries of a campaign claimed by a worker (Campaigns.record)."""
 
 
 class Entries:
@@ -85,7 +85,7 @@ class Journal:
         finally:
             entries.close()
 
-    def fold(self, record: Record) -> int:
+    def fold(self, record: IntoSendLog) -> int:
         """Write what dead senders journaled into the send log, then forget it; how many."""
         if not self.folder.is_dir():
             return 0

@@ -356,18 +356,10 @@ class Campaigns:
                 ).rowcount
             if not claimed:
                 return []
-            ids = [c.subscriber_id for c in claimed]
             if taken == len(claimed):
                 return claimed
-            ours = set(
-                connection.execute(
-                    select(deliveries.c.subscriber_id).where(
-                        deliveries.c.campaign_id == campaign_id,
-                        deliveries.c.claimed_by == worker,
-                        deliveries.c.state == DeliveryState.SENDING,
-                        one_of(connection, deliveries.c.subscriber_id, ids),
-                    )
-                ).scalars()
+            ours = _still_claimed(
+                connection, campaign_id, worker, [c.subscriber_id for c in claimed]
             )
             return [c for c in claimed if c.subscriber_id in ours]
 
@@ -397,80 +389,115 @@ class Campaigns:
             for i, email, name, status, tries, secret in rows
         ]
 
-    def record(self, campaign_id: int, worker: str, outcomes: Sequence[DeliveryRecord]) -> None:
-        """Write what became of a claimed batch, and mark hard bounces, in one commit."""
+    def record(self, campaign_id: int, worker: str, outcomes: Sequence[DeliveryRecord]) -> set[int]:
+        """Write what became of a claimed batch, and mark hard bounces, in one commit. Returns
+        the subscriber ids recorded: those `worker` still held (a delivery another worker took
+        over meanwhile is theirs to record and count)."""
         if not outcomes:
-            return
-        groups: dict[tuple[Any, ...], list[int]] = {}
-        for o in outcomes:
-            shared = (
-                o.state.value,
-                o.attempts,
-                o.message_id or None,
-                o.error or None,
-                o.not_before,
-            )
-            groups.setdefault(shared, []).append(o.subscriber_id)
+            return set()
         with self.writing, self.engine.begin() as connection:
-            now = utcnow()
+            ours = _still_claimed(
+                connection, campaign_id, worker, [o.subscriber_id for o in outcomes]
+            )
+            held = [o for o in outcomes if o.subscriber_id in ours]
+            groups = _alike(held)
             if len(groups) <= RECORD_GROUPS:  # a batch API's answer: one statement per kind
-                for (state, attempts, message_id, error, not_before), ids in groups.items():
-                    connection.execute(
-                        update(deliveries)
-                        .where(
-                            deliveries.c.campaign_id == campaign_id,
-                            deliveries.c.claimed_by == worker,
-                            one_of(connection, deliveries.c.subscriber_id, ids),
-                        )
-                        .values(
-                            state=state,
-                            attempts=attempts,
-                            message_id=message_id,
-                            error=error,
-                            not_before=not_before,
-                            claimed_by=None,
-                            lease_until=None,
-                            updated_at=now,
-                        )
-                    )
+                _record_by_kind(connection, campaign_id, worker, groups)
             else:  # every message its own id (SMTP): one row each, straight to the driver
-                dialect = connection.dialect.name
-                stamp = driver_time(now, dialect)
-                bulk_update(
-                    connection,
-                    deliveries,
-                    (
-                        "state",
-                        "attempts",
-                        "message_id",
-                        "error",
-                        "not_before",
-                        "claimed_by",
-                        "lease_until",
-                        "updated_at",
-                    ),
-                    ("campaign_id", "subscriber_id", "claimed_by"),
-                    [
-                        (
-                            state,
-                            attempts,
-                            message_id,
-                            error,
-                            driver_time(not_before, dialect),
-                            None,
-                            None,
-                            stamp,
-                            campaign_id,
-                            subscriber_id,
-                            worker,
-                        )
-                        for (state, attempts, message_id, error, not_before), ids in groups.items()
-                        for subscriber_id in ids
-                    ],
-                )
-            for outcome in outcomes:
+                _record_row_by_row(connection, campaign_id, worker, groups)
+            for outcome in held:
                 if outcome.bounced:
                     _bounce(connection, outcome, campaign_id)
+        return ours
+
+
+Alike = dict[tuple[Any, ...], list[int]]
+"""Subscriber ids by what their records share: (state, attempts, message_id, error, not_before)."""
+
+
+def _alike(outcomes: Sequence[DeliveryRecord]) -> Alike:
+    groups: Alike = {}
+    for o in outcomes:
+        shared = (o.state.value, o.attempts, o.message_id or None, o.error or None, o.not_before)
+        groups.setdefault(shared, []).append(o.subscriber_id)
+    return groups
+
+
+def _still_claimed(
+    connection: Connection, campaign_id: int, worker: str, ids: Sequence[int]
+) -> set[int]:
+    """Which of these deliveries `worker` holds now (on PostgreSQL, locked until the commit)."""
+    query = select(deliveries.c.subscriber_id).where(
+        deliveries.c.campaign_id == campaign_id,
+        deliveries.c.claimed_by == worker,
+        deliveries.c.state == DeliveryState.SENDING,
+        one_of(connection, deliveries.c.subscriber_id, ids),
+    )
+    if connection.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return set(connection.execute(query).scalars())
+
+
+def _record_by_kind(connection: Connection, campaign_id: int, worker: str, groups: Alike) -> None:
+    now = utcnow()
+    for (state, attempts, message_id, error, not_before), ids in groups.items():
+        connection.execute(
+            update(deliveries)
+            .where(
+                deliveries.c.campaign_id == campaign_id,
+                deliveries.c.claimed_by == worker,
+                one_of(connection, deliveries.c.subscriber_id, ids),
+            )
+            .values(
+                state=state,
+                attempts=attempts,
+                message_id=message_id,
+                error=error,
+                not_before=not_before,
+                claimed_by=None,
+                lease_until=None,
+                updated_at=now,
+            )
+        )
+
+
+def _record_row_by_row(
+    connection: Connection, campaign_id: int, worker: str, groups: Alike
+) -> None:
+    dialect = connection.dialect.name
+    stamp = driver_time(utcnow(), dialect)
+    bulk_update(
+        connection,
+        deliveries,
+        (
+            "state",
+            "attempts",
+            "message_id",
+            "error",
+            "not_before",
+            "claimed_by",
+            "lease_until",
+            "updated_at",
+        ),
+        ("campaign_id", "subscriber_id", "claimed_by"),
+        [
+            (
+                state,
+                attempts,
+                message_id,
+                error,
+                driver_time(not_before, dialect),
+                None,
+                None,
+                stamp,
+                campaign_id,
+                subscriber_id,
+                worker,
+            )
+            for (state, attempts, message_id, error, not_before), ids in groups.items()
+            for subscriber_id in ids
+        ],
+    )
 
 
 def _bounce(connection: Connection, outcome: DeliveryRecord, campaign_id: int) -> None:
