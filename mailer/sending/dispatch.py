@@ -35,6 +35,7 @@ from mailer.store.campaigns import (
     DeliveryRecord,
     DeliveryState,
 )
+from mailer.store.schema import utcnow
 
 PAUSE_AFTER_MESSAGES = 50
 """A run of this many messages with none accepted (and at least three batches) pauses."""
@@ -125,9 +126,12 @@ class Dispatcher:
         pace: Pace,
         worker: str,
         journal: Journal,
+        clock: Callable[[], dt.datetime] = utcnow,
     ) -> None:
         self.campaigns = campaigns
         self.journal = journal
+        self.clock = clock
+        """This machine's clock: when a retry falls due. Leases go by the database's."""
         self.template = template
         self.make_backend = make_backend
         self.recipient = recipient
@@ -147,6 +151,10 @@ class Dispatcher:
         self, campaign: Campaign, progress: Callable[[Tally], None] = lambda _: None
     ) -> RunReport:
         """Send what remains of `campaign`; returns when it is done, paused or cancelled."""
+        with self.campaigns.presence(self.worker):
+            return self._run(campaign, progress)
+
+    def _run(self, campaign: Campaign, progress: Callable[[Tally], None]) -> RunReport:
         started = time.monotonic()
         threads = [
             threading.Thread(target=self._work, args=(campaign, name), daemon=True)
@@ -243,7 +251,7 @@ class Dispatcher:
         if not self.campaigns.unfinished(campaign.id):
             return False
         due = self.campaigns.next_retry(campaign.id)
-        now = dt.datetime.now(dt.UTC)
+        now = self.clock()
         wait = 0.2 if due is None else min(max((due - now).total_seconds(), 0.02), 0.5)
         self.stop.wait(wait)
         return not self.stop.is_set()
@@ -330,9 +338,7 @@ class Dispatcher:
         with self.tally.lock:
             self.unreachable += 1
             count = self.unreachable
-        when = dt.datetime.now(dt.UTC) + dt.timedelta(
-            seconds=self._backoff(count, error.retry_after or 0.0)
-        )
+        when = self.clock() + dt.timedelta(seconds=self._backoff(count, error.retry_after or 0.0))
         waiting = {message.subscriber_id for message in outgoing}
         return [
             DeliveryRecord(
@@ -358,7 +364,7 @@ class Dispatcher:
         if result.outcome == Outcome.RETRY:
             if attempts < self.pace.max_attempts:
                 delay = self._backoff(attempts, result.retry_after or 0.0)
-                when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay)
+                when = self.clock() + dt.timedelta(seconds=delay)
                 return DeliveryRecord(
                     subscriber_id,
                     DeliveryState.QUEUED,

@@ -2,9 +2,12 @@
 
 Starting a campaign fixes its recipients: the active members of the list at that moment, copied
 into `deliveries` by one INSERT … SELECT. A worker claims a batch by marking it `sending` under its
-name with a lease; when the batch is done it records each result. If the worker dies, its batch
-stays `sending` until the lease runs out (or, on SQLite, where only one worker runs, until the
-next run), and is then claimed again: those messages may go twice, nobody is lost.
+name with a lease, measured by the database's clock (one clock for every worker, whatever their
+machines' clocks say); when the batch is done it records each result it still holds. If the
+worker dies, its batch is claimed again by the next sender: at once (on PostgreSQL each sending
+process holds an advisory lock while it lives; on SQLite the only sender takes over at its
+start), or when the lease runs out for a worker that hangs. Those messages may go twice (the
+sending journal keeps that to one per connection), nobody is lost.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -26,13 +29,16 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     update,
 )
+from sqlalchemy.exc import SQLAlchemyError
 
 from mailer.core.lifecycle import Reason, Status
 from mailer.store.bulk import bulk_update, one_of
 from mailer.store.lists import Lists, list_key
 from mailer.store.schema import (
+    DatabaseTime,
     UtcDateTime,
     campaigns,
     deliveries,
@@ -45,6 +51,19 @@ from mailer.store.schema import (
 from mailer.store.subscribers import change_status
 
 _STATUSES = {status.value: status for status in Status}
+PRESENCE = 0x6D61696C
+"""The first key of the advisory locks that say a sending process is alive ("mail")."""
+PRESENCE_GRACE = 60.0
+"""Seconds a restarted PostgreSQL server gives live senders to take their locks again before a
+missing lock means a dead sender."""
+_ABSENT = text(
+    "NOT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
+    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    " AND classid = :namespace AND objsubid = 2"
+    " AND objid = hashtext(split_part(deliveries.claimed_by, '/', 1))::oid)"
+    " AND pg_postmaster_start_time() < now() - make_interval(secs => :grace)"
+).bindparams(namespace=PRESENCE, grace=PRESENCE_GRACE)
+"""The process holding a delivery is gone: nobody holds its presence lock (PostgreSQL)."""
 RECORD_GROUPS = 8
 """Results sharing everything but the recipient are recorded with one statement, up to this many
 kinds per batch; beyond, row by row."""
@@ -111,8 +130,11 @@ class DeliveryRecord(NamedTuple):
 
 
 class Campaigns:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, clock: Callable[[], dt.datetime] = utcnow) -> None:
         self.engine = engine
+        self.clock = clock
+        """This machine's clock, for what is only written down (when a campaign started, when a
+        row changed); leases go by the database's clock, which every worker shares."""
         # SQLite lets one writer in at a time and makes the others sleep and retry; the sending
         # threads of one process take turns here instead, which wastes no time asleep.
         self.writing: contextlib.AbstractContextManager[Any] = (
@@ -220,7 +242,7 @@ class Campaigns:
     ) -> Campaign:
         """A new campaign to the active members of `list_name` as they are now; with
         `languages`, only to those whose language is one of them ("" is the newsletter's)."""
-        now = utcnow()
+        now = self.clock()
         with self.engine.begin() as connection:
             list_id = Lists.find(connection, list_name)
             if list_id is None:
@@ -270,7 +292,7 @@ class Campaigns:
     def set_status(self, campaign_id: int, status: CampaignStatus, detail: str = "") -> None:
         values: dict[str, Any] = {"status": status.value, "status_detail": detail}
         if status in (CampaignStatus.DONE, CampaignStatus.CANCELLED):
-            values["finished_at"] = utcnow()
+            values["finished_at"] = self.clock()
         with self.engine.begin() as connection:
             connection.execute(
                 update(campaigns).where(campaigns.c.id == campaign_id).values(**values)
@@ -289,7 +311,7 @@ class Campaigns:
                 deliveries.c.state == DeliveryState.SENDING,
                 deliveries.c.claimed_by.in_(list(workers)),
             ],
-            lease_until=utcnow() + lease,
+            lease_until=DatabaseTime(lease.total_seconds()),
         )
 
     def resend_uncertain(self, campaign_id: int) -> int:
@@ -301,7 +323,7 @@ class Campaigns:
             ],
             state=DeliveryState.QUEUED.value,
             not_before=None,
-            updated_at=utcnow(),
+            updated_at=self.clock(),
         )
 
     def release(self, campaign_id: int, worker: str | None = None) -> int:
@@ -317,10 +339,33 @@ class Campaigns:
                 query.values(state=DeliveryState.QUEUED.value, claimed_by=None, lease_until=None)
             ).rowcount
 
+    @contextlib.contextmanager
+    def presence(self, process: str) -> Iterator[None]:
+        """While this lasts, `process` (the part of its workers' names before the "/") counts as
+        alive: on PostgreSQL it holds a session advisory lock, which the server lets go of the
+        moment the process dies, so that its batches are taken over at once instead of when
+        their leases run out. SQLite needs none: there the only sender takes over at its start."""
+        if self.engine.dialect.name != "postgresql":
+            yield
+            return
+        with self.engine.connect() as connection:
+            key = {"namespace": PRESENCE, "name": process}
+            connection.execute(text("SELECT pg_advisory_lock(:namespace, hashtext(:name))"), key)
+            connection.commit()
+            try:
+                yield
+            finally:
+                with contextlib.suppress(SQLAlchemyError):  # the session may be gone already
+                    connection.execute(
+                        text("SELECT pg_advisory_unlock(:namespace, hashtext(:name))"), key
+                    )
+                    connection.commit()
+
     def claim(self, campaign_id: int, worker: str, size: int, lease: dt.timedelta) -> list[Claimed]:
-        """Up to `size` deliveries that are due (queued, or sending under an expired lease),
-        marked sending under `worker`, with their subscribers as they are now."""
-        now = utcnow()
+        """Up to `size` deliveries that are due (queued, or sending under an expired lease or
+        for a process that is gone), marked sending under `worker`, with their subscribers as
+        they are now."""
+        now = DatabaseTime()
         # Two conditions, each served by the (campaign_id, state, subscriber_id) index: an OR of
         # the two would have SQLite walk past every row already sent, slower at each batch.
         queued = and_(
@@ -328,12 +373,15 @@ class Campaigns:
             deliveries.c.state == DeliveryState.QUEUED,
             or_(deliveries.c.not_before.is_(None), deliveries.c.not_before <= now),
         )
-        abandoned = and_(
-            deliveries.c.campaign_id == campaign_id,
-            deliveries.c.state == DeliveryState.SENDING,
-            deliveries.c.lease_until < now,
-        )
         with self.writing, self.engine.begin() as connection:
+            gone = deliveries.c.lease_until < now
+            if connection.dialect.name == "postgresql":
+                gone = or_(gone, _ABSENT)
+            abandoned = and_(
+                deliveries.c.campaign_id == campaign_id,
+                deliveries.c.state == DeliveryState.SENDING,
+                gone,
+            )
             taken = 0
             claimed: list[Claimed] = []
             for due in (abandoned, queued):
@@ -350,8 +398,8 @@ class Campaigns:
                     .values(
                         state=DeliveryState.SENDING.value,
                         claimed_by=worker,
-                        lease_until=now + lease,
-                        updated_at=now,
+                        lease_until=DatabaseTime(lease.total_seconds()),
+                        updated_at=self.clock(),
                     )
                 ).rowcount
             if not claimed:
@@ -402,9 +450,9 @@ class Campaigns:
             held = [o for o in outcomes if o.subscriber_id in ours]
             groups = _alike(held)
             if len(groups) <= RECORD_GROUPS:  # a batch API's answer: one statement per kind
-                _record_by_kind(connection, campaign_id, worker, groups)
+                _record_by_kind(connection, campaign_id, worker, groups, self.clock())
             else:  # every message its own id (SMTP): one row each, straight to the driver
-                _record_row_by_row(connection, campaign_id, worker, groups)
+                _record_row_by_row(connection, campaign_id, worker, groups, self.clock())
             for outcome in held:
                 if outcome.bounced:
                     _bounce(connection, outcome, campaign_id)
@@ -438,8 +486,9 @@ def _still_claimed(
     return set(connection.execute(query).scalars())
 
 
-def _record_by_kind(connection: Connection, campaign_id: int, worker: str, groups: Alike) -> None:
-    now = utcnow()
+def _record_by_kind(
+    connection: Connection, campaign_id: int, worker: str, groups: Alike, now: dt.datetime
+) -> None:
     for (state, attempts, message_id, error, not_before), ids in groups.items():
         connection.execute(
             update(deliveries)
@@ -462,10 +511,10 @@ def _record_by_kind(connection: Connection, campaign_id: int, worker: str, group
 
 
 def _record_row_by_row(
-    connection: Connection, campaign_id: int, worker: str, groups: Alike
+    connection: Connection, campaign_id: int, worker: str, groups: Alike, now: dt.datetime
 ) -> None:
     dialect = connection.dialect.name
-    stamp = driver_time(utcnow(), dialect)
+    stamp = driver_time(now, dialect)
     bulk_update(
         connection,
         deliveries,

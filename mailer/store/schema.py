@@ -16,6 +16,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -26,9 +27,13 @@ from sqlalchemy import (
     TypeDecorator,
     false,
     func,
+    literal,
     true,
 )
 from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeEngine
 
 metadata = MetaData(
@@ -79,6 +84,29 @@ def driver_time(value: dt.datetime | None, dialect_name: str) -> Any:
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+class DatabaseTime(FunctionElement[dt.datetime]):
+    """The database's clock, `seconds` ahead: one clock for every worker, whatever the clocks
+    of their machines say (leases are compared with it)."""
+
+    type = UtcDateTime()
+    inherit_cache = True
+
+    def __init__(self, seconds: float = 0.0) -> None:
+        super().__init__(literal(float(seconds), Float()))
+
+
+@compiles(DatabaseTime, "postgresql")
+def _postgresql_time(element: DatabaseTime, compiler: SQLCompiler, **options: Any) -> str:
+    return f"(now() + make_interval(secs => {compiler.process(element.clauses, **options)}))"
+
+
+@compiles(DatabaseTime, "sqlite")
+def _sqlite_time(element: DatabaseTime, compiler: SQLCompiler, **options: Any) -> str:
+    # The text UtcDateTime stores there, to the millisecond (which sorts the same way).
+    offset = compiler.process(element.clauses, **options)
+    return f"strftime('%Y-%m-%d %H:%M:%f', 'now', printf('%+f seconds', {offset}))"
 
 
 def new_link_secret() -> str:
