@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 
 from mailer import __version__
 from mailer.cli.shared import Invocation
-from mailer.core.errors import MailerError, ProblemsError
+from mailer.core.errors import DatabaseUnavailable, MailerError, ProblemsError
+from mailer.store.outage import transient, unavailable
 
 COMMANDS = {
     "init": "publishing:init",
@@ -53,6 +55,15 @@ class _Group(click.Group):
         except MailerError as error:
             report(error)
             ctx.exit(error.exit_code)
+        except SQLAlchemyError as error:
+            if not transient(error):
+                raise
+            gone = DatabaseUnavailable(
+                f"the database is unavailable ({unavailable(error)}); once it is back, run the "
+                "same command again"
+            )
+            report(gone)
+            ctx.exit(gone.exit_code)
 
 
 def report(error: MailerError) -> None:

@@ -39,6 +39,7 @@ def _pace(newsletter: Newsletter, rate: float | None, concurrency: int | None) -
         max_attempts=delivery.max_attempts,
         retry_backoff=delivery.retry_backoff,
         lease=dt.timedelta(seconds=delivery.lease),
+        database_patience=newsletter.config.database.patience,
     )
 
 

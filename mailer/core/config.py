@@ -185,6 +185,8 @@ class PathSettings(Section):
 @dataclass(frozen=True)
 class DatabaseSettings(Section):
     url: str = setting("sqlite:///subscribers/mailer.db")
+    patience: float = setting(60.0, check=at_least(0.1))
+    """Seconds a send waits for a database that went away before it pauses the campaign."""
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,13 @@ class DatabaseError(MailerError):
     """The database cannot be opened, or its schema is not the one this mailer expects."""
 
 
+class DatabaseUnavailable(DatabaseError):
+    """The database went away (connection lost, locked, disk full) for longer than mailer
+    waits for it; nothing sent is lost, and the same command continues once it is back."""
+
+    exit_code = 1
+
+
 class OutputError(MailerError):
     """A file could not be written (a full disk, no permission); what was there is unchanged."""
 

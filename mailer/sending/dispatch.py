@@ -22,11 +22,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import ParamSpec, TypeVar
 
+from mailer.core.errors import DatabaseUnavailable
 from mailer.core.lifecycle import Status
 from mailer.delivery.base import Backend, BackendError, Outcome, Outgoing, Result
 from mailer.render.message import HeaderInjection, MessageTemplate, Recipient, header_safe
 from mailer.sending.journal import Journal
+from mailer.sending.patience import patiently
 from mailer.store.campaigns import (
     Campaign,
     Campaigns,
@@ -36,6 +39,9 @@ from mailer.store.campaigns import (
     DeliveryState,
 )
 from mailer.store.schema import utcnow
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 PAUSE_AFTER_MESSAGES = 50
 """A run of this many messages with none accepted (and at least three batches) pauses."""
@@ -55,6 +61,8 @@ class Pace:
     lease: dt.timedelta = dt.timedelta(minutes=5)
     batch_size: int = 0
     """Recipients claimed at a time; 0 takes the backend's own batch size."""
+    database_patience: float = 60.0
+    """Seconds to wait for a database that went away before pausing (see patience.py)."""
 
 
 @dataclass
@@ -141,6 +149,8 @@ class Dispatcher:
         self.tally = Tally()
         self.stop = threading.Event()
         self.pause_reason = ""
+        self.database_gone = False
+        """The pause is the database's: it may need room made to be written down."""
         self.failing_messages = 0
         self.failing_batches = 0
         self.unreachable = 0
@@ -151,10 +161,19 @@ class Dispatcher:
         self, campaign: Campaign, progress: Callable[[Tally], None] = lambda _: None
     ) -> RunReport:
         """Send what remains of `campaign`; returns when it is done, paused or cancelled."""
-        with self.campaigns.presence(self.worker):
-            return self._run(campaign, progress)
+        with self.campaigns.presence(self.worker) as still_here:
+            return self._run(campaign, progress, still_here)
 
-    def _run(self, campaign: Campaign, progress: Callable[[Tally], None]) -> RunReport:
+    def _db(self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """`call` on the store, waiting out a database that went away (see patience.py)."""
+        return patiently(self.pace.database_patience, call, *args, **kwargs)
+
+    def _run(
+        self,
+        campaign: Campaign,
+        progress: Callable[[Tally], None],
+        still_here: Callable[[], None],
+    ) -> RunReport:
         started = time.monotonic()
         threads = [
             threading.Thread(target=self._work, args=(campaign, name), daemon=True)
@@ -167,24 +186,35 @@ class Dispatcher:
             for thread in threads:
                 thread.join(timeout=0.2)
             progress(self.tally)
-            if time.monotonic() - renewed > self.pace.lease.total_seconds() / 3:
+            if time.monotonic() - renewed > min(self.pace.lease.total_seconds() / 3, 5.0):
+                still_here()  # a restarted database forgot who is alive: say so again
                 # Batches still being handed over keep their lease: nobody takes them over.
-                self.campaigns.renew_leases(campaign.id, self.workers, self.pace.lease)
+                try:
+                    self._db(
+                        self.campaigns.renew_leases, campaign.id, self.workers, self.pace.lease
+                    )
+                except DatabaseUnavailable as error:
+                    self.database_gone = True
+                    self._pause(str(error))
                 renewed = time.monotonic()
         progress(self.tally)
         if self.pause_reason:
-            self.campaigns.set_status(campaign.id, CampaignStatus.PAUSED, self.pause_reason)
-        elif self._status(campaign) == CampaignStatus.RUNNING and not self.campaigns.unfinished(
-            campaign.id
+            if self.database_gone:
+                self.campaigns.make_room()
+            self._db(
+                self.campaigns.set_status, campaign.id, CampaignStatus.PAUSED, self.pause_reason
+            )
+        elif self._status(campaign) == CampaignStatus.RUNNING and not self._db(
+            self.campaigns.unfinished, campaign.id
         ):
-            self.campaigns.set_status(campaign.id, CampaignStatus.DONE)
-        final = self.campaigns.get(campaign.id) or campaign
+            self._db(self.campaigns.set_status, campaign.id, CampaignStatus.DONE)
+        final = self._db(self.campaigns.get, campaign.id) or campaign
         return RunReport(
-            final, self.tally, time.monotonic() - started, self.campaigns.counts(final.id)
+            final, self.tally, time.monotonic() - started, self._db(self.campaigns.counts, final.id)
         )
 
     def _status(self, campaign: Campaign) -> CampaignStatus:
-        current = self.campaigns.get(campaign.id)
+        current = self._db(self.campaigns.get, campaign.id)
         return current.status if current else CampaignStatus.CANCELLED
 
     # A worker thread ---------------------------------------------------------------------------
@@ -199,7 +229,9 @@ class Dispatcher:
                 while not self.stop.is_set():
                     if self._status(campaign) != CampaignStatus.RUNNING:
                         return
-                    claimed = self.campaigns.claim(campaign.id, worker, size, self.pace.lease)
+                    claimed = self._db(
+                        self.campaigns.claim, campaign.id, worker, size, self.pace.lease
+                    )
                     if not claimed:
                         if not self._wait_for_more(campaign):
                             return
@@ -209,10 +241,10 @@ class Dispatcher:
                             backend, claimed, lambda outcome: entries.add(campaign.id, outcome)
                         )
                     except Paused as pause:
-                        self.campaigns.release(campaign.id, worker)
+                        self._db(self.campaigns.release, campaign.id, worker)
                         self._pause(str(pause))
                         return
-                    ours = self.campaigns.record(campaign.id, worker, outcomes)
+                    ours = self._db(self.campaigns.record, campaign.id, worker, outcomes)
                     entries.clear()
                     # A delivery whose lease another worker took over is theirs to count.
                     self._count([o for o in outcomes if o.subscriber_id in ours])
@@ -220,6 +252,9 @@ class Dispatcher:
                         size = min(size * 2, largest)
                     if not self._keep_going(outcomes, refusing):
                         return
+        except DatabaseUnavailable as error:  # what went is in the journal: nothing is lost
+            self.database_gone = True
+            self._pause(str(error))
         except Exception as error:  # a worker must never die silently: pause and say why
             self._pause(f"mailer stopped on an unexpected error: {error!r}")
             sys.stderr.write(f"mailer: sending stopped: {error!r}\n")
@@ -248,9 +283,9 @@ class Dispatcher:
 
     def _wait_for_more(self, campaign: Campaign) -> bool:
         """Nothing to claim now: wait for retries or other workers' batches; False when done."""
-        if not self.campaigns.unfinished(campaign.id):
+        if not self._db(self.campaigns.unfinished, campaign.id):
             return False
-        due = self.campaigns.next_retry(campaign.id)
+        due = self._db(self.campaigns.next_retry, campaign.id)
         now = self.clock()
         wait = 0.2 if due is None else min(max((due - now).total_seconds(), 0.02), 0.5)
         self.stop.wait(wait)

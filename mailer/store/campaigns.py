@@ -37,6 +37,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from mailer.core.lifecycle import Reason, Status
 from mailer.store.bulk import bulk_update, one_of
 from mailer.store.lists import Lists, list_key
+from mailer.store.outage import make_room
 from mailer.store.schema import (
     DatabaseTime,
     UtcDateTime,
@@ -289,6 +290,10 @@ class Campaigns:
             raise LookupError(f"campaign {campaign_id}")
         return campaign
 
+    def make_room(self) -> None:
+        """Free the room kept for pausing on a full disk (SQLite; see database.make_room)."""
+        make_room(self.engine.url.render_as_string(hide_password=False))
+
     def set_status(self, campaign_id: int, status: CampaignStatus, detail: str = "") -> None:
         values: dict[str, Any] = {"status": status.value, "status_detail": detail}
         if status in (CampaignStatus.DONE, CampaignStatus.CANCELLED):
@@ -340,26 +345,20 @@ class Campaigns:
             ).rowcount
 
     @contextlib.contextmanager
-    def presence(self, process: str) -> Iterator[None]:
+    def presence(self, process: str) -> Iterator[Callable[[], None]]:
         """While this lasts, `process` (the part of its workers' names before the "/") counts as
         alive: on PostgreSQL it holds a session advisory lock, which the server lets go of the
         moment the process dies, so that its batches are taken over at once instead of when
-        their leases run out. SQLite needs none: there the only sender takes over at its start."""
+        their leases run out. SQLite needs none: there the only sender takes over at its start.
+        Yields what to call now and then: it takes the lock again after the server restarted."""
         if self.engine.dialect.name != "postgresql":
-            yield
+            yield lambda: None
             return
-        with self.engine.connect() as connection:
-            key = {"namespace": PRESENCE, "name": process}
-            connection.execute(text("SELECT pg_advisory_lock(:namespace, hashtext(:name))"), key)
-            connection.commit()
-            try:
-                yield
-            finally:
-                with contextlib.suppress(SQLAlchemyError):  # the session may be gone already
-                    connection.execute(
-                        text("SELECT pg_advisory_unlock(:namespace, hashtext(:name))"), key
-                    )
-                    connection.commit()
+        held = _Presence(self.engine, process)
+        try:
+            yield held.keep
+        finally:
+            held.close()
 
     def claim(self, campaign_id: int, worker: str, size: int, lease: dt.timedelta) -> list[Claimed]:
         """Up to `size` deliveries that are due (queued, or sending under an expired lease or
@@ -457,6 +456,46 @@ class Campaigns:
                 if outcome.bounced:
                     _bounce(connection, outcome, campaign_id)
         return ours
+
+
+class _Presence:
+    """A session advisory lock saying that a sending process is alive (PostgreSQL)."""
+
+    def __init__(self, engine: Engine, process: str) -> None:
+        self.engine = engine
+        self.key = {"namespace": PRESENCE, "name": process}
+        self.connection: Connection | None = None
+        self.keep()
+
+    def keep(self) -> None:
+        """Hold the lock, taking it again on a new session if the old one is gone; a database
+        still away is tried again next time."""
+        try:
+            if self.connection is not None:
+                self.connection.execute(text("SELECT 1"))
+                self.connection.commit()
+                return
+        except SQLAlchemyError:
+            self.close()
+        with contextlib.suppress(SQLAlchemyError):
+            connection = self.engine.connect()
+            try:
+                connection.execute(
+                    text("SELECT pg_advisory_lock(:namespace, hashtext(:name))"), self.key
+                )
+                connection.commit()
+            except SQLAlchemyError:
+                connection.close()
+                raise
+            self.connection = connection
+
+    def close(self) -> None:
+        connection, self.connection = self.connection, None
+        if connection is not None:
+            # Ending the session lets go of the lock (back in the pool, the session would live).
+            with contextlib.suppress(SQLAlchemyError):
+                connection.invalidate()
+                connection.close()
 
 
 Alike = dict[tuple[Any, ...], list[int]]

@@ -28,6 +28,7 @@ from mailer.store.campaigns import Campaigns
 from mailer.store.directory import Directory
 from mailer.store.events import Events
 from mailer.store.lists import Lists
+from mailer.store.outage import keep_room
 from mailer.store.subscribers import Subscribers
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -82,6 +83,7 @@ def only_sender(url: str) -> Iterator[None]:
         yield
         return
     lock_path = Path(f"{parsed.database}.sending")
+    keep_room(Path(parsed.database))
     with lock_path.open("a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
