@@ -106,6 +106,13 @@ def sending_to(folder: Folder, run: Run, smtp_server: StartServer, url: str) -> 
     return server
 
 
+def sending(folder: Folder) -> subprocess.Popen[str]:
+    """`mailer send`, once it has logged some messages as sent."""
+    process = start_mailer(folder, "send", SLUG, "--yes")
+    wait_for(lambda: logged_as_sent(folder) >= 20, "the send to start", [process])
+    return process
+
+
 def assert_everyone_once(server: SmtpServer) -> None:
     arrivals = server.arrivals()
     assert set(arrivals) == {address for address, _, _ in many(RECIPIENTS)}, "somebody lost"
@@ -117,12 +124,11 @@ def test_a_postgresql_restart_in_the_middle_of_a_send_is_waited_out(
 ) -> None:
     server = sending_to(folder, run, smtp_server, own_postgres.url)
 
-    sending = start_mailer(folder, "send", SLUG, "--yes")
-    wait_for(lambda: logged_as_sent(folder) >= 20, "the send to start", [sending])
+    running = sending(folder)
     own_postgres.stop()
     time.sleep(1)  # the outage: every claim and record in it fails
     own_postgres.start()
-    code, out, err = finish(sending)
+    code, out, err = finish(running)
 
     assert code == 0, out + err
     assert "Traceback" not in err
@@ -135,10 +141,9 @@ def test_a_postgresql_outage_longer_than_the_patience_stops_with_the_reason_then
 ) -> None:
     server = sending_to(folder, run, smtp_server, own_postgres.url)
 
-    sending = start_mailer(folder, "send", SLUG, "--yes")
-    wait_for(lambda: logged_as_sent(folder) >= 20, "the send to start", [sending])
+    running = sending(folder)
     own_postgres.stop()
-    code, out, err = finish(sending)
+    code, out, err = finish(running)
     own_postgres.start()
 
     assert code == 1, out + err
@@ -189,10 +194,9 @@ def test_sqlite_on_a_disk_that_fills_up_stops_with_the_reason_then_resumes(
 ) -> None:
     server = sending_to(folder, run, smtp_server, f"sqlite:///{small_disk / 'mailer.db'}")
 
-    sending = start_mailer(folder, "send", SLUG, "--yes")
-    wait_for(lambda: logged_as_sent(folder) >= 20, "the send to start", [sending])
+    running = sending(folder)
     filler = fill(small_disk)
-    code, out, err = finish(sending)
+    code, out, err = finish(running)
 
     assert code == 1, out + err
     assert "Traceback" not in err
