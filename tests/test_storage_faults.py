@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import resource
 import signal
@@ -11,6 +12,9 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
+from mailer.core import output
 from tests.conftest import SECRET, Folder, Run
 
 MAILER = Path(sys.executable).parent / "mailer"
@@ -93,3 +97,39 @@ def test_a_database_from_before_a_migration_names_db_upgrade(folder: Folder) -> 
     assert result.returncode == 2
     assert "mailer db upgrade" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_disk_that_fills_up_part_way_through_a_build_leaves_the_old_site_whole(
+    folder: Folder, run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new commentary changes several files (its page, the archive index, the feeds); the
+    disk fills up at the last of them. Replaced one at a time, the index already linked a page
+    that was never written; replaced as one set, nothing changed."""
+    assert run("build").exit_code == 0
+    before = folder.output_files()
+    lead = folder.commentaries / "2025-11-05-sahel-after-the-juntas.md"
+    newer = folder.commentaries / "2025-12-01-after-the-summit.md"
+    newer.write_text(
+        lead.read_text(encoding="utf-8")
+        .replace("2025-11-05", "2025-12-01")
+        .replace("Sahel", "Summit", 1),
+        encoding="utf-8",
+    )
+    staged: list[Path] = []
+    real_stage = output._stage
+
+    def stage_until_full(path: Path, data: bytes, private: bool = False) -> Path:
+        if len(staged) == 2:  # two files on disk, then no more room
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        staged.append(path)
+        return real_stage(path, data, private)
+
+    monkeypatch.setattr(output, "_stage", stage_until_full)
+
+    result = run("build")
+
+    assert result.exit_code == 1, result.output
+    assert "No space left on device" in result.output and "unchanged" in result.output
+    assert len(staged) == 2, "the disk did not fill up part-way through"
+    assert folder.output_files() == before, "the old site was changed"
+    assert [p for p in folder.output.rglob("*") if p.name.endswith(".tmp")] == []

@@ -1,9 +1,12 @@
 """Writing generated files so that a reader never sees half of one and a failure loses nothing.
 
 Each file is written to a temporary name beside its target and renamed over it, so a full disk or a
-crash leaves the previous file whole. A file whose bytes have not changed is left alone, keeping its
-modification time (and so the ETag and Last-Modified the web service derives from it). Files a
-previous build wrote and this one does not are removed; nothing else in the folder is touched.
+crash leaves the previous file whole. A folder is replaced as one set: every new file is written
+first, and only once all of them are on disk are they renamed into place, so that a full disk
+never leaves an index linking a page that was not written. A file whose bytes have not changed is
+left alone, keeping its modification time (and so the ETag and Last-Modified the web service
+derives from it). Files a previous build wrote and this one does not are removed; nothing else in
+the folder is touched.
 """
 
 from __future__ import annotations
@@ -37,15 +40,20 @@ def write_atomically(path: Path, data: bytes, private: bool = False) -> None:
     A `private` file (a message with its personal links) is readable by its owner alone, and so
     is a folder made for it; other files are readable by everyone, like the web archive."""
     try:
-        _replace(path, data, private)
+        os.replace(_stage(path, data, private), path)
     except OSError as error:
-        raise OutputError(
-            f"cannot write {path}: {error.strerror or error}; the file that was there is "
-            "unchanged. Free some space or fix the folder's permissions, then run again"
-        ) from None
+        raise _unwritten(path, error) from None
 
 
-def _replace(path: Path, data: bytes, private: bool) -> None:
+def _unwritten(path: Path, error: OSError) -> OutputError:
+    return OutputError(
+        f"cannot write {path}: {error.strerror or error}; what was there is unchanged. Free "
+        "some space or fix the folder's permissions, then run again"
+    )
+
+
+def _stage(path: Path, data: bytes, private: bool = False) -> Path:
+    """`data` on disk under a temporary name beside `path`, ready to be renamed over it."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700 if private else 0o777)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -54,23 +62,41 @@ def _replace(path: Path, data: bytes, private: bool) -> None:
             stream.flush()
             os.fsync(stream.fileno())
         os.chmod(temporary, 0o600 if private else 0o644)
-        os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
+    return Path(temporary)
 
 
 def write_folder(folder: Path, files: Mapping[str, bytes]) -> Written:
-    """Make `folder` hold `files` (relative path to bytes), touching only what changed."""
+    """Make `folder` hold `files` (relative path to bytes), touching only what changed: all of
+    them or, when one cannot be written, none."""
     written = Written()
-    for name, data in sorted(files.items()):
-        target = folder / name
-        if target.is_file() and target.read_bytes() == data:
-            written.unchanged.append(name)
-            continue
-        write_atomically(target, data)
-        written.changed.append(name)
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for name, data in sorted(files.items()):
+            target = folder / name
+            if target.is_file() and target.read_bytes() == data:
+                written.unchanged.append(name)
+                continue
+            staged.append((_stage(target, data), target))
+            written.changed.append(name)
+    except OSError as error:
+        for temporary, _ in staged:
+            with contextlib.suppress(FileNotFoundError):
+                temporary.unlink()
+        raise _unwritten(folder / name, error) from None
+    for temporary, target in staged:  # a rename takes no room: the set goes in whole
+        os.replace(temporary, target)
+    _remove_unlisted(folder, files, written)
+    if written.changed or written.removed or not (folder / GENERATION).is_file():
+        write_atomically(folder / GENERATION, secrets.token_hex(16).encode("ascii") + b"\n")
+    return written
+
+
+def _remove_unlisted(folder: Path, files: Mapping[str, bytes], written: Written) -> None:
+    """Remove what a previous build wrote and this one does not, and list this one's files."""
     manifest = folder / MANIFEST
     previous = manifest.read_text(encoding="utf-8").splitlines() if manifest.is_file() else []
     for name in previous:
@@ -82,9 +108,6 @@ def write_folder(folder: Path, files: Mapping[str, bytes]) -> Written:
     listing = "".join(f"{name}\n" for name in sorted(files)).encode("utf-8")
     if not manifest.is_file() or manifest.read_bytes() != listing:
         write_atomically(manifest, listing)
-    if written.changed or written.removed or not (folder / GENERATION).is_file():
-        write_atomically(folder / GENERATION, secrets.token_hex(16).encode("ascii") + b"\n")
-    return written
 
 
 def _inside(folder: Path, name: str) -> bool:
