@@ -30,7 +30,7 @@ from mailer.delivery.base import Backend, Outgoing, Result, Settled, unheard
 from mailer.render.message import MessageTemplate
 from mailer.sending.dispatch import Dispatcher, Pace
 from mailer.sending.journal import Journal
-from mailer.store.campaigns import CampaignStatus, DeliveryState
+from mailer.store.campaigns import Campaigns, CampaignStatus, Claimed, DeliveryState
 from mailer.store.schema import deliveries, subscribers
 from tests.conftest import SECRET, Folder, Run
 from tests.smtp_server import (
@@ -379,6 +379,56 @@ def test_a_subscriber_who_unsubscribes_while_the_campaign_runs_is_skipped(
     assert "unsubscribed while the campaign ran" in logged[GRACE[0]].error
     shown = run("campaigns", "show", "1").output
     assert re.search(r"skipped:\s+1\n", shown)
+
+
+class UnsubscribedOnceClaimed(Campaigns):
+    """The store, with one subscriber unsubscribing (one click) the moment their batch is
+    claimed: the batch is in flight, not yet handed over."""
+
+    def __init__(self, newsletter: Newsletter, leaver: int) -> None:
+        super().__init__(newsletter.store.engine)
+        self.newsletter = newsletter
+        self.leaver = leaver
+
+    def claim(self, campaign_id: int, worker: str, size: int, lease: dt.timedelta) -> list[Claimed]:
+        claimed = super().claim(campaign_id, worker, size, lease)
+        if any(c.subscriber_id == self.leaver for c in claimed):
+            self.newsletter.store.subscribers.change_status(
+                self.leaver, Status.UNSUBSCRIBED, Reason.ONE_CLICK
+            )
+        return claimed
+
+
+def test_an_unsubscribe_while_the_batch_is_in_flight_wins(
+    db_folder: Folder, run: Run, smtp_server: StartServer
+) -> None:
+    server = smtp_server()
+    add_people(db_folder, run, FOUR)
+    use_server(db_folder, server)
+    with newsletter_of(db_folder) as newsletter:
+        leaver = newsletter.store.subscribers.find(ZOE[0])
+        assert leaver is not None
+        issue = newsletter.issue([SLUG])
+        template = newsletter.message_template(newsletter.render(issue), "commentaries")
+        campaigns = UnsubscribedOnceClaimed(newsletter, leaver.id)
+        campaign = campaigns.start(SLUG, "commentaries", issue.subject)
+        engine = Dispatcher(
+            campaigns,
+            template,
+            newsletter.backend_factory(),
+            newsletter.recipient,
+            Pace(concurrency=1, batch_size=4, retry_backoff=0.01),
+            "test-worker",
+            Journal(db_folder.path / ".journal"),
+        )
+
+        report = engine.run(campaign)
+
+    assert (report.tally.sent, report.tally.skipped) == (3, 1)
+    assert ZOE[0] not in server.arrivals(), "mailed after the unsubscribe was answered"
+    logged = send_log(db_folder)[ZOE[0]]
+    assert logged.state == DeliveryState.SKIPPED and logged.attempts == 0
+    assert logged.error == "unsubscribed while the campaign ran"
 
 
 @pytest.mark.parametrize(

@@ -331,6 +331,9 @@ class Dispatcher:
             journal(settled[subscriber_id])
 
         self.limit.take(len(outgoing))
+        outgoing = self._still_subscribed(outgoing, attempts, outcomes)
+        if not outgoing:
+            return outcomes, ""
         try:
             results = backend.send(self.template, outgoing, settle)
         except BackendError as error:
@@ -344,6 +347,29 @@ class Dispatcher:
             for message, result in zip(outgoing, results, strict=True)
         ]
         return outcomes + handed, self._nothing_accepted(handed)
+
+    def _still_subscribed(
+        self, outgoing: list[Outgoing], attempts: dict[int, int], outcomes: list[DeliveryRecord]
+    ) -> list[Outgoing]:
+        """The messages whose recipients are still active now, just before the hand-over: an
+        unsubscribe answered while the batch waited (for the rate limit, a slow server) is never
+        mailed. The others are added to `outcomes` as skipped. One query per batch."""
+        now = self._db(self.campaigns.statuses, [m.subscriber_id for m in outgoing])
+        still: list[Outgoing] = []
+        for message in outgoing:
+            status = now.get(message.subscriber_id)
+            if status == Status.ACTIVE:
+                still.append(message)
+                continue
+            outcomes.append(
+                DeliveryRecord(
+                    message.subscriber_id,
+                    DeliveryState.SKIPPED,
+                    attempts[message.subscriber_id] - 1,  # not handed over: no attempt
+                    error=f"{status.value if status else 'erased'} while the campaign ran",
+                )
+            )
+        return still
 
     @staticmethod
     def _refusal(person: Claimed) -> DeliveryRecord | None:

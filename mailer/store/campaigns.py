@@ -227,6 +227,16 @@ class Campaigns:
             value: dt.datetime | None = connection.execute(query).scalar()
         return value
 
+    def statuses(self, subscriber_ids: Sequence[int]) -> dict[int, Status]:
+        """The status of each of these subscribers as it is now (an erased one is missing)."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(subscribers.c.id, subscribers.c.status).where(
+                    one_of(connection, subscribers.c.id, subscriber_ids)
+                )
+            )
+            return {subscriber_id: _STATUSES[status] for subscriber_id, status in rows}
+
     def unfinished(self, campaign_id: int) -> int:
         """Deliveries still queued or being sent."""
         query = select(func.count()).where(
