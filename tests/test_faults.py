@@ -986,3 +986,53 @@ def test_an_http_batch_whose_answer_does_not_come_whole_is_uncertain_and_never_r
     assert_uncertain_never_resent_until_asked(
         folder, run, service, [address for address, _, _ in people], uncertain
     )
+
+
+# Pauses judge the service, not a connection ------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["mailgun", "http"])
+def test_failures_at_once_on_every_connection_count_once_and_do_not_pause(
+    folder: Folder,
+    run: Run,
+    threaded_http_server: HTTPServer,
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+) -> None:
+    """Four connections meet the same 500 at the same moment: one failure of the service, not
+    four in a row (which, with max_attempts = 3, paused the campaign)."""
+    people = many(80)
+    add_people(folder, run, people)
+    service = FakeService(threaded_http_server, BY_NAME[name])
+    use_provider(folder, service, monkeypatch, max_attempts=3)
+    folder.configure(f"concurrency = {CONCURRENCY}", "concurrency = 4")
+    service.script += [refusing(500)] * 4
+
+    code, output = send(run)
+
+    assert code == 0, output
+    assert [seen.status for seen in service.requests()[:4]] == [500] * 4
+    assert_delivered_once(service, folder, [address for address, _, _ in people])
+
+
+def test_a_retry_after_holds_every_connection(
+    folder: Folder, run: Run, threaded_http_server: HTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One connection is told to wait 2 s; the other waits too. Each connection left alone
+    sends a batch every few milliseconds, doubling its size: five or more in those 2 s."""
+    people = many(400)
+    add_people(folder, run, people)
+    service = FakeService(threaded_http_server, BY_NAME["http"])
+    use_provider(folder, service, monkeypatch)
+    service.script.append(refusing(429, {"Retry-After": "2"}))
+
+    code, output = send(run)
+
+    assert code == 0, output
+    seen = service.requests()
+    asked = next(one.at for one in seen if one.status == 429)
+    meanwhile = [round(one.at - asked, 2) for one in seen if asked < one.at < asked + 1.9]
+    # The other connection's request already sent, and one it may send before this connection
+    # has read the answer; nothing after that.
+    assert len(meanwhile) <= CONCURRENCY, meanwhile
+    assert_delivered_once(service, folder, [address for address, _, _ in people])

@@ -154,7 +154,13 @@ class Dispatcher:
         self.failing_messages = 0
         self.failing_batches = 0
         self.unreachable = 0
-        """Batches in a row that the backend could not hand over at all."""
+        """Failures in a row of the service to take anything at all (see _unreachable)."""
+        self.unreachable_reason = ""
+        self.failure_seen_at = 0.0
+        """time.monotonic() when the last counted failure of the service was seen."""
+        self.service_back_at = 0.0
+        """time.monotonic() before which no worker hands anything over: the service failed or
+        asked for a pause (Retry-After)."""
         self.workers = [f"{worker}/{n}" for n in range(pace.concurrency)]
 
     def run(
@@ -263,17 +269,13 @@ class Dispatcher:
 
     def _keep_going(self, outcomes: list[DeliveryRecord], refusing: str) -> bool:
         """False, having paused the campaign, when the service refuses everything or cannot be
-        reached; waits a little when it could not be reached this time."""
+        reached."""
         if refusing:
             self._pause(refusing)
             return False
         if self.unreachable >= self.pace.max_attempts:
-            self._pause(f"{outcomes[-1].error} ({self.unreachable} times in a row)")
+            self._pause(f"{self.unreachable_reason} ({self.unreachable} times in a row)")
             return False
-        if self.unreachable:  # wait before trying the service again
-            self.stop.wait(
-                min(self._backoff(self.unreachable), self.pace.lease.total_seconds() / 3)
-            )
         return True
 
     def _backoff(self, attempt: int, at_least: float = 0.0) -> float:
@@ -330,16 +332,18 @@ class Dispatcher:
             settled[subscriber_id] = self._recorded(subscriber_id, attempts[subscriber_id], result)
             journal(settled[subscriber_id])
 
+        self._wait_for_the_service()
         self.limit.take(len(outgoing))
         outgoing = self._still_subscribed(outgoing, attempts, outcomes)
         if not outgoing:
             return outcomes, ""
+        handed_at = time.monotonic()
         try:
             results = backend.send(self.template, outgoing, settle)
         except BackendError as error:
             if not error.temporary:
                 raise Paused(str(error)) from None
-            return outcomes + self._unreachable(claimed, outgoing, error), ""
+            return outcomes + self._unreachable(claimed, outgoing, error, handed_at), ""
         self.unreachable = 0
         handed = [
             settled.get(message.subscriber_id)
@@ -347,6 +351,13 @@ class Dispatcher:
             for message, result in zip(outgoing, results, strict=True)
         ]
         return outcomes + handed, self._nothing_accepted(handed)
+
+    def _wait_for_the_service(self) -> None:
+        """Hold the hand-over while the service is being waited for (a backoff after it failed,
+        its Retry-After); raises Paused if the campaign stops meanwhile."""
+        wait = self.service_back_at - time.monotonic()
+        if wait > 0 and self.stop.wait(wait):
+            raise Paused(self.pause_reason or "stopped while waiting for the service")
 
     def _still_subscribed(
         self, outgoing: list[Outgoing], attempts: dict[int, int], outcomes: list[DeliveryRecord]
@@ -392,14 +403,29 @@ class Dispatcher:
         return None
 
     def _unreachable(
-        self, claimed: list[Claimed], outgoing: list[Outgoing], error: BackendError
+        self,
+        claimed: list[Claimed],
+        outgoing: list[Outgoing],
+        error: BackendError,
+        handed_at: float,
     ) -> list[DeliveryRecord]:
         """Nothing of the batch was handed over: back in the queue, no attempt counted (the
-        service failed, not the message); enough of these in a row pause the campaign."""
+        service failed, not the message). The service is judged, not the connection: failures of
+        batches handed over before the last failure was seen (other connections' at the same
+        moment) count once with it, every connection waits before trying again, and enough
+        failures in a row pause the campaign."""
         with self.tally.lock:
-            self.unreachable += 1
-            count = self.unreachable
-        when = self.clock() + dt.timedelta(seconds=self._backoff(count, error.retry_after or 0.0))
+            now = time.monotonic()
+            if handed_at >= self.failure_seen_at:  # tried after the last failure was seen
+                self.unreachable += 1
+                self.failure_seen_at = now
+                delay = self._backoff(self.unreachable, error.retry_after or 0.0)
+                self.service_back_at = max(self.service_back_at, now + delay)
+            # What the service asked for holds every connection, not only this one.
+            self.service_back_at = max(self.service_back_at, now + (error.retry_after or 0.0))
+            self.unreachable_reason = str(error)
+            back_in = self.service_back_at - now
+        when = self.clock() + dt.timedelta(seconds=back_in)
         waiting = {message.subscriber_id for message in outgoing}
         return [
             DeliveryRecord(
