@@ -874,6 +874,29 @@ def test_an_smtp_message_whose_reply_never_comes_is_uncertain_and_never_resent_u
     )
 
 
+def test_campaigns_resume_sends_the_uncertain_ones_again_only_when_asked(
+    folder: Folder, run: Run, smtp_server: StartServer
+) -> None:
+    add_people(folder, run, FOUR)
+    server = smtp_server()
+    use_server(folder, server)
+    folder.configure("data_timeout = 600", "data_timeout = 0.5")
+    server.drop_after_data(FOUR[1][0])
+    assert send(run)[0] == 1
+
+    unasked = run("campaigns", "resume", "1", "--yes")
+
+    assert unasked.exit_code == 1, unasked.output
+    assert "is done" in unasked.output and "1 message uncertain" in unasked.output
+    assert server.arrivals() == {address: 1 for address, _, _ in FOUR}
+
+    asked = run("campaigns", "resume", "1", "--yes", "--resend-uncertain")
+
+    assert asked.exit_code == 0, asked.output
+    assert server.arrivals() == {a: 2 if a == FOUR[1][0] else 1 for a, _, _ in FOUR}
+    assert {entry.state for entry in send_log(folder).values()} == {DeliveryState.SENT}
+
+
 def test_a_slow_reply_within_data_timeout_is_waited_for_though_commands_time_out_sooner(
     folder: Folder, run: Run, smtp_server: StartServer
 ) -> None:

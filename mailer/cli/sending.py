@@ -449,6 +449,9 @@ def resume(
     resending = resend_uncertain and uncertain > 0
     if campaign.status == CampaignStatus.DONE and not resending:
         click.echo(f"Campaign {campaign.id} is done; nothing left to send.")
+        _warn_uncertain(campaign.id, uncertain)
+        if uncertain:
+            raise click.exceptions.Exit(1)
         return
     issue = _issue_for_sending(newsletter, campaign.slugs)
     template = newsletter.message_template(newsletter.render(issue), campaign.list_name)
