@@ -1014,6 +1014,21 @@ def test_an_http_batch_whose_answer_does_not_come_whole_is_uncertain_and_never_r
 # Pauses judge the service, not a connection ------------------------------------------------------
 
 
+def all_at_once(status: int, count: int) -> Answer:
+    """Refuse with `status`, answering only once `count` requests have come: they fail at the
+    same moment, however the machine schedules the connections."""
+    together = threading.Barrier(count)
+
+    def answer(request: Request, addresses: list[str]) -> tuple[Response, list[str]]:
+        def body() -> Iterator[bytes]:
+            together.wait(timeout=30)
+            yield b"busy, try later"
+
+        return Response(body(), status=status), []
+
+    return answer
+
+
 @pytest.mark.parametrize("name", ["mailgun", "http"])
 def test_failures_at_once_on_every_connection_count_once_and_do_not_pause(
     folder: Folder,
@@ -1029,7 +1044,7 @@ def test_failures_at_once_on_every_connection_count_once_and_do_not_pause(
     service = FakeService(threaded_http_server, BY_NAME[name])
     use_provider(folder, service, monkeypatch, max_attempts=3)
     folder.configure(f"concurrency = {CONCURRENCY}", "concurrency = 4")
-    service.script += [refusing(500)] * 4
+    service.script += [all_at_once(500, 4)] * 4
 
     code, output = send(run)
 
