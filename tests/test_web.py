@@ -29,7 +29,7 @@ from werkzeug.test import TestResponse
 
 from mailer.app.newsletter import Newsletter
 from mailer.core.addresses import Candidate
-from mailer.core.lifecycle import Reason, Status
+from mailer.core.lifecycle import Frequency, Reason, Status
 from mailer.core.output import GENERATION
 from mailer.core.tokens import Links, Purpose
 from mailer.store import schema
@@ -1204,3 +1204,75 @@ def test_a_reader_chooses_a_language_when_subscribing_and_changes_it_in_preferen
     assert saved.status_code == 200 and "Saved." in saved.text
     after = newsletter.store.subscribers.get(lia.id)
     assert after is not None and after.language == "" and after.lists == ("commentaries",)
+
+
+# The weekly digest, chosen on the web ------------------------------------------------------------
+
+
+def frequencies(newsletter: Newsletter, address: str) -> dict[str, Frequency]:
+    found = newsletter.store.subscribers.find(address)
+    assert found is not None
+    return newsletter.store.subscribers.frequencies(found.id)
+
+
+def test_the_subscribe_form_offers_the_weekly_digest_and_keeps_the_choice(
+    client: FlaskClient, newsletter: Newsletter
+) -> None:
+    page = client.get(f"{BASE}/subscribe")
+    assert 'name="frequency" value="weekly"' in page.text
+    assert subscribe(client, "weekly@example.org", frequency="weekly").status_code == 200
+    assert subscribe(client, "every@example.org").status_code == 200
+    assert frequencies(newsletter, "weekly@example.org") == {"commentaries": Frequency.WEEKLY}
+    assert frequencies(newsletter, "every@example.org") == {"commentaries": Frequency.IMMEDIATE}
+
+
+def test_the_json_endpoint_takes_a_frequency_and_refuses_another_word(
+    client: FlaskClient, newsletter: Newsletter
+) -> None:
+    body = {"email": "api@example.org", "frequency": "weekly"}
+    assert subscribe_json(client, body).status_code == 200
+    assert frequencies(newsletter, "api@example.org") == {"commentaries": Frequency.WEEKLY}
+    wrong = subscribe_json(client, {"email": "odd@example.org", "frequency": "daily"})
+    assert wrong.status_code == 400
+    assert wrong.json == {"error": 'frequency is "immediate" or "weekly"'}
+    assert newsletter.store.subscribers.find("odd@example.org") is None
+
+
+def test_the_preferences_page_switches_between_every_issue_and_the_digest(
+    client: FlaskClient, newsletter: Newsletter
+) -> None:
+    reader = add(newsletter, "reader@example.org")
+    path = local(
+        newsletter.recipient(reader.id, reader.link_secret, reader.email, "").preferences_url
+    )
+    assert 'name="weekly" value="commentaries">' in client.get(path).text
+    token = csrf_token(client, path)
+    refused = client.post(path, data={"action": "save", "lists": "commentaries", "weekly": "x"})
+    assert refused.status_code == 400
+    assert frequencies(newsletter, reader.email) == {"commentaries": Frequency.IMMEDIATE}
+    form = {"action": "save", "lists": "commentaries", "csrf_token": token}
+    saved = client.post(path, data={**form, "weekly": "commentaries"})
+    assert saved.status_code == 200
+    assert 'name="weekly" value="commentaries" checked>' in saved.text
+    assert frequencies(newsletter, reader.email) == {"commentaries": Frequency.WEEKLY}
+    client.post(path, data=form)
+    assert frequencies(newsletter, reader.email) == {"commentaries": Frequency.IMMEDIATE}
+
+
+def test_without_a_digest_time_nothing_offers_it(folder: Folder) -> None:
+    folder.configure('digest = "monday 08:00"', 'digest = ""')
+    without = folder.newsletter()
+    page = create_app(without).test_client().get(f"{BASE}/subscribe")
+    assert page.status_code == 200 and "weekly" not in page.text
+    without.store.close()
+
+
+def test_an_active_address_keeps_its_frequency_and_one_that_left_comes_back_with_its_choice(
+    client: FlaskClient, newsletter: Newsletter
+) -> None:
+    active = add(newsletter, "active@example.org")
+    gone = add(newsletter, "gone@example.org", Status.UNSUBSCRIBED)
+    assert subscribe(client, active.email, frequency="weekly").status_code == 200
+    assert subscribe(client, gone.email, frequency="weekly").status_code == 200
+    assert frequencies(newsletter, active.email) == {"commentaries": Frequency.IMMEDIATE}
+    assert frequencies(newsletter, gone.email) == {"commentaries": Frequency.WEEKLY}

@@ -5,16 +5,18 @@ The command line and the web service hold a Newsletter; everything below it rece
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from mailer.content.commentary import Collection, Issue, Site, load_folder
+from mailer.content.commentary import Collection, Commentary, Issue, Site, load_folder
 from mailer.content.files import FileProblem, measure
 from mailer.content.published import Record
 from mailer.core import config as settings
+from mailer.core.clock import Clock, system_clock
 from mailer.core.config import Config
 from mailer.core.errors import ConfigError, Problem
 from mailer.core.output import Written, write_atomically, write_folder
@@ -37,6 +39,8 @@ MINIMUM_SECRET_LENGTH = 16
 class Built:
     commentaries: int
     written: Written
+    embargoed: list[Commentary]
+    """Left out: their time is still to come."""
 
 
 def load_config(path: Path, environment: Mapping[str, str] | None = None) -> Config:
@@ -47,13 +51,30 @@ def load_config(path: Path, environment: Mapping[str, str] | None = None) -> Con
 
 
 class Newsletter:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, clock: Clock = system_clock) -> None:
         self.config = config
+        self.clock = clock
 
     @classmethod
-    def load(cls, path: Path, environment: Mapping[str, str] | None = None) -> Newsletter:
+    def load(
+        cls,
+        path: Path,
+        environment: Mapping[str, str] | None = None,
+        clock: Clock = system_clock,
+    ) -> Newsletter:
         """The newsletter whose config.toml is at `path` ($VARIABLES from `environment`)."""
-        return cls(load_config(path, environment))
+        return cls(load_config(path, environment), clock)
+
+    def local_time(self, moment: dt.datetime) -> str:
+        """A moment as staff read it: in the newsletter's time zone, which is named."""
+        zone = self.config.newsletter.zone
+        return f"{moment.astimezone(zone):%Y-%m-%d %H:%M} ({zone.key})"
+
+    def embargo_note(self, commentary: Commentary) -> str:
+        """ "" when it may be published now, else until when it is embargoed."""
+        if not commentary.embargoed(self.clock()):
+            return ""
+        return f"'{commentary.slug}' is embargoed until {self.local_time(commentary.public_at)}"
 
     @cached_property
     def theme(self) -> Theme:
@@ -96,16 +117,20 @@ class Newsletter:
         return load_folder(self.config.paths.commentaries, self.site)
 
     def issue(self, slugs: Sequence[str]) -> Issue:
-        """The issue of these commentaries; with no slugs, the newest published one alone."""
+        """The issue of these commentaries; with no slugs, the newest released one alone."""
         collection = self.commentaries()
         collection.raise_errors()
         if not slugs:
-            published = collection.published()
+            published = collection.public(self.clock())
             if not published:
+                waiting = collection.embargoed(self.clock())
+                later = f" ({self.embargo_note(waiting[0])})" if waiting else ""
                 raise ConfigError(
                     [
                         Problem(
-                            self.config.paths.commentaries, None, "there is no published commentary"
+                            self.config.paths.commentaries,
+                            None,
+                            f"there is no published commentary{later}; name the one you mean",
                         )
                     ]
                 )
@@ -181,17 +206,20 @@ class Newsletter:
         return backend_factory(self.config)
 
     def build(self) -> Built:
-        """Feeds and web archive into the output folder; nothing is written if anything is wrong."""
+        """Feeds and web archive into the output folder, without what is still embargoed;
+        nothing is written if anything is wrong."""
         collection = self.commentaries()
         collection.raise_errors()
-        files = self.render_files(collection)
+        now = self.clock()
+        visible = collection.seen_at(now)
+        files = self.render_files(visible)
         written = write_folder(self.config.paths.output, files)
         # Only once the feeds are out: an id is recorded as made when it has been published.
         record = self.published_record()
-        after = record.with_published(collection.published())
+        after = record.with_published(visible.published())
         if after.entries != record.entries:
             write_atomically(after.path, after.as_toml())
-        return Built(len(collection.published()), written)
+        return Built(len(visible.published()), written, collection.embargoed(now))
 
     def published_record(self) -> Record:
         """Permanent ids and the fingerprints of published texts (commentaries/published.toml)."""

@@ -22,6 +22,7 @@ COMMANDS = {
     "check": "publishing:check",
     "build": "publishing:build",
     "preview": "publishing:preview",
+    "publish": "publishing:publish",
     "send": "sending:send",
     "campaigns": "sending:campaigns",
     "worker": "sending:worker",
@@ -29,6 +30,7 @@ COMMANDS = {
     "lists": "lists:group",
     "db": "database:group",
     "serve": "serve:serve",
+    "scheduler": "serve:scheduler",
 }
 """Each command and where it lives (mailer.cli.<module>): a command's module is imported
 only when that command runs, so `mailer --help` and an import start without the renderer."""

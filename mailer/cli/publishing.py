@@ -12,10 +12,13 @@ from typing import cast
 import click
 
 from mailer.app import scaffold
+from mailer.app.campaigns import journal_of, pace, template_of
 from mailer.app.newsletter import Newsletter
-from mailer.cli.shared import Invocation, count, pass_invocation
-from mailer.content.commentary import Collection
-from mailer.core.errors import Problem, ProblemsError, TemplateError
+from mailer.app.publishing import pending
+from mailer.cli.sending import print_report, run_with_progress
+from mailer.cli.shared import Invocation, confirm, count, pass_invocation
+from mailer.content.commentary import Collection, Issue
+from mailer.core.errors import Problem, ProblemsError, RequestError, TemplateError
 from mailer.core.output import write_atomically
 
 
@@ -60,19 +63,10 @@ def check(invocation: Invocation) -> None:
       mailer check && mailer build
     """
     newsletter = invocation.newsletter
-    problems: list[Problem] = []
-    try:
-        newsletter.secret()
-    except ProblemsError as error:
-        problems.extend(error.problems)
-    problems.extend(newsletter.theme.problems())
     collection = newsletter.commentaries()
-    problems.extend(collection.problems)
-    problems.extend(newsletter.published_record().corrections_unmarked(collection.published()))
-    if not any(not p.warning for p in problems):
-        problems.extend(_render_problems(newsletter, collection))
-    for problem in problems:
-        click.echo(str(problem), err=True)
+    problems = _checked(newsletter, collection)
+    for commentary in collection.embargoed(newsletter.clock()):
+        click.echo(f"{newsletter.embargo_note(commentary)}: out of the feeds until then.")
     errors = [p for p in problems if not p.warning]
     warnings = len(problems) - len(errors)
     click.echo(
@@ -82,6 +76,23 @@ def check(invocation: Invocation) -> None:
     )
     if errors:
         raise click.exceptions.Exit(2)
+
+
+def _checked(newsletter: Newsletter, collection: Collection) -> list[Problem]:
+    """Every problem of the settings, the theme and the commentaries, printed on stderr."""
+    problems: list[Problem] = []
+    try:
+        newsletter.secret()
+    except ProblemsError as error:
+        problems.extend(error.problems)
+    problems.extend(newsletter.theme.problems())
+    problems.extend(collection.problems)
+    problems.extend(newsletter.published_record().corrections_unmarked(collection.published()))
+    if not any(not p.warning for p in problems):
+        problems.extend(_render_problems(newsletter, collection))
+    for problem in problems:
+        click.echo(str(problem), err=True)
+    return problems
 
 
 def _render_problems(newsletter: Newsletter, collection: Collection) -> list[Problem]:
@@ -100,18 +111,95 @@ def _render_problems(newsletter: Newsletter, collection: Collection) -> list[Pro
 
 
 @click.command()
+@click.option("--list", "list_name", help="The list to send to (default: [delivery] list).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_invocation
+def publish(invocation: Invocation, list_name: str | None, yes: bool) -> None:
+    """Check, build, and send every released commentary not yet sent to the list, each once,
+    the oldest first.
+
+    Safe to run from cron, a CI job or a git hook any number of times: what went is not sent
+    again, a send that stopped half-way is continued, and a run with nothing new says so. A
+    commentary still embargoed waits for a run after its time. The exit status is 2 when a
+    check fails (nothing is built or sent), 1 when a delivery failed.
+
+    \b
+    Example:
+      mailer publish --yes
+    """
+    newsletter = invocation.newsletter
+    collection = newsletter.commentaries()
+    if any(not p.warning for p in _checked(newsletter, collection)):
+        raise click.exceptions.Exit(2)
+    _build(newsletter)
+    list_name = list_name or newsletter.config.delivery.list
+    # The scheduler's lock: another publish, or auto_publish, deciding at the same moment what
+    # is unsent would send it a second time (PostgreSQL has no sending lock of its own).
+    with newsletter.store.schedule.acting_alone() as alone:
+        if not alone:
+            click.echo("A scheduler or another `mailer publish` is acting; nothing was sent.")
+            return
+        whole = _send_unsent(newsletter, collection, list_name, yes)
+    if not whole:
+        raise click.exceptions.Exit(1)
+
+
+def _send_unsent(newsletter: Newsletter, collection: Collection, list_name: str, yes: bool) -> bool:
+    """Send each released commentary not sent to the list yet; False when a delivery failed."""
+    todo = pending(newsletter, collection, list_name)
+    if not todo:
+        click.echo(f"Nothing to publish: every released commentary has gone to '{list_name}'.")
+        return True
+    make_backend = newsletter.backend_factory()
+    slugs = ", ".join(p.commentary.slug for p in todo)
+    confirm(
+        f"Send {count(len(todo), 'commentary', 'commentaries')} to '{list_name}' ({slugs})?", yes
+    )
+    store = newsletter.store
+    whole = True
+    with store.only_sender():
+        journal, _folded = journal_of(newsletter)
+        for item in todo:
+            campaign = item.campaign
+            if campaign is None:
+                commentary = item.commentary
+                try:
+                    campaign = store.campaigns.start(
+                        commentary.slug,
+                        list_name,
+                        commentary.title,
+                        newsletter.readers(Issue((commentary,))),
+                    )
+                except LookupError:
+                    raise RequestError(
+                        f"there is no list '{list_name}'; `mailer lists` shows them"
+                    ) from None
+                click.echo(f"Campaign {campaign.id}: “{commentary.title}” to '{list_name}'.")
+            template = template_of(newsletter, campaign)
+            report = run_with_progress(
+                newsletter, template, campaign, pace(newsletter), make_backend, journal
+            )
+            whole = print_report(report) and whole
+    return whole
+
+
+@click.command()
 @pass_invocation
 def build(invocation: Invocation) -> None:
     """Write the feeds and the web archive into the output folder.
 
     Each file is replaced in one step, unchanged files are left alone, and nothing is written
-    when a commentary or template has an error.
+    when a commentary or template has an error. A commentary whose time (publish_at, else its
+    date) is still to come is left out until a build after that time.
 
     \b
     Example:
       mailer build && ls public/
     """
-    newsletter = invocation.newsletter
+    _build(invocation.newsletter)
+
+
+def _build(newsletter: Newsletter) -> None:
     built = newsletter.build()
     written = built.written
     click.echo(
@@ -119,6 +207,8 @@ def build(invocation: Invocation) -> None:
         f"{newsletter.config.paths.output}: {len(written.changed)} written, "
         f"{len(written.unchanged)} unchanged, {len(written.removed)} removed."
     )
+    for commentary in built.embargoed:
+        click.echo(f"Left out {newsletter.embargo_note(commentary)}.")
 
 
 @click.command()
@@ -169,6 +259,9 @@ def preview(
     warning = rendered.size_warning()
     if warning:
         click.echo(str(warning), err=True)
+    for commentary in issue.commentaries:
+        if note := newsletter.embargo_note(commentary):
+            click.echo(f"Note: {note}.")
     list_name = list_name or newsletter.config.delivery.list
     message_bytes = newsletter.message_template(rendered, list_name).personalise(
         newsletter.preview_recipient()

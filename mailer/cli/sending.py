@@ -3,46 +3,35 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
-import socket
 import time
 from collections.abc import Callable, Sequence
 
 import click
 
+from mailer.app.campaigns import (
+    issue_for_sending,
+    issue_key,
+    journal_of,
+    pace,
+    public_at,
+    run_campaign,
+    template_of,
+    worker_name,
+)
 from mailer.app.newsletter import Newsletter
 from mailer.cli.shared import Invocation, confirm, count, pass_invocation, progress_bar
 from mailer.content.commentary import Issue
 from mailer.core.addresses import AddressBook, InvalidAddress
+from mailer.core.clock import parse_time
 from mailer.core.errors import RequestError
-from mailer.core.lifecycle import Status
+from mailer.core.lifecycle import Frequency, Status
 from mailer.delivery.base import Backend, BackendError, Outcome, Outgoing
 from mailer.render.message import MessageTemplate
-from mailer.sending.dispatch import Dispatcher, Pace, RunReport, Tally
+from mailer.sending.dispatch import Pace, RunReport, Tally
 from mailer.sending.journal import Journal
-from mailer.store.campaigns import Campaign, CampaignStatus, DeliveryState
+from mailer.store.campaigns import Campaign, CampaignKind, CampaignStatus, DeliveryState
 
 UNCERTAIN = DeliveryState.UNCERTAIN
-JOURNAL = ".journal"
-"""The sending journal's folder, in the newsletter's folder (see mailer.journal)."""
-
-
-def _worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _pace(newsletter: Newsletter, rate: float | None, concurrency: int | None) -> Pace:
-    delivery = newsletter.config.delivery
-    return Pace(
-        rate=delivery.rate if rate is None else rate,
-        concurrency=delivery.concurrency if concurrency is None else concurrency,
-        max_attempts=delivery.max_attempts,
-        retry_backoff=delivery.retry_backoff,
-        lease=dt.timedelta(seconds=delivery.lease),
-        database_patience=newsletter.config.database.patience,
-    )
-
-
 RESEND_UNCERTAIN = click.option(
     "--resend-uncertain",
     is_flag=True,
@@ -50,13 +39,10 @@ RESEND_UNCERTAIN = click.option(
     "may arrive twice.",
 )
 
-
-def _issue_for_sending(newsletter: Newsletter, slugs: Sequence[str]) -> Issue:
-    issue = newsletter.issue(slugs)
-    drafts = [c.slug for c in issue.commentaries if c.draft]
-    if drafts:
-        raise RequestError(f"'{drafts[0]}' is a draft; set draft = false in its file to send it")
-    return issue
+_AT_HELP = (
+    'Start then, not now: "2026-12-02 09:00" in the newsletter\'s time zone, or with an '
+    'offset ("2026-12-02T09:00+01:00"). `mailer serve` or `mailer scheduler` starts it.'
+)
 
 
 @click.command()
@@ -73,6 +59,7 @@ def _issue_for_sending(newsletter: Newsletter, slugs: Sequence[str]) -> Issue:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--rate", type=float, help="Messages per second at most (0: unlimited).")
 @click.option("--concurrency", type=click.IntRange(1, 64), help="Messages in flight at once.")
+@click.option("--at", "at_text", metavar="TIME", help=_AT_HELP)
 @RESEND_UNCERTAIN
 @pass_invocation
 def send(
@@ -84,6 +71,7 @@ def send(
     yes: bool,
     rate: float | None,
     concurrency: int | None,
+    at_text: str | None,
     resend_uncertain: bool,
 ) -> None:
     """Send the issue made of SLUGS (default: the newest commentary) to a list.
@@ -95,15 +83,20 @@ def send(
     uncertain and sent again only with --resend-uncertain. An issue that has already gone to
     the list is not sent again.
 
+    With --at, the campaign is scheduled instead: its recipients are fixed when it starts. An
+    issue with a commentary still embargoed is scheduled for the embargo's end, never earlier.
+
     \b
     Examples:
       mailer send stalemate --test me@example.org
       mailer send stalemate --dry-run
       mailer send stalemate --list commentaries --yes
       mailer send stalemate --resend-uncertain
+      mailer send stalemate --at "2026-12-02 09:00" --yes
     """
     newsletter = invocation.newsletter
-    issue = _issue_for_sending(newsletter, slugs)
+    at = _time_to_come(newsletter, at_text) if at_text else None
+    issue = issue_for_sending(newsletter, slugs)
     list_name = list_name or newsletter.config.delivery.list
     rendered = newsletter.render(issue)
     warning = rendered.size_warning()
@@ -121,14 +114,69 @@ def send(
         _dry_run(newsletter, template, list_name)
         return
     make_backend = newsletter.backend_factory()  # a missing secret stops us before a campaign
+    if at is not None or public_at(issue) > newsletter.clock():
+        _schedule(newsletter, issue, list_name, at, yes)
+        return
     with store.only_sender():
         journal = _journal(newsletter)
         campaign = _campaign_to_send(newsletter, issue, list_name, yes, resend_uncertain)
         if campaign is None:
             return
-        pace = _pace(newsletter, rate, concurrency)
-        report = _run(newsletter, template, campaign, pace, make_backend, journal)
+        report = run_with_progress(
+            newsletter,
+            template,
+            campaign,
+            pace(newsletter, rate, concurrency),
+            make_backend,
+            journal,
+        )
     _report(report)
+
+
+def _time_to_come(newsletter: Newsletter, text: str) -> dt.datetime:
+    """--at as an aware time, refused when it is already past."""
+    try:
+        at = parse_time(text, newsletter.config.newsletter.zone)
+    except ValueError as error:
+        raise RequestError(f"--at {error}") from None
+    if at < newsletter.clock():
+        raise RequestError(
+            f"--at {newsletter.local_time(at)} is past (it is now "
+            f"{newsletter.local_time(newsletter.clock())}); give a time to come"
+        )
+    return at
+
+
+def _schedule(
+    newsletter: Newsletter, issue: Issue, list_name: str, at: dt.datetime | None, yes: bool
+) -> None:
+    """A campaign that starts at `at`, or when the issue's embargo ends if that is later."""
+    earliest = public_at(issue)
+    when = max(at or earliest, earliest)
+    earlier = _previous(newsletter, issue, list_name)
+    if earlier is not None and earlier.status == CampaignStatus.DONE:
+        _went(earlier)
+        return
+    if earlier is not None:
+        raise RequestError(
+            f"campaign {earlier.id} of this issue to '{list_name}' is "
+            f"{earlier.status.value}; `mailer campaigns resume {earlier.id}` continues it"
+        )
+    if at is None or when > at:
+        embargoed = next(c for c in issue.commentaries if c.public_at == earliest)
+        click.echo(f"{newsletter.embargo_note(embargoed)}: the issue goes no earlier.")
+    confirm(f"Schedule “{issue.subject}” to '{list_name}' for {newsletter.local_time(when)}?", yes)
+    try:
+        campaign = newsletter.store.campaigns.schedule(
+            issue_key(issue), list_name, issue.subject, when
+        )
+    except LookupError:
+        raise RequestError(f"there is no list '{list_name}'; `mailer lists` shows them") from None
+    click.echo(
+        f"Campaign {campaign.id} is scheduled for {newsletter.local_time(when)}; its recipients "
+        "are the list's active subscribers when it starts. `mailer serve` or `mailer scheduler` "
+        "starts it."
+    )
 
 
 def _campaign_to_send(
@@ -137,25 +185,15 @@ def _campaign_to_send(
     """The campaign of this issue to this list that the send continues, or a new one; None when
     the issue already went. Asks before a new send or a resumed one."""
     store = newsletter.store
-    issue_key = " ".join(c.slug for c in issue.commentaries)
-    campaign = store.campaigns.latest(issue_key, list_name)
+    campaign = _previous(newsletter, issue, list_name)
     uncertain = 0 if campaign is None else store.campaigns.counts(campaign.id)[UNCERTAIN]
     resending = resend_uncertain and uncertain > 0
     if campaign is not None and campaign.status == CampaignStatus.DONE and not resending:
-        when = campaign.finished_at or campaign.created_at
-        click.echo(
-            f"This issue went to '{list_name}' on {when:%Y-%m-%d %H:%M} UTC "
-            f"(campaign {campaign.id}); nothing was sent."
-        )
+        _went(campaign)
         _warn_uncertain(campaign.id, uncertain)
         if uncertain:
             raise click.exceptions.Exit(1)
         return None
-    if campaign is not None and campaign.status == CampaignStatus.CANCELLED:
-        raise RequestError(
-            f"campaign {campaign.id} of this issue to '{list_name}' was cancelled; "
-            f"`mailer campaigns resume {campaign.id}` continues it"
-        )
     if campaign is not None:
         left = store.campaigns.unfinished(campaign.id) + (uncertain if resending else 0)
         confirm(f"Resume campaign {campaign.id}: {count(left, 'message')} left to send?", yes)
@@ -163,19 +201,47 @@ def _campaign_to_send(
             campaign = _resend_uncertain(newsletter, campaign)
         click.echo(f"Resuming campaign {campaign.id}: {count(left, 'message')} left.")
         return campaign
-    recipients = store.subscribers.count(Status.ACTIVE, list_name)
+    recipients = store.subscribers.count(Status.ACTIVE, list_name, Frequency.IMMEDIATE)
     confirm(
         f"Send “{issue.subject}” to {count(recipients, 'active subscriber')} of "
-        f"'{list_name}' through {newsletter.config.delivery.backend}?",
+        f"'{list_name}' (weekly ones aside) through {newsletter.config.delivery.backend}?",
         yes,
     )
     try:
         campaign = store.campaigns.start(
-            issue_key, list_name, issue.subject, newsletter.readers(issue)
+            issue_key(issue), list_name, issue.subject, newsletter.readers(issue)
         )
     except LookupError:
         raise RequestError(f"there is no list '{list_name}'; `mailer lists` shows them") from None
     click.echo(f"Campaign {campaign.id}: {count(campaign.recipients, 'recipient')}.")
+    return campaign
+
+
+def _went(campaign: Campaign) -> None:
+    when = campaign.finished_at or campaign.created_at
+    click.echo(
+        f"This issue went to '{campaign.list_name}' on {when:%Y-%m-%d %H:%M} UTC "
+        f"(campaign {campaign.id}); nothing was sent."
+    )
+
+
+def _previous(newsletter: Newsletter, issue: Issue, list_name: str) -> Campaign | None:
+    """The latest campaign of this issue to this list when a send may continue it (or it is
+    done); refused, saying what to do, when it was cancelled, is scheduled or missed."""
+    campaign = newsletter.store.campaigns.latest(issue_key(issue), list_name)
+    if campaign is None:
+        return None
+    what = {
+        CampaignStatus.CANCELLED: f"was cancelled; `mailer campaigns resume {campaign.id}` "
+        "continues it",
+        CampaignStatus.SCHEDULED: "is scheduled for "
+        f"{newsletter.local_time(campaign.scheduled_at or campaign.created_at)}; "
+        f"`mailer campaigns reschedule {campaign.id} --at …` moves it",
+        CampaignStatus.MISSED: f"missed its time ({campaign.status_detail}); "
+        f"`mailer campaigns reschedule {campaign.id} --at …` gives it a new one",
+    }.get(campaign.status)
+    if what:
+        raise RequestError(f"campaign {campaign.id} of this issue to '{list_name}' {what}")
     return campaign
 
 
@@ -190,16 +256,14 @@ def _resend_uncertain(newsletter: Newsletter, campaign: Campaign) -> Campaign:
 
 
 def _journal(newsletter: Newsletter) -> Journal:
-    """The sending journal, with what killed runs left in it folded into the send log first:
-    what they sent is logged as sent before anything is counted or taken over."""
-    journal = Journal(newsletter.config.folder / JOURNAL)
-    folded = journal.fold(newsletter.store.campaigns.record)
+    """The sending journal, saying what it folded into the send log from killed runs."""
+    journal, folded = journal_of(newsletter)
     if folded:
         click.echo(f"Logged {count(folded, 'message')} an interrupted run had handed over.")
     return journal
 
 
-def _run(
+def run_with_progress(
     newsletter: Newsletter,
     template: MessageTemplate,
     campaign: Campaign,
@@ -207,22 +271,7 @@ def _run(
     make_backend: Callable[[], Backend],
     journal: Journal,
 ) -> RunReport:
-    store = newsletter.store
-    if store.single_worker:  # a crashed run's batches are ours to take: we hold the lock
-        store.campaigns.release(campaign.id)
-    if campaign.status == CampaignStatus.PAUSED:
-        store.campaigns.set_status(campaign.id, CampaignStatus.RUNNING)
-        campaign = store.campaigns.get(campaign.id) or campaign
-    engine = Dispatcher(
-        store.campaigns,
-        template,
-        make_backend,
-        newsletter.recipient,
-        pace,
-        _worker_name(),
-        journal,
-    )
-    total = store.campaigns.unfinished(campaign.id)
+    total = newsletter.store.campaigns.unfinished(campaign.id)
     with progress_bar(total, "Sending") as bar:
         shown = 0
 
@@ -231,10 +280,16 @@ def _run(
             bar.update(tally.done - shown)
             shown = tally.done
 
-        return engine.run(campaign, progress)
+        return run_campaign(newsletter, template, campaign, pace, make_backend, journal, progress)
 
 
 def _report(report: RunReport) -> None:
+    if not print_report(report):
+        raise click.exceptions.Exit(1)
+
+
+def print_report(report: RunReport) -> bool:
+    """Print what a run did; False when a delivery failed or the campaign paused."""
     tally, counts = report.tally, report.counts
     click.echo(
         f"Campaign {report.campaign.id} ({report.campaign.status.value}): this run sent "
@@ -259,12 +314,11 @@ def _report(report: RunReport) -> None:
         )
     if counts[DeliveryState.FAILED]:
         click.echo(f"`mailer campaigns show {report.campaign.id}` lists the failures.", err=True)
-    if (
-        counts[DeliveryState.FAILED]
-        or counts[UNCERTAIN]
-        or report.campaign.status == CampaignStatus.PAUSED
-    ):
-        raise click.exceptions.Exit(1)
+    return (
+        not counts[DeliveryState.FAILED]
+        and not counts[UNCERTAIN]
+        and report.campaign.status != CampaignStatus.PAUSED
+    )
 
 
 def _warn_uncertain(campaign_id: int, uncertain: int) -> None:
@@ -333,13 +387,14 @@ def _dry_run(newsletter: Newsletter, template: MessageTemplate, list_name: str) 
 @click.group("campaigns", invoke_without_command=True)
 @click.pass_context
 def campaigns(ctx: click.Context) -> None:
-    """The campaigns: what went to whom, what failed; resume or cancel one.
+    """The campaigns: what went to whom, what failed; resume, cancel or reschedule one.
 
     \b
     Examples:
       mailer campaigns
       mailer campaigns show 3
       mailer campaigns resume 3
+      mailer campaigns reschedule 4 --at "2026-12-02 09:00"
     """
     if ctx.invoked_subcommand is None:
         ctx.invoke(list_campaigns)
@@ -348,28 +403,37 @@ def campaigns(ctx: click.Context) -> None:
 @campaigns.command("list")
 @pass_invocation
 def list_campaigns(invocation: Invocation) -> None:
-    """Every campaign, newest first, with its counts.
+    """Every campaign, newest first, with its counts, and when it started or is to start
+    (in the newsletter's time zone).
 
     \b
     Example:
       mailer campaigns list
     """
-    store = invocation.newsletter.store
+    newsletter = invocation.newsletter
+    store = newsletter.store
     found = store.campaigns.all()
     if not found:
         click.echo("No campaign yet; `mailer send` starts one.")
         return
+    zone = newsletter.config.newsletter.zone
     click.echo(
         f"{'ID':>4}  {'STATUS':9}  {'SENT':>9}  {'FAILED':>7}  {'OF':>9}  "
-        f"{'STARTED':16}  ISSUE → LIST"
+        f"{'WHEN (' + zone.key + ')':16}  ISSUE → LIST"
     )
     for campaign in found:
         counts = store.campaigns.counts(campaign.id)
+        when = campaign.scheduled_at or campaign.created_at
         click.echo(
             f"{campaign.id:>4}  {campaign.status.value:9}  {counts[DeliveryState.SENT]:>9,}  "
             f"{counts[DeliveryState.FAILED]:>7,}  {campaign.recipients:>9,}  "
-            f"{campaign.created_at:%Y-%m-%d %H:%M}  {campaign.issue} → {campaign.list_name}"
+            f"{when.astimezone(zone):%Y-%m-%d %H:%M}  {_issue_of(campaign)} → {campaign.list_name}"
         )
+
+
+def _issue_of(campaign: Campaign) -> str:
+    digest = "digest: " if campaign.kind == CampaignKind.DIGEST else ""
+    return digest + campaign.issue
 
 
 def _campaign(invocation: Invocation, campaign_id: int) -> Campaign:
@@ -394,13 +458,15 @@ def show(invocation: Invocation, campaign_id: int, failures: int) -> None:
     store = invocation.newsletter.store
     counts = store.campaigns.counts(campaign.id)
     click.echo(f"Campaign {campaign.id}: “{campaign.subject}”")
-    click.echo(f"  issue:      {campaign.issue}")
+    click.echo(f"  issue:      {_issue_of(campaign)}")
     click.echo(f"  list:       {campaign.list_name}")
     status = campaign.status.value + (
         f" ({campaign.status_detail})" if campaign.status_detail else ""
     )
     click.echo(f"  status:     {status}")
-    click.echo(f"  started:    {campaign.created_at:%Y-%m-%d %H:%M:%S} UTC")
+    if campaign.scheduled_at:
+        click.echo(f"  scheduled:  {invocation.newsletter.local_time(campaign.scheduled_at)}")
+    click.echo(f"  created:    {campaign.created_at:%Y-%m-%d %H:%M:%S} UTC")
     if campaign.finished_at:
         click.echo(f"  finished:   {campaign.finished_at:%Y-%m-%d %H:%M:%S} UTC")
     click.echo(f"  recipients: {campaign.recipients:,}")
@@ -453,8 +519,13 @@ def resume(
         if uncertain:
             raise click.exceptions.Exit(1)
         return
-    issue = _issue_for_sending(newsletter, campaign.slugs)
-    template = newsletter.message_template(newsletter.render(issue), campaign.list_name)
+    never_started = campaign.scheduled_at is not None and not campaign.recipients
+    if campaign.status in (CampaignStatus.SCHEDULED, CampaignStatus.MISSED) or never_started:
+        raise RequestError(
+            f"campaign {campaign.id} has not started; `mailer campaigns reschedule "
+            f"{campaign.id} --at …` sets when it does"
+        )
+    template = template_of(newsletter, campaign)
     make_backend = newsletter.backend_factory()
     with newsletter.store.only_sender():
         journal = _journal(newsletter)
@@ -465,8 +536,14 @@ def resume(
         if campaign.status == CampaignStatus.CANCELLED:
             newsletter.store.campaigns.set_status(campaign.id, CampaignStatus.PAUSED, "resumed")
             campaign = _campaign(invocation, campaign_id)
-        pace = _pace(newsletter, rate, concurrency)
-        report = _run(newsletter, template, campaign, pace, make_backend, journal)
+        report = run_with_progress(
+            newsletter,
+            template,
+            campaign,
+            pace(newsletter, rate, concurrency),
+            make_backend,
+            journal,
+        )
     _report(report)
 
 
@@ -502,12 +579,12 @@ def worker(
             f"campaign {campaign.id} is {campaign.status.value}, not running; "
             f"`mailer campaigns resume {campaign.id}` continues a paused one"
         )
-    issue = _issue_for_sending(newsletter, campaign.slugs)
-    template = newsletter.message_template(newsletter.render(issue), campaign.list_name)
+    template = template_of(newsletter, campaign)
     make_backend = newsletter.backend_factory()
-    click.echo(f"Joining campaign {campaign.id} as worker {_worker_name()}.")
-    pace = _pace(newsletter, rate, concurrency)
-    _report(_run(newsletter, template, campaign, pace, make_backend, _journal(newsletter)))
+    click.echo(f"Joining campaign {campaign.id} as worker {worker_name()}.")
+    worker_pace = pace(newsletter, rate, concurrency)
+    journal = _journal(newsletter)
+    _report(run_with_progress(newsletter, template, campaign, worker_pace, make_backend, journal))
 
 
 @campaigns.command()
@@ -516,13 +593,14 @@ def worker(
 @pass_invocation
 def cancel(invocation: Invocation, campaign_id: int, yes: bool) -> None:
     """Stop a campaign: nothing more of it is sent (a running send stops after its batch).
+    A scheduled campaign does not start.
 
     \b
     Example:
       mailer campaigns cancel 3
     """
     campaign = _campaign(invocation, campaign_id)
-    if campaign.status in (CampaignStatus.DONE, CampaignStatus.CANCELLED):
+    if campaign.status in (CampaignStatus.DONE, CampaignStatus.CANCELLED, CampaignStatus.MISSED):
         click.echo(f"Campaign {campaign.id} is already {campaign.status.value}.")
         return
     confirm(f"Cancel campaign {campaign.id} (“{campaign.subject}”)?", yes)
@@ -530,3 +608,30 @@ def cancel(invocation: Invocation, campaign_id: int, yes: bool) -> None:
         campaign.id, CampaignStatus.CANCELLED, "cancelled by staff"
     )
     click.echo(f"Cancelled campaign {campaign.id}.")
+
+
+@campaigns.command()
+@click.argument("campaign_id", type=int, metavar="ID")
+@click.option("--at", "at_text", metavar="TIME", required=True, help=_AT_HELP)
+@pass_invocation
+def reschedule(invocation: Invocation, campaign_id: int, at_text: str) -> None:
+    """Move a scheduled campaign, or give a missed one a new time. Not before its issue's
+    embargo ends.
+
+    \b
+    Example:
+      mailer campaigns reschedule 4 --at "2026-12-03 09:00"
+    """
+    newsletter = invocation.newsletter
+    campaign = _campaign(invocation, campaign_id)
+    at = _time_to_come(newsletter, at_text)
+    earliest = public_at(issue_for_sending(newsletter, campaign.slugs))
+    if earliest > at:
+        click.echo(f"Its issue is embargoed until {newsletter.local_time(earliest)}: not earlier.")
+        at = earliest
+    if not newsletter.store.campaigns.reschedule(campaign.id, at):
+        raise RequestError(
+            f"campaign {campaign.id} has started ({campaign.status.value}); only one that has "
+            "not (scheduled, missed, or cancelled before its time) can be rescheduled"
+        )
+    click.echo(f"Campaign {campaign.id} is scheduled for {newsletter.local_time(at)}.")

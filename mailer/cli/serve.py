@@ -1,13 +1,22 @@
-"""`mailer serve`: the subscription pages, the feeds and the web archive over HTTP."""
+"""`mailer serve`: the subscription pages, the feeds and the web archive over HTTP, with the
+scheduler beside them; `mailer scheduler`: the scheduler alone."""
 
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 
 import click
 
 from mailer.cli.shared import Invocation, pass_invocation
 from mailer.web.limits import SERVER_LIMITS
+
+
+def _log_to_stderr() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
 
 @click.command()
@@ -27,9 +36,19 @@ from mailer.web.limits import SERVER_LIMITS
     show_default=True,
     help="Reverse proxies in front to trust for X-Forwarded-For/-Proto.",
 )
+@click.option(
+    "--no-scheduler",
+    is_flag=True,
+    help="Do not run the scheduler here (run `mailer scheduler` elsewhere instead).",
+)
 @pass_invocation
 def serve(
-    invocation: Invocation, host: str | None, port: int | None, threads: int, proxies: int
+    invocation: Invocation,
+    host: str | None,
+    port: int | None,
+    threads: int,
+    proxies: int,
+    no_scheduler: bool,
 ) -> None:
     """Serve the subscription pages, the feeds and the web archive with waitress.
 
@@ -37,6 +56,7 @@ def serve(
     unsubscribe page is /commentaries/unsubscribe/TOKEN), so the links in emails work against
     this server directly or behind a proxy that keeps the path. Run `mailer build` first for the
     feeds and the archive. For production, see docs/web.md (waitress or gunicorn behind a proxy).
+    The scheduler runs too (as `mailer scheduler` does), unless --no-scheduler.
 
     \b
     Examples:
@@ -51,12 +71,15 @@ def serve(
     web = newsletter.config.web
     host = host or web.host
     port = port or web.port
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    _log_to_stderr()
     # waitress warns at every request that waits for a thread: a line per request under load.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     app = create_app(newsletter, proxies=proxies)
+    if not no_scheduler:
+        from mailer.scheduler.due import Scheduler
+        from mailer.scheduler.loop import in_thread
+
+        in_thread(Scheduler(newsletter))
     shown = f"[{host}]" if ":" in host else host
     prefix = url_prefix(newsletter.config.newsletter.site_url)
     click.echo(
@@ -64,3 +87,46 @@ def serve(
         "(Ctrl-C stops)."
     )
     waitress.serve(app, host=host, port=port, threads=threads, ident="mailer", **SERVER_LIMITS)
+
+
+@click.command()
+@click.option("--once", is_flag=True, help="Do what is due now, then stop (for cron).")
+@pass_invocation
+def scheduler(invocation: Invocation, once: bool) -> None:
+    """Do the work that falls due: start scheduled campaigns, rebuild the feeds and archive
+    when an embargo ends, send weekly digests, and with [schedule] auto_publish send each
+    commentary when its time comes.
+
+    It looks every [schedule] interval (30 s), so due work starts within a minute. Its state is
+    in the database: after a stop it does what came due meanwhile, except work older than
+    [schedule] grace, which it marks missed and reports. Only one scheduler acts at a time;
+    `mailer serve` runs one too, unless --no-scheduler. With --once, the exit status is 1 when
+    something failed or was missed.
+
+    \b
+    Examples:
+      mailer scheduler
+      mailer scheduler --once
+    """
+    from mailer.scheduler.due import Scheduler
+    from mailer.scheduler.loop import run
+
+    newsletter = invocation.newsletter
+    _log_to_stderr()
+    looking = Scheduler(newsletter)
+    if once:
+        done = looking.tick()
+        if not done.acted:
+            click.echo("Another scheduler is acting on this database; nothing was done.")
+        elif not done.notes:
+            click.echo("Nothing is due.")
+        if done.warnings:
+            raise click.exceptions.Exit(1)
+        return
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    click.echo(f"Scheduler of {newsletter.config.newsletter.name} running (Ctrl-C stops).")
+    try:
+        run(looking, stop)
+    except KeyboardInterrupt:
+        stop.set()

@@ -318,6 +318,12 @@ def show(invocation: Invocation, email: str) -> None:
         "name": subscriber.name,
         "status": subscriber.status.value,
         "lists": list(subscriber.lists),
+        "frequencies": {
+            name: frequency.value
+            for name, frequency in sorted(
+                invocation.newsletter.store.subscribers.frequencies(subscriber.id).items()
+            )
+        },
         "created_at": subscriber.created_at.isoformat(),
         "updated_at": subscriber.updated_at.isoformat(),
         "consent": [

@@ -59,6 +59,16 @@ class Commentary:
     """The Markdown body as written, whose fingerprint tells a correction."""
     files: tuple[LocalFile, ...] = ()
     """The images and PDF beside it, which the build publishes with the archive."""
+    publish_at: dt.datetime | None = None
+    """When it may be published, if not at its date (`date` is what readers see)."""
+
+    @property
+    def public_at(self) -> dt.datetime:
+        """When it leaves embargo: its `publish_at`, else its date."""
+        return self.publish_at or self.date
+
+    def embargoed(self, now: dt.datetime) -> bool:
+        return self.public_at > now
 
     @property
     def link(self) -> str:
@@ -126,6 +136,20 @@ class Collection:
         """Everything but drafts, newest first (the slug breaks ties so order never wavers)."""
         live = [c for c in self.commentaries if not c.draft]
         return sorted(live, key=lambda c: (c.date, c.slug), reverse=True)
+
+    def public(self, now: dt.datetime) -> list[Commentary]:
+        """What readers may see at `now`: published and out of embargo, newest first."""
+        return [c for c in self.published() if not c.embargoed(now)]
+
+    def seen_at(self, now: dt.datetime) -> Collection:
+        """The collection as readers may see it at `now`: what is embargoed left out."""
+        visible = [c for c in self.commentaries if not c.embargoed(now)]
+        return Collection(visible, self.problems)
+
+    def embargoed(self, now: dt.datetime) -> list[Commentary]:
+        """Published but not before a time still to come, the soonest released first."""
+        waiting = [c for c in self.published() if c.embargoed(now)]
+        return sorted(waiting, key=lambda c: (c.public_at, c.slug))
 
     def issue(self, slugs: Sequence[str], latest: int = 0) -> Issue:
         """The issue made of these commentaries, the first one leading, with the `latest`
@@ -263,6 +287,8 @@ def read(path: Path, site: Site) -> tuple[Commentary | None, list[Problem]]:
     date = _moment(values.pop("date"), site.zone)
     if "updated" in values:
         values["updated"] = _moment(values["updated"], site.zone)
+    if "publish_at" in values:
+        values["publish_at"] = _moment(values["publish_at"], site.zone)
     return (
         Commentary(
             slug=slug,
@@ -281,7 +307,7 @@ def read(path: Path, site: Site) -> tuple[Commentary | None, list[Problem]]:
 
 
 def _moment(value: dt.date, zone: zoneinfo.ZoneInfo) -> dt.datetime:
-    """A plain date as the start of that day in the newsletter's time zone."""
+    """A date-time as written; a plain date is its midnight in the newsletter's time zone."""
     if isinstance(value, dt.datetime):
         return value
     return dt.datetime.combine(value, dt.time(), tzinfo=zone)
@@ -509,6 +535,7 @@ _FIELDS: dict[str, tuple[Callable[[Any], Any], bool]] = {
     "updated": (_date, False),
     "language": (_language, False),
     "translation_of": (_slug, False),
+    "publish_at": (_date, False),
 }
 
 

@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 from email_validator import EmailNotValidError, validate_email
 
-from mailer.core.lifecycle import Status
+from mailer.core.lifecycle import Frequency, Status
 
 _PLAIN = re.compile(
     r"^(?P<local>[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*)"
@@ -139,3 +139,5 @@ class Candidate(NamedTuple):
     """The status a row of an exported list carries; None takes the import's."""
     language: str = ""
     """The language they read; empty: the newsletter's (or, for someone known, unchanged)."""
+    frequency: Frequency | None = None
+    """How often they get these lists; None: immediate when new, else unchanged."""

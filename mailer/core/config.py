@@ -220,6 +220,54 @@ class WebSettings(Section):
     port: int = setting(8000, check=at_least(1))
 
 
+def _weekly(value: str) -> str:
+    if value:
+        weekly_time(value)
+    return value
+
+
+def weekly_time(value: str) -> tuple[int, int, int]:
+    """`monday 08:00` as (weekday 0-6, hour, minute); raises ValueError saying how to write it."""
+    day, _, clock = value.strip().lower().partition(" ")
+    hour, _, minute = clock.strip().partition(":")
+    if day not in WEEKDAYS or not (hour.isdigit() and minute.isdigit()):
+        raise ValueError(f"'{value}' is not a day and time; write it like \"monday 08:00\"")
+    if int(hour) > 23 or int(minute) > 59:
+        raise ValueError(f"'{value}' has no such time of day; write it like \"monday 08:00\"")
+    return WEEKDAYS.index(day), int(hour), int(minute)
+
+
+def _subject_template(value: str) -> str:
+    try:
+        value.format(name="N", title="T", count=2)
+    except (KeyError, IndexError, ValueError) as error:
+        raise ValueError(
+            f"'{value}' is not a subject template: {error}; use {{name}}, {{title}} (the newest "
+            'commentary\'s) and {{count}}, like "{name}: {count} commentaries this week"'
+        ) from None
+    if value.splitlines() != [value]:
+        raise ValueError("a subject must be on one line")
+    return value
+
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+@dataclass(frozen=True)
+class ScheduleSettings(Section):
+    grace: float = setting(6.0, check=at_least(0))
+    """Hours past its time that due work is still done; older, it is marked missed."""
+    auto_publish: bool = setting(False)
+    """The scheduler sends each commentary to [delivery] list when its time comes."""
+    digest: str = setting("", check=_weekly)
+    """When the weekly digest goes, in the newsletter's time zone: `monday 08:00`."""
+    digest_subject: str = setting("{name}: {count} commentaries this week", check=_subject_template)
+    """The digest's subject line: {name} (the newsletter's), {title} (the newest commentary's),
+    {count}."""
+    interval: float = setting(30.0, check=at_least(1))
+    """Seconds between the scheduler's looks at what is due."""
+
+
 @dataclass(frozen=True)
 class WebhookSettings(Section):
     """[webhooks]: its tables are the providers' own ([webhooks.ses])."""
@@ -238,6 +286,7 @@ class Config(Section):
     delivery: DeliverySettings = setting(DeliverySettings())
     dkim: DkimSettings = setting(DkimSettings())
     web: WebSettings = setting(WebSettings())
+    schedule: ScheduleSettings = setting(ScheduleSettings())
     webhooks: WebhookSettings = setting(WebhookSettings())
     tables: Mapping[tuple[str, ...], Section] = field(
         default_factory=dict, metadata={"key": "", "check": None}

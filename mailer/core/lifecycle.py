@@ -54,3 +54,10 @@ pending (a fresh double opt-in); a complaint is final but for unsubscribing."""
 
 def can_become(old: Status, new: Status) -> bool:
     return new in _ALLOWED[old]
+
+
+class Frequency(StrEnum):
+    """How often a subscriber gets a list's issues: each as it goes, or a weekly digest."""
+
+    IMMEDIATE = "immediate"
+    WEEKLY = "weekly"

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     and_,
+    delete,
     func,
     insert,
     literal,
@@ -34,7 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import SQLAlchemyError
 
-from mailer.core.lifecycle import Reason, Status
+from mailer.core.lifecycle import Frequency, Reason, Status
 from mailer.store.bulk import bulk_update, one_of
 from mailer.store.lists import Lists, list_key
 from mailer.store.outage import make_room
@@ -71,10 +72,21 @@ kinds per batch; beyond, row by row."""
 
 
 class CampaignStatus(StrEnum):
+    SCHEDULED = "scheduled"
+    """Waiting for its time (`scheduled_at`); it has no recipients until it starts."""
+    MISSED = "missed"
+    """Its time passed while no scheduler ran, longer ago than the grace: never sent late."""
     RUNNING = "running"
     PAUSED = "paused"
     DONE = "done"
     CANCELLED = "cancelled"
+
+
+class CampaignKind(StrEnum):
+    ISSUE = "issue"
+    """An issue to the list's subscribers who get every issue (frequency immediate)."""
+    DIGEST = "digest"
+    """The week's commentaries to the list's weekly subscribers."""
 
 
 class DeliveryState(StrEnum):
@@ -99,6 +111,8 @@ class Campaign:
     recipients: int
     created_at: dt.datetime
     finished_at: dt.datetime | None
+    scheduled_at: dt.datetime | None = None
+    kind: CampaignKind = CampaignKind.ISSUE
 
     @property
     def slugs(self) -> list[str]:
@@ -155,6 +169,8 @@ class Campaigns:
             campaigns.c.recipients,
             campaigns.c.created_at,
             campaigns.c.finished_at,
+            campaigns.c.scheduled_at,
+            campaigns.c.kind,
         ).join(lists, lists.c.id == campaigns.c.list_id)
 
     @staticmethod
@@ -169,6 +185,8 @@ class Campaigns:
             recipients=row.recipients,
             created_at=row.created_at,
             finished_at=row.finished_at,
+            scheduled_at=row.scheduled_at,
+            kind=CampaignKind(row.kind),
         )
 
     def get(self, campaign_id: int) -> Campaign | None:
@@ -182,10 +200,14 @@ class Campaigns:
         return [self._campaign(row) for row in rows]
 
     def latest(self, issue: str, list_name: str) -> Campaign | None:
-        """The newest campaign of this issue to this list, if there is one."""
+        """The newest campaign of this issue to this list, if there is one (digests aside)."""
         query = (
             self._query()
-            .where(campaigns.c.issue == issue, lists.c.name_key == list_key(list_name))
+            .where(
+                campaigns.c.issue == issue,
+                lists.c.name_key == list_key(list_name),
+                campaigns.c.kind == CampaignKind.ISSUE,
+            )
             .order_by(campaigns.c.id.desc())
             .limit(1)
         )
@@ -237,6 +259,15 @@ class Campaigns:
             )
             return {subscriber_id: _STATUSES[status] for subscriber_id, status in rows}
 
+    def last_activity(self, campaign_id: int) -> dt.datetime | None:
+        """When a delivery of the campaign was last claimed or recorded."""
+        query = select(func.max(deliveries.c.updated_at)).where(
+            deliveries.c.campaign_id == campaign_id
+        )
+        with self.engine.connect() as connection:
+            value: dt.datetime | None = connection.execute(query).scalar()
+        return value
+
     def unfinished(self, campaign_id: int) -> int:
         """Deliveries still queued or being sent."""
         query = select(func.count()).where(
@@ -248,53 +279,124 @@ class Campaigns:
 
     # Changing ----------------------------------------------------------------------------------
 
+    def due(self, now: dt.datetime) -> list[Campaign]:
+        """Scheduled campaigns whose time has come, the earliest first."""
+        query = (
+            self._query()
+            .where(
+                campaigns.c.status == CampaignStatus.SCHEDULED,
+                campaigns.c.scheduled_at <= now,
+            )
+            .order_by(campaigns.c.scheduled_at, campaigns.c.id)
+        )
+        with self.engine.connect() as connection:
+            return [self._campaign(row) for row in connection.execute(query)]
+
+    def interrupted(self) -> list[Campaign]:
+        """Campaigns the scheduler started that are still running: a crash stopped them."""
+        query = (
+            self._query()
+            .where(
+                campaigns.c.status == CampaignStatus.RUNNING,
+                campaigns.c.scheduled_at.is_not(None),
+            )
+            .order_by(campaigns.c.id)
+        )
+        with self.engine.connect() as connection:
+            return [self._campaign(row) for row in connection.execute(query)]
+
+    # Changing ----------------------------------------------------------------------------------
+
     def start(
         self, issue: str, list_name: str, subject: str, languages: Sequence[str] | None = None
     ) -> Campaign:
         """A new campaign to the active members of `list_name` as they are now; with
         `languages`, only to those whose language is one of them ("" is the newsletter's)."""
-        now = self.clock()
         with self.engine.begin() as connection:
-            list_id = Lists.find(connection, list_name)
-            if list_id is None:
-                raise LookupError(list_name)
-            campaign_id = connection.execute(
-                insert(campaigns)
-                .values(
-                    issue=issue,
-                    list_id=list_id,
-                    subject=subject,
-                    status=CampaignStatus.RUNNING.value,
-                    status_detail="",
-                    recipients=0,
-                    created_at=now,
-                )
-                .returning(campaigns.c.id)
-            ).scalar_one()
-            recipients = (
-                select(
-                    memberships.c.subscriber_id,
-                    literal(campaign_id),
-                    literal(DeliveryState.QUEUED.value),
-                    literal(0),
-                    literal(now, UtcDateTime),
-                )
-                .join(subscribers, subscribers.c.id == memberships.c.subscriber_id)
-                .where(memberships.c.list_id == list_id, subscribers.c.status == Status.ACTIVE)
-            )
-            if languages is not None:
-                recipients = recipients.where(subscribers.c.language.in_(list(languages)))
+            campaign_id = self._insert(connection, issue, list_name, subject, None)
+            self._fix_recipients(connection, campaign_id, languages=languages)
+        return self._made(campaign_id)
+
+    def start_digest(
+        self,
+        issue: str,
+        list_name: str,
+        subject: str,
+        due: dt.datetime,
+        weekly_since: tuple[dt.datetime | None, dt.datetime | None],
+    ) -> Campaign | None:
+        """A digest due at `due`, to the list's active weekly subscribers who chose weekly in
+        [from, until) of `weekly_since` (None: no bound); None when there is nobody."""
+        with self.engine.begin() as connection:
+            campaign_id = self._insert(connection, issue, list_name, subject, due)
             connection.execute(
-                insert(deliveries).from_select(
-                    ["subscriber_id", "campaign_id", "state", "attempts", "updated_at"], recipients
+                update(campaigns)
+                .where(campaigns.c.id == campaign_id)
+                .values(status=CampaignStatus.RUNNING.value, kind=CampaignKind.DIGEST.value)
+            )
+            after, before = weekly_since
+            chosen = memberships.c.frequency_since
+            window = [memberships.c.frequency == Frequency.WEEKLY]
+            if after is not None:
+                window.append(chosen >= after)
+            if before is not None:
+                window.append(or_(chosen.is_(None), chosen < before))
+            if not self._fix_recipients(connection, campaign_id, and_(*window)):
+                connection.execute(delete(campaigns).where(campaigns.c.id == campaign_id))
+                return None
+        return self._made(campaign_id)
+
+    def schedule(self, issue: str, list_name: str, subject: str, at: dt.datetime) -> Campaign:
+        """A new campaign that starts at `at`: its recipients are fixed then, not now."""
+        with self.engine.begin() as connection:
+            campaign_id = self._insert(connection, issue, list_name, subject, at)
+        return self._made(campaign_id)
+
+    def begin(self, campaign_id: int, languages: Sequence[str] | None = None) -> Campaign | None:
+        """Start a scheduled campaign: fix its recipients and make it running. None when it is
+        no longer scheduled (cancelled, or another scheduler began it first)."""
+        with self.engine.begin() as connection:
+            taken = connection.execute(
+                update(campaigns)
+                .where(
+                    campaigns.c.id == campaign_id,
+                    campaigns.c.status == CampaignStatus.SCHEDULED,
                 )
+                .values(status=CampaignStatus.RUNNING.value, status_detail="")
+            ).rowcount
+            if taken != 1:
+                return None
+            self._fix_recipients(connection, campaign_id, languages=languages)
+        return self.get(campaign_id)
+
+    def reschedule(self, campaign_id: int, at: dt.datetime) -> bool:
+        """Move a campaign that has not started (scheduled, missed, or cancelled before its
+        time) to `at`; False when it has started."""
+        never_started = or_(
+            campaigns.c.status.in_([CampaignStatus.SCHEDULED.value, CampaignStatus.MISSED.value]),
+            and_(
+                campaigns.c.status == CampaignStatus.CANCELLED,
+                campaigns.c.scheduled_at.is_not(None),
+                ~select(deliveries.c.campaign_id)
+                .where(deliveries.c.campaign_id == campaign_id)
+                .exists(),
+            ),
+        )
+        with self.engine.begin() as connection:
+            return bool(
+                connection.execute(
+                    update(campaigns)
+                    .where(campaigns.c.id == campaign_id, never_started)
+                    .values(
+                        status=CampaignStatus.SCHEDULED.value,
+                        status_detail="",
+                        scheduled_at=at,
+                        finished_at=None,
+                    )
+                ).rowcount
             )
-            added = connection.execute(  # rowcount of INSERT … SELECT is -1 with psycopg
-                select(func.count()).where(deliveries.c.campaign_id == campaign_id)
-            ).scalar_one()
-            connection.execute(
-                update(campaigns).where(campaigns.c.id == campaign_id).values(recipients=added)
-            )
+
+    def _made(self, campaign_id: int) -> Campaign:
         campaign = self.get(campaign_id)
         if campaign is None:  # made in the transaction just committed
             raise LookupError(f"campaign {campaign_id}")
@@ -304,9 +406,77 @@ class Campaigns:
         """Free the room kept for pausing on a full disk (SQLite; see database.make_room)."""
         make_room(self.engine.url.render_as_string(hide_password=False))
 
+    @staticmethod
+    def _insert(
+        connection: Connection,
+        issue: str,
+        list_name: str,
+        subject: str,
+        scheduled_at: dt.datetime | None,
+    ) -> int:
+        list_id = Lists.find(connection, list_name)
+        if list_id is None:
+            raise LookupError(list_name)
+        status = CampaignStatus.RUNNING if scheduled_at is None else CampaignStatus.SCHEDULED
+        campaign_id: int = connection.execute(
+            insert(campaigns)
+            .values(
+                issue=issue,
+                list_id=list_id,
+                subject=subject,
+                status=status.value,
+                status_detail="",
+                recipients=0,
+                created_at=utcnow(),
+                scheduled_at=scheduled_at,
+            )
+            .returning(campaigns.c.id)
+        ).scalar_one()
+        return campaign_id
+
+    @staticmethod
+    def _fix_recipients(
+        connection: Connection,
+        campaign_id: int,
+        which: Any = memberships.c.frequency == Frequency.IMMEDIATE,
+        languages: Sequence[str] | None = None,
+    ) -> int:
+        """Copy the active members of the campaign's list, as they are now, into its log: by
+        default those who get every issue; `which` chooses others (a digest's); with
+        `languages`, only those whose language is one of them ("" is the newsletter's)."""
+        now = utcnow()
+        list_id = connection.execute(
+            select(campaigns.c.list_id).where(campaigns.c.id == campaign_id)
+        ).scalar_one()
+        recipients = (
+            select(
+                memberships.c.subscriber_id,
+                literal(campaign_id),
+                literal(DeliveryState.QUEUED.value),
+                literal(0),
+                literal(now, UtcDateTime),
+            )
+            .join(subscribers, subscribers.c.id == memberships.c.subscriber_id)
+            .where(memberships.c.list_id == list_id, subscribers.c.status == Status.ACTIVE, which)
+        )
+        if languages is not None:
+            recipients = recipients.where(subscribers.c.language.in_(list(languages)))
+        connection.execute(
+            insert(deliveries).from_select(
+                ["subscriber_id", "campaign_id", "state", "attempts", "updated_at"], recipients
+            )
+        )
+        added = connection.execute(  # rowcount of INSERT … SELECT is -1 with psycopg
+            select(func.count()).where(deliveries.c.campaign_id == campaign_id)
+        ).scalar_one()
+        connection.execute(
+            update(campaigns).where(campaigns.c.id == campaign_id).values(recipients=added)
+        )
+        return int(added)
+
     def set_status(self, campaign_id: int, status: CampaignStatus, detail: str = "") -> None:
         values: dict[str, Any] = {"status": status.value, "status_detail": detail}
-        if status in (CampaignStatus.DONE, CampaignStatus.CANCELLED):
+        if status in (CampaignStatus.DONE, CampaignStatus.CANCELLED, CampaignStatus.MISSED):
             values["finished_at"] = self.clock()
         with self.engine.begin() as connection:
             connection.execute(

@@ -29,6 +29,7 @@ from mailer.store.directory import Directory
 from mailer.store.events import Events
 from mailer.store.lists import Lists
 from mailer.store.outage import keep_room
+from mailer.store.scheduling import Schedule
 from mailer.store.subscribers import Subscribers
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -208,6 +209,7 @@ class Store:
         self.events = Events(engine, hashes)
         self.audience = Audience(engine)
         self.directory = Directory(engine, self.subscribers, self.events)
+        self.schedule = Schedule(engine)
 
     @classmethod
     def open(cls, url: str, folder: Path, secret: Callable[[], str]) -> Store:

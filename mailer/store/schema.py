@@ -168,6 +168,12 @@ memberships = Table(
     Column("subscriber_id", Id, ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True),
     Column("list_id", Id, ForeignKey("lists.id", ondelete="CASCADE"), primary_key=True),
     Column("created_at", UtcDateTime, nullable=False),
+    # `immediate`: every issue as it goes; `weekly`: the digest only. `frequency_since` is when
+    # the subscriber chose weekly: their first digest holds only what came out after.
+    Column(
+        "frequency", String(10), nullable=False, default="immediate", server_default="immediate"
+    ),
+    Column("frequency_since", UtcDateTime, nullable=True),
     Index("ix_memberships_list_id", "list_id", "subscriber_id"),
     sqlite_with_rowid=False,
 )
@@ -214,7 +220,12 @@ campaigns = Table(
     Column("recipients", Integer, nullable=False, default=0),
     Column("created_at", UtcDateTime, nullable=False),
     Column("finished_at", UtcDateTime, nullable=True),
+    # When a scheduled campaign is to start (it has no deliveries until then); kept once it has.
+    Column("scheduled_at", UtcDateTime, nullable=True),
+    # `issue`: to the list's immediate subscribers; `digest`: the week's, to its weekly ones.
+    Column("kind", String(10), nullable=False, default="issue", server_default="issue"),
     Index("ix_campaigns_issue_list_id", "issue", "list_id"),
+    Index("ix_campaigns_status_scheduled_at", "status", "scheduled_at"),
     sqlite_autoincrement=True,
 )
 
@@ -269,4 +280,14 @@ webhook_tokens = Table(
     Column("token_hash", String(64), primary_key=True),
     Column("received_at", UtcDateTime, nullable=False),
     Index("ix_webhook_tokens_received_at", "received_at"),
+)
+
+scheduler_marks = Table(
+    # What the scheduler last did of each kind of recurring work, and when: the build that
+    # follows an embargo lifting, a list's digest, the start of auto_publish. A restart reads
+    # them, so it neither repeats work nor forgets what came due while nothing ran.
+    "scheduler_marks",
+    metadata,
+    Column("name", String(120), primary_key=True),
+    Column("at", UtcDateTime, nullable=False),
 )

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, update
 
 from mailer.core.addresses import Candidate, SuppressionHash, as_stored, key
-from mailer.core.lifecycle import CONSENT, LEFT, Reason, Status, can_become
+from mailer.core.lifecycle import CONSENT, LEFT, Frequency, Reason, Status, can_become
 from mailer.store.bulk import bulk_insert, inserted_ids, one_of
 from mailer.store.lists import Lists, list_key
 from mailer.store.schema import (
@@ -214,8 +214,9 @@ class Subscribers:
                 yield _subscriber(row, names[row.id])
             last = rows[-1].id
 
-    def count(self, status: Status, list_name: str) -> int:
-        """How many subscribers of a list have this status (an issue's recipients, say)."""
+    def count(self, status: Status, list_name: str, frequency: Frequency | None = None) -> int:
+        """How many subscribers of a list have this status (and this frequency, if given: an
+        issue's recipients are the active, immediate ones)."""
         query = (
             select(func.count())
             .select_from(memberships)
@@ -223,6 +224,8 @@ class Subscribers:
             .join(subscribers, subscribers.c.id == memberships.c.subscriber_id)
             .where(lists.c.name_key == list_key(list_name), subscribers.c.status == status.value)
         )
+        if frequency is not None:
+            query = query.where(memberships.c.frequency == frequency.value)
         with self.engine.connect() as connection:
             return int(connection.execute(query).scalar_one())
 
@@ -282,9 +285,7 @@ class Subscribers:
             if by_key:
                 new_members += consent.insert(by_key, list_ids)
                 merged.added += len(by_key)
-            bulk_insert(
-                connection, memberships, ("subscriber_id", "list_id", "created_at"), new_members
-            )
+            bulk_insert(connection, memberships, _MEMBERSHIP_COLUMNS, new_members)
         return merged
 
     def change_status(
@@ -344,6 +345,24 @@ class Subscribers:
             _set_lists(connection, subscriber_id, set(ids.values()))
             return True
 
+    def frequencies(self, subscriber_id: int) -> dict[str, Frequency]:
+        """The subscriber's frequency on each list they belong to, by list name."""
+        query = (
+            select(lists.c.name, memberships.c.frequency)
+            .join(lists, lists.c.id == memberships.c.list_id)
+            .where(memberships.c.subscriber_id == subscriber_id)
+        )
+        with self.engine.connect() as connection:
+            return {name: Frequency(value) for name, value in connection.execute(query)}
+
+    def set_frequency(
+        self, subscriber_id: int, list_name: str, frequency: Frequency, at: dt.datetime
+    ) -> bool:
+        """Choose, at `at`, how often the subscriber gets this list; True when it changed.
+        LookupError when they are not on the list."""
+        with self.engine.begin() as connection:
+            return set_frequency(connection, subscriber_id, list_name, frequency, at)
+
 
 def _set_lists(connection: Connection, subscriber_id: int, target: set[int]) -> bool:
     """Within a transaction: exactly these lists the subscriber's; True when anything changed."""
@@ -381,7 +400,9 @@ def _united(candidates: Sequence[Candidate], merged: Merged) -> dict[str, Candid
         if earlier is not None:
             merged.unchanged += 1
             candidate = earlier._replace(
-                name=earlier.name or candidate.name, lists=earlier.lists | candidate.lists
+                name=earlier.name or candidate.name,
+                lists=earlier.lists | candidate.lists,
+                frequency=candidate.frequency or earlier.frequency,
             )
         by_key[k] = candidate
     return by_key
@@ -427,7 +448,17 @@ class _Consent:
                 merged.kept_out += 1
                 continue
             missing = {list_ids[n] for n in candidate.lists} - member_of[row.id]
-            new_members += [(row.id, list_id, self.stamp) for list_id in sorted(missing)]
+            new_members += [
+                _membership(row.id, list_id, self.stamp, candidate.frequency)
+                for list_id in sorted(missing)
+            ]
+            rechosen = candidate.frequency is not None and any(
+                [  # a list, not a generator: every list is changed, not just the first
+                    set_frequency(connection, row.id, n, candidate.frequency, self.now)
+                    for n in sorted(candidate.lists)
+                    if list_ids[n] in member_of[row.id]
+                ]
+            )
             rename = candidate.name != row.name and (
                 (replace_names and candidate.name) or not row.name
             )
@@ -444,7 +475,7 @@ class _Consent:
             left = candidate.status in LEFT and change_status(
                 connection, row.id, candidate.status, self.reason, self.detail, self.ip
             )
-            if missing or rename or relanguage or left:
+            if missing or rename or relanguage or left or rechosen:
                 merged.updated += 1
             else:
                 merged.unchanged += 1
@@ -502,10 +533,41 @@ class _Consent:
         )
         ids = inserted_ids(self.connection, subscribers, subscribers.c.email_key, list(by_key))
         return [
-            (ids[k], list_ids[name], stamp)
+            _membership(ids[k], list_ids[name], stamp, candidate.frequency)
             for k, candidate in by_key.items()
             for name in sorted(candidate.lists)
         ]
+
+
+_MEMBERSHIP_COLUMNS = ("subscriber_id", "list_id", "created_at", "frequency", "frequency_since")
+
+
+def _membership(
+    subscriber_id: int, list_id: int, stamp: Any, frequency: Frequency | None
+) -> tuple[Any, ...]:
+    """A row of memberships for bulk_insert; `stamp` is the time as the driver takes it."""
+    chosen = frequency or Frequency.IMMEDIATE
+    return (subscriber_id, list_id, stamp, chosen.value, stamp if frequency else None)
+
+
+def set_frequency(
+    connection: Connection,
+    subscriber_id: int,
+    list_name: str,
+    frequency: Frequency,
+    at: dt.datetime,
+) -> bool:
+    list_id = connection.scalar(select(lists.c.id).where(lists.c.name == list_name))
+    member = and_(memberships.c.subscriber_id == subscriber_id, memberships.c.list_id == list_id)
+    current = connection.scalar(select(memberships.c.frequency).where(member))
+    if current is None:
+        raise LookupError(f"subscriber {subscriber_id} is not on the list '{list_name}'")
+    if current == frequency.value:
+        return False
+    connection.execute(
+        update(memberships).where(member).values(frequency=frequency.value, frequency_since=at)
+    )
+    return True
 
 
 def change_status(

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from mailer.core.addresses import Candidate
 from mailer.core.lifecycle import Reason, Status
 from mailer.store.database import Store
+from mailer.store.schema import utcnow
 from mailer.store.subscribers import Subscriber
 
 COME_BACK = frozenset({Status.UNSUBSCRIBED, Status.BOUNCED})
@@ -47,6 +48,9 @@ def request_subscription(
         elif found.status in COME_BACK:
             if not subscribers.come_back(found.id, candidate.lists, Reason.FORM, detail, ip):
                 return None
+            if candidate.frequency is not None:  # come_back made new memberships immediate
+                for list_name in sorted(candidate.lists):
+                    subscribers.set_frequency(found.id, list_name, candidate.frequency, utcnow())
         else:
             return None
         return subscribers.get(found.id)

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from mailer.core.addresses import Candidate, InvalidAddress, clean_name
-from mailer.core.lifecycle import LEFT, Reason, Status
+from mailer.core.lifecycle import LEFT, Frequency, Reason, Status
 from mailer.core.tokens import MAX_AGE_DAYS, InvalidLink, Purpose
 from mailer.store.lists import Offered
 from mailer.store.subscribers import Subscriber
@@ -81,6 +81,7 @@ def subscribe_page(current: Service, status: int = 200, **values: Any) -> Respon
         "chosen": [current.default_list],
         "languages": current.newsletter.config.newsletter.languages,
         "chosen_language": "",
+        "digest": current.newsletter.config.schedule.digest,
     }
     context.update(values)
     return current.page(
@@ -107,6 +108,8 @@ class Asked:
     answer_json: bool
     language: str
     """The language chosen ("" when none was: the newsletter's)."""
+    weekly: bool = False
+    """They asked for the weekly digest instead of every issue."""
 
     def refuse(self, current: Service, message: str, status: int = 400, **form: Any) -> Response:
         return refuse(current, self.answer_json, message, status, **form)
@@ -152,6 +155,7 @@ def read_request(current: Service) -> Asked | Response:
             return refuse(current, answer_json, f"send a JSON object: {example}")
         email, name, trap = (data.get(field, "") for field in ("email", "name", "website"))
         chosen = data.get("lists", [])
+        frequency = data.get("frequency", Frequency.IMMEDIATE.value)
         if not all(isinstance(v, str) for v in (email, name, trap)) or not (
             isinstance(chosen, list) and all(isinstance(v, str) for v in chosen)
         ):
@@ -160,7 +164,18 @@ def read_request(current: Service) -> Asked | Response:
         language = data.get("language", "")
         if not isinstance(language, str):
             return refuse(current, answer_json, 'language is a string, like "it"')
-        return Asked(email, name, trap, chosen, "subscribe endpoint (JSON)", answer_json, language)
+        if frequency not in (Frequency.IMMEDIATE.value, Frequency.WEEKLY.value):
+            return refuse(current, answer_json, 'frequency is "immediate" or "weekly"')
+        return Asked(
+            email,
+            name,
+            trap,
+            chosen,
+            "subscribe endpoint (JSON)",
+            answer_json,
+            language,
+            weekly=frequency == Frequency.WEEKLY.value,
+        )
     form = request.form
     asked = Asked(
         form.get("email", ""),
@@ -170,6 +185,7 @@ def read_request(current: Service) -> Asked | Response:
         "subscribe form",
         answer_json,
         form.get("language", ""),
+        weekly=form.get("frequency") == Frequency.WEEKLY.value,
     )
     if not current.csrf.valid():
         return asked.refuse(
@@ -218,7 +234,11 @@ def check_request(current: Service, asked: Asked) -> Candidate | Response:
         log.warning("subscribe: too many requests for %s", redact.address(email))
         return too_many(current, wait, asked.answer_json)
     return Candidate(
-        email, name, frozenset(asked.lists or [current.default_list]), language=language
+        email,
+        name,
+        frozenset(asked.lists or [current.default_list]),
+        language=language,
+        frequency=Frequency.WEEKLY if asked.weekly else None,
     )
 
 
@@ -429,6 +449,12 @@ def preferences(token: str) -> Response:
             language = reader_language(current, request.form.get("language", ""))
             if language is not None and "language" in request.form:
                 store.subscribers.set_language(found.id, language)
+            weekly = set(request.form.getlist("weekly"))
+            for list_name in chosen:
+                frequency = Frequency.WEEKLY if list_name in weekly else Frequency.IMMEDIATE
+                now = current.newsletter.clock()
+                if store.subscribers.set_frequency(found.id, list_name, frequency, now):
+                    log.info("preferences: subscriber %d now %s on a list", found.id, frequency)
             notice = (
                 "Saved."
                 if chosen
@@ -443,6 +469,12 @@ def preferences(token: str) -> Response:
         chosen=found.lists,
         languages=current.newsletter.config.newsletter.languages,
         chosen_language=found.language,
+        weekly=[
+            name
+            for name, frequency in store.subscribers.frequencies(found.id).items()
+            if frequency == Frequency.WEEKLY
+        ],
+        digest=current.newsletter.config.schedule.digest,
         notice=notice,
         action=url_for(".preferences", token=token),
         csrf_token=current.csrf.token(),

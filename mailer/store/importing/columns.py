@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-FIELDS = ("email", "name", "first_name", "last_name", "lists", "status", "language")
+FIELDS = ("email", "name", "first_name", "last_name", "lists", "status", "language", "frequency")
 SPELLINGS: Mapping[str, str] = {
     spelling: field
     for field, spellings in {
@@ -32,6 +32,7 @@ SPELLINGS: Mapping[str, str] = {
         "lists": ("lists", "list", "liste", "lista"),
         "status": ("status", "stato"),
         "language": ("language", "lang", "lingua", "idioma", "sprache", "langue"),
+        "frequency": ("frequency", "frequenza"),
     }.items()
     for spelling in spellings
 }

@@ -31,7 +31,7 @@ from mailer.core.addresses import (
 )
 from mailer.core.errors import MailerError, Problem
 from mailer.core.languages import language_code
-from mailer.core.lifecycle import Status
+from mailer.core.lifecycle import Frequency, Status
 from mailer.store.importing.columns import BadHeader, Columns, columns_of
 from mailer.store.importing.detection import Detected, delimiter_of, encoding_name, encoding_of
 
@@ -54,6 +54,7 @@ class Row(NamedTuple):
     lists: str
     status: str
     language: str
+    frequency: str
     values: list[str]
 
 
@@ -71,6 +72,7 @@ class Batch:
     lines: list[int] = field(default_factory=list)
     statuses: list[Status | None] = field(default_factory=list)
     languages: list[str] = field(default_factory=list)
+    frequencies: list[Frequency | None] = field(default_factory=list)
     list_sets: dict[frozenset[str], int] = field(default_factory=dict)
     rejected: list[Problem] = field(default_factory=list)
     rows: int = 0
@@ -83,6 +85,7 @@ class Batch:
         self.lines.append(candidate.line)
         self.statuses.append(candidate.status)
         self.languages.append(candidate.language)
+        self.frequencies.append(candidate.frequency)
 
     def candidates(self) -> list[Candidate]:
         sets = list(self.list_sets)
@@ -95,6 +98,7 @@ class Batch:
                 self.lines,
                 self.statuses,
                 self.languages,
+                self.frequencies,
             )
         )
 
@@ -191,6 +195,7 @@ def _rows(reader: CsvReader, columns: Columns) -> Iterator[tuple[int, Row | str]
     at = columns.at.get
     email_at, name_at, lists_at, status_at = at("email"), at("name"), at("lists"), at("status")
     first_at, last_at, language_at = at("first_name"), at("last_name"), at("language")
+    frequency_at = at("frequency")
     line = reader.line_num + 1
     while True:
         try:
@@ -213,6 +218,7 @@ def _rows(reader: CsvReader, columns: Columns) -> Iterator[tuple[int, Row | str]
                     _at(values, lists_at),
                     _at(values, status_at),
                     _at(values, language_at),
+                    _at(values, frequency_at),
                     values,
                 ),
             )
@@ -265,6 +271,7 @@ def _candidate(
         named = _list_names(row.lists) if row.lists else frozenset()
         status = _status(row.status) if row.status else None
         language = language_code(row.language.strip()) if row.language.strip() else ""
+        frequency = _frequency(row.frequency) if row.frequency.strip() else None
     except (InvalidAddress, ValueError) as error:
         return str(error)
     return Candidate(
@@ -274,6 +281,7 @@ def _candidate(
         line=line,
         status=status,
         language=language,
+        frequency=frequency,
     )
 
 
@@ -284,6 +292,15 @@ def _status(cell: str) -> Status:
     except ValueError:
         choices = ", ".join(s.value for s in Status)
         raise ValueError(f"the status '{cell.strip()}' is not one of: {choices}") from None
+
+
+def _frequency(cell: str) -> Frequency:
+    """A `frequency` cell: how often the row's person gets the row's lists."""
+    try:
+        return Frequency(cell.strip().lower())
+    except ValueError:
+        choices = ", ".join(f.value for f in Frequency)
+        raise ValueError(f"the frequency '{cell.strip()}' is not one of: {choices}") from None
 
 
 @functools.lru_cache(maxsize=1024)

@@ -1,7 +1,8 @@
 """CSV import of subscribers: streamed, any size, every bad row reported with its line.
 
 The file needs an email column; a name (or a first and a last name), `lists` (names separated
-by `;`) and `status` (as an export writes it) are optional; columns.py knows their spellings,
+by `;`) `status` (as an export writes it) and `frequency` (`immediate` or `weekly`, for the row's
+lists) are optional; columns.py knows their spellings,
 detection.py how the file's encoding and separator are found. Rows are checked by a reader
 process (reader.py) and committed here in batches; a bad row is skipped and reported as
 `FILE:LINE: reason`, the good ones go in. A file that cannot be used at all (not text, not CSV,

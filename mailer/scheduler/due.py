@@ -1,0 +1,297 @@
+"""One look at what is due, and doing it: `Scheduler.tick()`.
+
+Everything it needs to know lives in the database (campaigns with their time, the scheduler's
+marks), so a scheduler that was stopped, killed or restarted picks up where it left off. Work
+that came due while none ran is done on return, unless older than [schedule] grace: then it is
+marked missed and reported, never done late without a word. Only one scheduler acts at a time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from mailer.app.campaigns import (
+    issue_for_sending,
+    journal_of,
+    pace,
+    public_at,
+    run_campaign,
+    template_of,
+)
+from mailer.app.newsletter import Newsletter
+from mailer.app.publishing import pending
+from mailer.core.errors import MailerError
+from mailer.scheduler import digests
+from mailer.store.campaigns import Campaign, CampaignKind, CampaignStatus
+
+log = logging.getLogger("mailer.scheduler")
+
+BUILT = "build"
+"""The mark of the last build: a commentary released after it is new in the feeds."""
+AUTO_PUBLISH = "auto_publish"
+"""When auto_publish was first seen on: what was released before is left to staff."""
+DIGEST_HANDLED = "digest handled:"
+"""+ a list's name: the last digest time dealt with (sent, found empty, or missed)."""
+DIGEST_SENT = "digest sent:"
+"""+ a list's name: the last digest time that was sent; the next digest starts from it."""
+
+
+@dataclass(frozen=True)
+class Note:
+    text: str
+    warning: bool = False
+
+
+@dataclass
+class Tick:
+    """What one look did, in order."""
+
+    notes: list[Note] = field(default_factory=list)
+    acted: bool = True
+    """False when another scheduler was acting, so this one did nothing."""
+
+    def say(self, text: str, warning: bool = False) -> None:
+        self.notes.append(Note(text, warning))
+        log.log(logging.WARNING if warning else logging.INFO, "%s", text)
+
+    @property
+    def warnings(self) -> list[str]:
+        return [n.text for n in self.notes if n.warning]
+
+
+class Scheduler:
+    def __init__(self, newsletter: Newsletter) -> None:
+        self.newsletter = newsletter
+
+    @property
+    def grace(self) -> dt.timedelta:
+        return dt.timedelta(hours=self.newsletter.config.schedule.grace)
+
+    def tick(self) -> Tick:
+        """Do what is due now, if no other scheduler is acting."""
+        done = Tick()
+        with self.newsletter.store.schedule.acting_alone() as alone:
+            if not alone:
+                done.acted = False
+                return done
+            for step in (self._build, self._auto_publish, self._campaigns, self._digest):
+                try:
+                    step(done)
+                except MailerError as error:
+                    done.say(f"{step.__name__.strip('_')}: {error}", warning=True)
+        return done
+
+    # Embargoes -----------------------------------------------------------------------------
+
+    def _build(self, done: Tick) -> None:
+        """Rebuild the feeds and archive when a commentary has come out of embargo since the
+        last build (and on the first look, so that they are current)."""
+        newsletter = self.newsletter
+        now = newsletter.clock()
+        marks = newsletter.store.schedule
+        last = marks.mark(BUILT)
+        collection = newsletter.commentaries()
+        lifted = [c for c in collection.public(now) if last is None or c.public_at > last]
+        if last is not None and not lifted:
+            return
+        built = newsletter.build()
+        marks.set_mark(BUILT, now)
+        news = f"; out of embargo: {', '.join(c.slug for c in lifted)}" if last else ""
+        done.say(f"Built the feeds and archive ({built.commentaries} commentaries){news}.")
+
+    # auto_publish ---------------------------------------------------------------------------
+
+    def _auto_publish(self, done: Tick) -> None:
+        """Schedule each commentary released since auto_publish was turned on for its time,
+        so that the campaigns below send it, or mark it missed if that is past the grace."""
+        newsletter = self.newsletter
+        if not newsletter.config.schedule.auto_publish:
+            return
+        marks = newsletter.store.schedule
+        since = marks.mark(AUTO_PUBLISH)
+        if since is None:
+            marks.set_mark(AUTO_PUBLISH, newsletter.clock())
+            done.say("auto_publish is on: commentaries released from now on are sent.")
+            return
+        list_name = newsletter.config.delivery.list
+        collection = newsletter.commentaries()
+        collection.raise_errors()
+        for found in pending(newsletter, collection, list_name):
+            commentary = found.commentary
+            if found.campaign is not None or commentary.public_at <= since:
+                continue
+            campaign = newsletter.store.campaigns.schedule(
+                commentary.slug, list_name, commentary.title, commentary.public_at
+            )
+            done.say(
+                f"Campaign {campaign.id}: '{commentary.slug}' to '{list_name}' (auto_publish)."
+            )
+
+    # Campaigns ------------------------------------------------------------------------------
+
+    def _campaigns(self, done: Tick) -> None:
+        """Continue the campaigns a crash stopped, then start those whose time has come."""
+        store = self.newsletter.store
+        for campaign in store.campaigns.interrupted():
+            self._attempt(self._continue, campaign, done)
+        for campaign in store.campaigns.due(self.newsletter.clock()):
+            self._attempt(self._start, campaign, done)
+
+    @staticmethod
+    def _attempt(action: Callable[[Campaign, Tick], None], campaign: Campaign, done: Tick) -> None:
+        """One campaign's step; its problem (a commentary gone, a send holding the lock) is
+        reported and tried again at the next look, without holding up the other campaigns."""
+        try:
+            action(campaign, done)
+        except MailerError as error:
+            done.say(f"Campaign {campaign.id} (“{campaign.subject}”): {error}", warning=True)
+
+    def _continue(self, campaign: Campaign, done: Tick) -> None:
+        """Go on with a campaign a crash stopped, unless it stopped longer ago than the grace:
+        then pause it, saying so, for staff to resume (or not)."""
+        newsletter = self.newsletter
+        now = newsletter.clock()
+        stopped = newsletter.store.campaigns.last_activity(campaign.id) or campaign.created_at
+        if now - stopped > self.grace:
+            detail = (
+                f"stopped {newsletter.local_time(stopped)} and no scheduler ran until "
+                f"{newsletter.local_time(now)}, past the grace of {self.grace}"
+            )
+            newsletter.store.campaigns.set_status(campaign.id, CampaignStatus.PAUSED, detail)
+            done.say(
+                f"Campaign {campaign.id} (“{campaign.subject}”) is paused: {detail}. "
+                f"`mailer campaigns resume {campaign.id}` sends the rest.",
+                warning=True,
+            )
+            return
+        done.say(f"Continuing campaign {campaign.id}, which stopped before its end.")
+        self._send(campaign, done)
+
+    def _start(self, campaign: Campaign, done: Tick) -> None:
+        newsletter = self.newsletter
+        now = newsletter.clock()
+        due_at = campaign.scheduled_at or campaign.created_at
+        if now - due_at > self.grace:
+            detail = (
+                f"due {newsletter.local_time(due_at)}, but no scheduler ran until "
+                f"{newsletter.local_time(now)}, past the grace of {self.grace}"
+            )
+            newsletter.store.campaigns.set_status(campaign.id, CampaignStatus.MISSED, detail)
+            done.say(
+                f"Campaign {campaign.id} (“{campaign.subject}”) was not sent: {detail}. "
+                f"`mailer campaigns reschedule {campaign.id} --at …` sends it.",
+                warning=True,
+            )
+            return
+        earliest = public_at(issue_for_sending(newsletter, campaign.slugs))
+        if earliest > now:  # its commentary's time was moved on since it was scheduled
+            newsletter.store.campaigns.reschedule(campaign.id, earliest)
+            done.say(
+                f"Campaign {campaign.id} waits for its embargo: {newsletter.local_time(earliest)}."
+            )
+            return
+        self._send(campaign, done)
+
+    def _send(self, campaign: Campaign, done: Tick) -> None:
+        """Start (when scheduled) and run a campaign through the one send engine."""
+        newsletter = self.newsletter
+        store = newsletter.store
+        template = template_of(newsletter, campaign)
+        make_backend = newsletter.backend_factory()
+        with store.only_sender():
+            if campaign.status == CampaignStatus.SCHEDULED:
+                issue = issue_for_sending(newsletter, campaign.slugs)
+                started = store.campaigns.begin(campaign.id, newsletter.readers(issue))
+                if started is None:
+                    return
+                campaign = started
+                done.say(
+                    f"Started campaign {campaign.id} (“{campaign.subject}”) to "
+                    f"'{campaign.list_name}': {campaign.recipients:,} recipients."
+                )
+            journal, _folded = journal_of(newsletter)
+            report = run_campaign(
+                newsletter, template, campaign, pace(newsletter), make_backend, journal
+            )
+        tally = report.tally
+        done.say(
+            f"Campaign {campaign.id} is {report.campaign.status.value}: this run sent "
+            f"{tally.sent:,}, failed {tally.failed:,}, skipped {tally.skipped:,}"
+            + (f" ({report.campaign.status_detail})" if report.campaign.status_detail else "")
+            + ".",
+            warning=bool(tally.failed) or report.campaign.status == CampaignStatus.PAUSED,
+        )
+
+    # Digests ---------------------------------------------------------------------------------
+
+    def _digest(self, done: Tick) -> None:
+        """At [schedule] digest, the week's commentaries to the list's weekly subscribers."""
+        newsletter = self.newsletter
+        when = newsletter.config.schedule.digest
+        if not when:
+            return
+        now = newsletter.clock()
+        slot = digests.latest_slot(when, newsletter.config.newsletter.zone, now)
+        list_name = newsletter.config.delivery.list
+        marks = newsletter.store.schedule
+        handled = marks.mark(DIGEST_HANDLED + list_name)
+        if handled is None:  # the first look: digests start with the next one, a week's worth
+            marks.set_mark(DIGEST_HANDLED + list_name, slot)
+            marks.set_mark(DIGEST_SENT + list_name, slot)
+            return
+        if handled >= slot:
+            return
+        if any(
+            c.kind == CampaignKind.DIGEST and c.scheduled_at == slot and c.list_name == list_name
+            for c in newsletter.store.campaigns.all()
+        ):  # made before a crash: the campaigns above continue it
+            marks.set_mark(DIGEST_HANDLED + list_name, slot)
+            return
+        since = marks.mark(DIGEST_SENT + list_name) or slot
+        if now - slot > self.grace:
+            marks.set_mark(DIGEST_HANDLED + list_name, slot)
+            done.say(
+                f"The digest due {newsletter.local_time(slot)} was not sent: no scheduler ran "
+                f"until {newsletter.local_time(now)}, past the grace of {self.grace}. The next "
+                "digest holds its commentaries too.",
+                warning=True,
+            )
+            return
+        collection = newsletter.commentaries()
+        collection.raise_errors()
+        week = [c for c in collection.public(slot) if c.public_at > since]
+        if not week:
+            marks.set_mark(DIGEST_HANDLED + list_name, slot)
+            marks.set_mark(DIGEST_SENT + list_name, slot)
+            done.say(f"No digest for {newsletter.local_time(slot)}: nothing new that week.")
+            return
+        subject = newsletter.config.schedule.digest_subject
+        made = []
+        for group in digests.groups(week):
+            lead = group.commentaries[0]
+            made.append(
+                newsletter.store.campaigns.start_digest(
+                    " ".join(c.slug for c in group.commentaries),
+                    list_name,
+                    subject.format(
+                        name=newsletter.config.newsletter.name,
+                        title=lead.title,
+                        count=len(group.commentaries),
+                    ),
+                    slot,
+                    (group.chosen_from, group.chosen_until),
+                )
+            )
+        marks.set_mark(DIGEST_HANDLED + list_name, slot)
+        marks.set_mark(DIGEST_SENT + list_name, slot)
+        for campaign in made:
+            if campaign is None:  # nobody chose weekly at that point of the week
+                continue
+            done.say(
+                f"Digest campaign {campaign.id} (“{campaign.subject}”): "
+                f"{campaign.recipients:,} weekly subscribers of '{list_name}'."
+            )
+            self._attempt(self._send, campaign, done)

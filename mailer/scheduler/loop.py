@@ -1,0 +1,40 @@
+"""Looking at what is due every [schedule] interval, until told to stop: in `mailer scheduler`
+in the foreground, in `mailer serve` in a thread beside the web service."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from mailer.scheduler.due import Scheduler
+
+log = logging.getLogger("mailer.scheduler")
+
+
+def run(scheduler: Scheduler, stop: threading.Event) -> None:
+    """Tick, wait, tick… until `stop` is set. A failure of one look (the database down) is
+    logged and the next look tries again: the state is in the database, nothing is lost."""
+    interval = scheduler.newsletter.config.schedule.interval
+    acting: bool | None = None
+    while not stop.is_set():
+        try:
+            acted = scheduler.tick().acted
+        except Exception:  # a daemon: report, keep looking
+            log.exception("the scheduler's look at due work failed; trying again")
+        else:
+            if acted != acting:  # said once each time it changes, not at every look
+                log.info(
+                    "this scheduler acts on the due work"
+                    if acted
+                    else "another scheduler acts on this database; this one waits its turn"
+                )
+            acting = acted
+        stop.wait(interval)
+
+
+def in_thread(scheduler: Scheduler) -> tuple[threading.Thread, threading.Event]:
+    """The loop in a daemon thread; set the event to stop it after its current look."""
+    stop = threading.Event()
+    thread = threading.Thread(target=run, args=(scheduler, stop), name="scheduler", daemon=True)
+    thread.start()
+    return thread, stop
