@@ -29,6 +29,7 @@ COMMANDS = {
     "lists": "lists:group",
     "db": "database:group",
     "serve": "serve:serve",
+    "staff": "staff:group",
 }
 """Each command and where it lives (mailer.cli.<module>): a command's module is imported
 only when that command runs, so `mailer --help` and an import start without the renderer."""

@@ -221,6 +221,17 @@ class WebSettings(Section):
 
 
 @dataclass(frozen=True)
+class ConsoleSettings(Section):
+    path: str = setting("console/")
+    """Where the staff console lives: under site_url's path, or from the host's root when it
+    starts with `/` (to keep it off the public pages' path)."""
+    approval: bool = setting(False)
+    """Whether a publisher other than its writer must approve an issue before it is sent."""
+    idle_minutes: int = setting(60, check=at_least(5))
+    """A console session unused this long ends; the person signs in again."""
+
+
+@dataclass(frozen=True)
 class WebhookSettings(Section):
     """[webhooks]: its tables are the providers' own ([webhooks.ses])."""
 
@@ -238,6 +249,7 @@ class Config(Section):
     delivery: DeliverySettings = setting(DeliverySettings())
     dkim: DkimSettings = setting(DkimSettings())
     web: WebSettings = setting(WebSettings())
+    console: ConsoleSettings = setting(ConsoleSettings())
     webhooks: WebhookSettings = setting(WebhookSettings())
     tables: Mapping[tuple[str, ...], Section] = field(
         default_factory=dict, metadata={"key": "", "check": None}
