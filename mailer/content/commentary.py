@@ -320,6 +320,14 @@ def _pdf_beside(values: dict[str, Any], beside: Beside, path: Path, line: int) -
 # Front matter ----------------------------------------------------------------------------------
 
 
+def source(text: str, path: Path) -> tuple[dict[str, Any], str] | Problem:
+    """A commentary's front matter values, unchecked, and its Markdown body (for an editor)."""
+    front = _front_matter(text.replace("\r\n", "\n"), path)
+    if isinstance(front, Problem):
+        return front
+    return front.data, front.body
+
+
 @dataclass(frozen=True)
 class _FrontMatter:
     kind: str
@@ -510,6 +518,8 @@ _FIELDS: dict[str, tuple[Callable[[Any], Any], bool]] = {
     "language": (_language, False),
     "translation_of": (_slug, False),
 }
+FIELDS = tuple(_FIELDS)
+"""The front matter's fields, in the order a person writes them."""
 
 
 def _fields(front: _FrontMatter, path: Path, problems: list[Problem]) -> dict[str, Any]:
