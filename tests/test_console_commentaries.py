@@ -65,7 +65,8 @@ def test_the_list_shows_each_state_and_searches(
     page = editor.get(f"{CONSOLE}/commentaries").text
     states = dict(
         re.findall(
-            r'<tr><td><a href="/commentaries/console/commentaries/([\w-]+)">.*?<span class="state">([^<]+)</span></td>',
+            r'<tr><td><a href="/commentaries/console/commentaries/([\w-]+)">'
+            r'.*?<span class="state">([^<]+)</span></td>',
             page,
             re.S,
         )
