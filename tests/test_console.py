@@ -298,3 +298,39 @@ def test_accounts_sessions_failures_and_the_log_on_each_database(store) -> None:
     )
     store.staff.remove(account)
     assert store.staff.all() == []
+
+
+def test_the_wheel_carries_the_console_templates_and_htmx(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+    import zipfile
+
+    from mailer.console.access import blueprint
+    from tests.conftest import REPOSITORY
+
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            str(REPOSITORY),
+            "-w",
+            str(tmp_path),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("mailer-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    folder = REPOSITORY / "mailer" / "console"
+    assert blueprint.template_folder == "templates"
+    shipped = [
+        str(path.relative_to(REPOSITORY))
+        for path in sorted((folder / "templates").rglob("*.html"))
+        + sorted((folder / "static").iterdir())
+    ]
+    assert len(shipped) > 15 and "mailer/console/static/htmx.LICENSE" in shipped
+    assert [name for name in shipped if name not in names] == []
