@@ -334,3 +334,18 @@ def test_the_wheel_carries_the_console_templates_and_htmx(tmp_path) -> None:  # 
     ]
     assert len(shipped) > 15 and "mailer/console/static/htmx.LICENSE" in shipped
     assert [name for name in shipped if name not in names] == []
+
+
+def test_the_readme_makes_the_first_admin_with_one_command(run: Run) -> None:
+    from tests.conftest import REPOSITORY
+
+    readme = (REPOSITORY / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"<!-- first-admin-command -->\n```sh\n(.+)\n```", readme)
+    assert block
+    first, serve = block[1].split(" && ")
+    assert serve == ".venv/bin/mailer serve"
+    words = first.split()
+    assert words[:3] == [".venv/bin/mailer", "staff", "add"]
+    made = run(*words[1:])
+    assert made.exit_code == 0 and "/commentaries/console/password/" in made.output
+    assert "you@example.org\tadmin" in run("staff", "list").output

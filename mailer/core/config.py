@@ -225,8 +225,6 @@ class ConsoleSettings(Section):
     path: str = setting("console/")
     """Where the staff console lives: under site_url's path, or from the host's root when it
     starts with `/` (to keep it off the public pages' path)."""
-    approval: bool = setting(False)
-    """Whether a publisher other than its writer must approve an issue before it is sent."""
     idle_minutes: int = setting(60, check=at_least(5))
     """A console session unused this long ends; the person signs in again."""
 
