@@ -83,6 +83,11 @@ def test_the_list_shows_each_state_and_searches(
     assert "commentaries, " in page  # the list the sent one went to
     found = editor.get(f"{CONSOLE}/commentaries?q=draft").text
     assert "Unfinished" in found and "Later" not in found
+    later = folder.commentaries / "2099-01-01-later.md"  # edited outside the console: read again
+    later.write_text(
+        later.read_text(encoding="utf-8").replace("Later", "Much later"), encoding="utf-8"
+    )
+    assert "Much later" in editor.get(f"{CONSOLE}/commentaries").text
 
 
 def test_saving_writes_the_file_the_command_line_reads(

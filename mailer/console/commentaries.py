@@ -18,7 +18,7 @@ from mailer.console.drafting import Checked, Conflict, Draft, check, file_name, 
 from mailer.console.previews import checks, email_of
 from mailer.console.service import console
 from mailer.console.word import NotWord, import_docx
-from mailer.content.commentary import FIELDS, Commentary, read, slug_of
+from mailer.content.commentary import FIELDS, Commentary, slug_of
 from mailer.core.errors import MailerError, Problem
 from mailer.core.output import write_atomically
 from mailer.delivery.base import BackendError, Outcome, Outgoing, Result
@@ -50,21 +50,15 @@ def _path(slug: str) -> Path:
 
 
 def _rows(query: str) -> list[Row]:
-    newsletter = console().newsletter
-    collection = newsletter.commentaries()
-    read = {c.path.name: c for c in collection.commentaries}
-    problems: dict[str, int] = {}
-    for problem in collection.problems:
-        name = Path(problem.path).name
-        problems[name] = problems.get(name, 0) + 1
+    service = console()
     sent: dict[str, list[tuple[str, dt.datetime]]] = {}
-    for campaign in newsletter.store.campaigns.all():
+    for campaign in service.newsletter.store.campaigns.all():
         for slug in campaign.slugs:
             sent.setdefault(slug, []).append((campaign.list_name, campaign.created_at))
-    now = console().clock()
+    now = service.clock()
     rows = []
     for path in sorted(_folder().glob("*.md"), reverse=True):
-        commentary = read.get(path.name)
+        commentary, problems = service.shelf.read(path)
         slug = slug_of(path)
         rows.append(
             Row(
@@ -74,7 +68,7 @@ def _rows(query: str) -> list[Row]:
                 date=commentary.date if commentary else None,
                 state=_state(commentary, slug in sent, now),
                 sent=sent.get(slug, []),
-                problems=problems.get(path.name, 0),
+                problems=len(problems),
             )
         )
     words = query.lower().split()
@@ -220,9 +214,7 @@ def _safe(name: str) -> str:
 
 def _readable(slug: str) -> Commentary:
     """The commentary of this slug as the folder has it now, or a 409 naming its problems."""
-    path = _path(slug)
-    newsletter = console().newsletter
-    commentary, problems = read(path, newsletter.site)
+    commentary, problems = console().shelf.read(_path(slug))
     if commentary is None:
         abort(409, "; ".join(str(p) for p in problems))
     return commentary

@@ -114,6 +114,27 @@ def check(draft: Draft, name: str, site: Site) -> Checked:
     return checked
 
 
+@dataclass
+class Shelf:
+    """The commentaries folder as last read: a file is read again only when its size or time of
+    change differ, so that listing 500 commentaries does not parse 500 files every time."""
+
+    site: Site
+    files: dict[Path, tuple[tuple[int, int], Commentary | None, list[Problem]]] = field(
+        default_factory=dict
+    )
+
+    def read(self, path: Path) -> tuple[Commentary | None, list[Problem]]:
+        stat = path.stat()
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        known = self.files.get(path)
+        if known is not None and known[0] == stamp:
+            return known[1], known[2]
+        commentary, problems = read(path, self.site)
+        self.files[path] = (stamp, commentary, problems)
+        return commentary, problems
+
+
 def version(path: Path) -> str:
     """What a file was when someone opened it: compared again when they save."""
     try:

@@ -13,6 +13,7 @@ from flask import current_app
 
 from mailer.app.newsletter import Newsletter
 from mailer.console.accounts import Accounts, Clock
+from mailer.console.drafting import Shelf
 from mailer.core.config import Config
 
 EXTENSION = "mailer.console"
@@ -40,6 +41,7 @@ class Console:
     key: bytes
     """Keys the CSRF tokens of console forms (derived from the newsletter's secret)."""
     clock: Clock
+    shelf: Shelf
 
     @classmethod
     def make(cls, newsletter: Newsletter, clock: Clock) -> Console:
@@ -51,6 +53,7 @@ class Console:
             path=console_path(config),
             key=hashlib.sha256(f"mailer-console-csrf\0{secret}".encode()).digest(),
             clock=clock,
+            shelf=Shelf(newsletter.site),
         )
 
     @property
