@@ -238,6 +238,7 @@ def test_admins_manage_accounts_in_the_console_and_the_log_shows_it(console: Con
     for action in ("signed in", "added staff", "changed role", "removed staff"):
         assert action in log.text
     assert "127.0.0.1" in log.text
+    assert 'aria-current="page">Audit log</a>' in log.text  # where you are, for screen readers
 
 
 def test_staff_commands_add_list_role_reset_remove_and_log(run: Run, folder: Folder) -> None:
