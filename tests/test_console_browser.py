@@ -171,6 +171,7 @@ def test_an_editor_writes_from_word_previews_and_sends_a_test(
             shots.take(editor, "editor")
             editor.click("button:text-is('Save')")
             editor.wait_for_selector("text=Saved to")
+            editor.wait_for_selector("#preview iframe", timeout=30_000)  # made once the page is in
             saved = next(folder.commentaries.glob("*how-to-write-a-commentary-for-this-series.md"))
             assert 'authors = ["Élodie Pérez"]' in saved.read_text(encoding="utf-8")
             assert run("check").exit_code == 0

@@ -103,7 +103,7 @@ def _editor(
         version=started_from,
         slug=slug_of(Path(name)) if name else "",
         checked=checked,
-        html=_preview_html(checked),
+        html="",
         problem=problem,
     )
 
