@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from pathlib import Path
 
 import pyotp
 import pytest
@@ -302,6 +303,7 @@ def test_accounts_sessions_failures_and_the_log_on_each_database(store) -> None:
 
 
 def test_the_wheel_carries_the_console_templates_and_htmx(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import shutil
     import subprocess
     import sys
     import zipfile
@@ -309,22 +311,29 @@ def test_the_wheel_carries_the_console_templates_and_htmx(tmp_path) -> None:  # 
     from mailer.console.access import blueprint
     from tests.conftest import REPOSITORY
 
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "-q",
-            "--no-deps",
-            str(REPOSITORY),
-            "-w",
-            str(tmp_path),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    (wheel,) = tmp_path.glob("mailer-*.whl")
+    # Built from a copy: setuptools leaves build/ and egg-info behind in the tree it builds.
+    tree = tmp_path / "tree"
+    generated = {"build", "mailer.egg-info", "public", "outbox", "preview", "subscribers"}
+
+    def ignored(folder: str, names: list[str]) -> set[str]:
+        at_top = Path(folder) == REPOSITORY
+        return {n for n in names if n.startswith(".") or (at_top and n in generated)}
+
+    shutil.copytree(REPOSITORY, tree, ignore=ignored)
+    wheels = tmp_path / "wheels"
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "-q",
+        "--no-deps",
+        str(tree),
+        "-w",
+        str(wheels),
+    ]
+    subprocess.run(command, check=True, capture_output=True)
+    (wheel,) = wheels.glob("mailer-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     folder = REPOSITORY / "mailer" / "console"
     assert blueprint.template_folder == "templates"

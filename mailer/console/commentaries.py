@@ -266,7 +266,7 @@ def test_send(slug: str) -> ResponseReturnValue:
     commentary = _readable(slug)
     newsletter = console().newsletter
     address = me().email
-    recipient = newsletter.recipient(0, address, "")
+    recipient = newsletter.recipient(0, "", address, "")  # no subscriber: links name nobody
     shown = email_of(newsletter, commentary, recipient, test=True)
     try:
         with newsletter.backend_factory()() as backend:
