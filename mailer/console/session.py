@@ -73,30 +73,28 @@ def close_session() -> None:
     g.console_cookie = ""
 
 
+def _bound_to() -> str:
+    """What this browser's CSRF token is made from: its session, else its form cookie."""
+    if signed_in() is not None:
+        return f"session\0{_cookie(SESSION_COOKIE)}"
+    form = _cookie(FORM_COOKIE)
+    return f"form\0{form}" if form else ""
+
+
 def csrf_token() -> str:
-    """The hidden field's value for a form on this page."""
-    session = _cookie(SESSION_COOKIE) if signed_in() is not None else ""
-    if session:
-        return console().sign(f"session\0{session}")
-    value = _cookie(FORM_COOKIE) or g.get("console_form_cookie", "")
-    if not value:
-        value = secrets.token_urlsafe(32)
-        g.console_form_cookie = value
-    return console().sign(f"form\0{value}")
+    """The hidden field's value for a form on this page (a form cookie comes too if needed)."""
+    bound = _bound_to() or f"form\0{g.get('console_form_cookie', '')}"
+    if bound == "form\0":
+        g.console_form_cookie = secrets.token_urlsafe(32)
+        bound = f"form\0{g.console_form_cookie}"
+    return console().sign(bound)
 
 
 def csrf_valid() -> bool:
     """Whether the POST carries the token of its session (or, signed out, of its form cookie)."""
-    sent = request.form.get(CSRF_FIELD, "") or request.headers.get("X-CSRF-Token", "")
-    session = _cookie(SESSION_COOKIE) if signed_in() is not None else ""
-    expected = (
-        console().sign(f"session\0{session}")
-        if session
-        else console().sign(f"form\0{_cookie(FORM_COOKIE)}")
-        if _cookie(FORM_COOKIE)
-        else ""
-    )
-    return bool(expected) and hmac.compare_digest(sent.encode(), expected.encode())
+    bound = _bound_to()
+    sent = request.form.get(CSRF_FIELD, "")
+    return bool(bound) and hmac.compare_digest(sent.encode(), console().sign(bound).encode())
 
 
 def set_cookies(response: Response) -> Response:
