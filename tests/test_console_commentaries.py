@@ -98,10 +98,10 @@ def test_saving_writes_the_file_the_command_line_reads(
     form["title"] = "From Stalemate to Escalation, Revised"
     form["body"] = form["body"].replace("Three and a half years", "Three and a half long years")
     saved = editor.post(f"{CONSOLE}/commentaries/stalemate-to-escalation", data=form)
-    assert saved.status_code == 302
+    assert saved.status_code == 302, re.findall(r'class="problems"[^>]*>(<li>.*?)</ul>', saved.text)
     text = (folder.commentaries / STALEMATE).read_text(encoding="utf-8")
     assert 'title = "From Stalemate to Escalation, Revised"' in text
-    assert "Three and a half long years" in text and "pdf_size = 482133" in text
+    assert "Three and a half long years" in text and 'pdf = "2553.pdf"' in text
     assert run("check").exit_code == 0
     assert ("ed@example.org", "saved commentary") in [
         (e.actor, e.action) for e in console.newsletter.store.audit.latest()
@@ -224,10 +224,10 @@ def test_the_preview_shows_what_a_subscriber_receives_and_its_checks(
     html = editor.get(f"{CONSOLE}/commentaries/stalemate-to-escalation/email.html")
     assert html.status_code == 200 and "<table" in html.text
     assert html.headers["X-Frame-Options"] == "SAMEORIGIN"
-    assert (
-        "invert(1)"
-        in editor.get(f"{CONSOLE}/commentaries/stalemate-to-escalation/email.html?dark=1").text
-    )
+    dark = editor.get(f"{CONSOLE}/commentaries/stalemate-to-escalation/email.html?dark=1").text
+    assert "prefers-color-scheme: dark" in html.text  # the theme's own dark rules…
+    assert "prefers-color-scheme: dark" not in dark and "min-width: 0" in dark  # …applied
+    assert "invert(1)" in dark_mode_of_an_email_without_dark_rules()
     (folder.commentaries / "2099-01-01-later.md").write_text(
         '+++\ntitle = "Later"\nauthors = ["A"]\ndate = 2099-01-01\npdf = "https://example.org/a.pdf"\n+++\n'
         "See ![](https://example.org/map.png) and [this](http://example.org/).\n",
@@ -237,6 +237,12 @@ def test_the_preview_shows_what_a_subscriber_receives_and_its_checks(
     assert '✘ <span class="failed">Embargoed until 2099-01-01' in later
     assert "The PDF&#39;s size is missing" in later
     assert "Links that are not https: http://example.org/" in later
+
+
+def dark_mode_of_an_email_without_dark_rules() -> str:
+    from mailer.console.commentaries import dark
+
+    return dark("<html><head><style>p { color: #000 }</style></head><body><p>Hi</p></body></html>")
 
 
 def test_a_test_goes_to_the_signed_in_person_marked_as_a_test(

@@ -94,7 +94,7 @@ def commentaries() -> ResponseReturnValue:
 def _editor(
     draft: Draft, name: str, started_from: str, status: int = 200, problem: str = ""
 ) -> ResponseReturnValue:
-    checked = check(draft, name or file_name(draft), console().newsletter.site)
+    checked = check(draft, _folder() / (name or file_name(draft)), console().newsletter.site)
     return page(
         "editor.html",
         status,
@@ -141,7 +141,7 @@ def save_commentary(slug: str) -> ResponseReturnValue:
 def _save(
     draft: Draft, name: str, path: Path, started_from: str, created: bool
 ) -> ResponseReturnValue:
-    checked = check(draft, name, console().newsletter.site)
+    checked = check(draft, path, console().newsletter.site)
     if checked.errors:
         return _editor(
             draft,
@@ -170,8 +170,8 @@ def _save(
 def check_draft() -> ResponseReturnValue:
     """The live preview (htmx): the email as it would be, and each problem at its field."""
     draft = Draft.from_form(request.form)
-    name = request.form.get("name", "") or file_name(draft)
-    checked = check(draft, name, console().newsletter.site)
+    name = Path(request.form.get("name", "")).name or file_name(draft)
+    checked = check(draft, _folder() / name, console().newsletter.site)
     html = _preview_html(checked)
     return page("preview_fragment.html", checked=checked, html=html, fields=FIELDS)
 

@@ -11,14 +11,13 @@ import datetime as dt
 import hashlib
 import json
 import re
-import tempfile
 import threading
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mailer.content.commentary import FIELDS, Commentary, Site, read, source
+from mailer.content.commentary import FIELDS, Commentary, Site, read, read_bytes, source
 from mailer.core.errors import Problem
 from mailer.core.output import write_atomically
 
@@ -92,13 +91,11 @@ class Checked:
         return sum(map(len, self.by_field.values())) + len(self.by_body_line) + len(self.other)
 
 
-def check(draft: Draft, name: str, site: Site) -> Checked:
-    """Read the draft as `mailer check` reads a file of that name, problems placed on the form."""
+def check(draft: Draft, target: Path, site: Site) -> Checked:
+    """Read the draft as `mailer check` would read it saved as `target` (finding the images and
+    PDF beside it), problems placed on the form; nothing is written."""
     written = draft.text()
-    with tempfile.TemporaryDirectory(prefix="mailer-draft-") as folder:
-        path = Path(folder) / name
-        path.write_text(written.text, encoding="utf-8")
-        commentary, problems = read(path, site)
+    commentary, problems = read_bytes(written.text.encode("utf-8"), target, site)
     checked = Checked(commentary)
     for problem in problems:
         message = f"{'Warning: ' if problem.warning else ''}{problem.message}"

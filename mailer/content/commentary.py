@@ -221,6 +221,12 @@ def read(path: Path, site: Site) -> tuple[Commentary | None, list[Problem]]:
         raw = path.read_bytes()
     except OSError as error:
         return None, [Problem(path, None, f"cannot be read: {error.strerror}")]
+    return read_bytes(raw, path, site)
+
+
+def read_bytes(raw: bytes, path: Path, site: Site) -> tuple[Commentary | None, list[Problem]]:
+    """The commentary these bytes would be as the file `path` (the console checks a draft so,
+    finding the files beside it, before anything is written)."""
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:

@@ -1,7 +1,7 @@
 """staff accounts, their sessions, failed sign-ins and the audit log of the console
 
-Revision ID: 0004_staff
-Revises: 0003_links_bound_to_subscribers
+Revision ID: 0005_staff
+Revises: 0004_subscriber_language
 Create Date: 2026-12-01 21:45:00.000000
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import mailer.store.schema
 
-revision = "0004_staff"
-down_revision = "0003_links_bound_to_subscribers"
+revision = "0005_staff"
+down_revision = "0004_subscriber_language"
 branch_labels = None
 depends_on = None
 
