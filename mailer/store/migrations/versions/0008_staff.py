@@ -1,7 +1,7 @@
 """staff accounts, their sessions, failed sign-ins and the audit log of the console
 
-Revision ID: 0005_staff
-Revises: 0004_subscriber_language
+Revision ID: 0008_staff
+Revises: 0007_subscriber_search
 Create Date: 2026-12-01 21:45:00.000000
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import mailer.store.schema
 
-revision = "0005_staff"
-down_revision = "0004_subscriber_language"
+revision = "0008_staff"
+down_revision = "0007_subscriber_search"
 branch_labels = None
 depends_on = None
 
