@@ -51,7 +51,7 @@ def campaign(campaign_id: int) -> ResponseReturnValue:
         "campaign.html",
         campaign=found,
         counts=store.campaigns.counts(campaign_id),
-        failures=store.campaigns.failures(campaign_id, FAILURES_SHOWN),
+        failures=store.campaigns.reasons(campaign_id, limit=FAILURES_SHOWN),
     )
 
 
@@ -63,7 +63,7 @@ def failures_csv(campaign_id: int) -> ResponseReturnValue:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["email", "reason"])
-    for email, reason in store.campaigns.failures(campaign_id, FAILURES_IN_CSV):
+    for email, reason in store.campaigns.reasons(campaign_id, limit=FAILURES_IN_CSV):
         writer.writerow([_no_formula(email), _no_formula(reason)])
     response = Response(buffer.getvalue(), content_type="text/csv; charset=utf-8")
     response.headers["Content-Disposition"] = (
