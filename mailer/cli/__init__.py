@@ -31,6 +31,7 @@ COMMANDS = {
     "db": "database:group",
     "serve": "serve:serve",
     "scheduler": "serve:scheduler",
+    "staff": "staff:group",
 }
 """Each command and where it lives (mailer.cli.<module>): a command's module is imported
 only when that command runs, so `mailer --help` and an import start without the renderer."""

@@ -65,7 +65,8 @@ def serve(
     """
     import waitress  # only this command needs the server
 
-    from mailer.web import create_app, url_prefix
+    from mailer.web import url_prefix
+    from mailer.wsgi import create_app
 
     newsletter = invocation.newsletter
     web = newsletter.config.web

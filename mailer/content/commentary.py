@@ -245,6 +245,12 @@ def read(path: Path, site: Site) -> tuple[Commentary | None, list[Problem]]:
         raw = path.read_bytes()
     except OSError as error:
         return None, [Problem(path, None, f"cannot be read: {error.strerror}")]
+    return read_bytes(raw, path, site)
+
+
+def read_bytes(raw: bytes, path: Path, site: Site) -> tuple[Commentary | None, list[Problem]]:
+    """The commentary these bytes would be as the file `path` (the console checks a draft so,
+    finding the files beside it, before anything is written)."""
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
@@ -344,6 +350,14 @@ def _pdf_beside(values: dict[str, Any], beside: Beside, path: Path, line: int) -
 
 
 # Front matter ----------------------------------------------------------------------------------
+
+
+def source(text: str, path: Path) -> tuple[dict[str, Any], str] | Problem:
+    """A commentary's front matter values, unchecked, and its Markdown body (for an editor)."""
+    front = _front_matter(text.replace("\r\n", "\n"), path)
+    if isinstance(front, Problem):
+        return front
+    return front.data, front.body
 
 
 @dataclass(frozen=True)
@@ -537,6 +551,8 @@ _FIELDS: dict[str, tuple[Callable[[Any], Any], bool]] = {
     "translation_of": (_slug, False),
     "publish_at": (_date, False),
 }
+FIELDS = tuple(_FIELDS)
+"""The front matter's fields, in the order a person writes them."""
 
 
 def _fields(front: _FrontMatter, path: Path, problems: list[Problem]) -> dict[str, Any]:

@@ -269,6 +269,15 @@ class ScheduleSettings(Section):
 
 
 @dataclass(frozen=True)
+class ConsoleSettings(Section):
+    path: str = setting("console/")
+    """Where the staff console lives: under site_url's path, or from the host's root when it
+    starts with `/` (to keep it off the public pages' path)."""
+    idle_minutes: int = setting(60, check=at_least(5))
+    """A console session unused this long ends; the person signs in again."""
+
+
+@dataclass(frozen=True)
 class WebhookSettings(Section):
     """[webhooks]: its tables are the providers' own ([webhooks.ses])."""
 
@@ -287,6 +296,7 @@ class Config(Section):
     dkim: DkimSettings = setting(DkimSettings())
     web: WebSettings = setting(WebSettings())
     schedule: ScheduleSettings = setting(ScheduleSettings())
+    console: ConsoleSettings = setting(ConsoleSettings())
     webhooks: WebhookSettings = setting(WebhookSettings())
     tables: Mapping[tuple[str, ...], Section] = field(
         default_factory=dict, metadata={"key": "", "check": None}

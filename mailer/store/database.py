@@ -24,12 +24,14 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from mailer.core.addresses import SuppressionHash
 from mailer.core.errors import DatabaseError
 from mailer.store.audience import Audience
+from mailer.store.audit import AuditLog
 from mailer.store.campaigns import Campaigns
 from mailer.store.directory import Directory
 from mailer.store.events import Events
 from mailer.store.lists import Lists
 from mailer.store.outage import keep_room
 from mailer.store.scheduling import Schedule
+from mailer.store.staff import LoginFailures, Staff, StaffSessions
 from mailer.store.subscribers import Subscribers
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -210,6 +212,10 @@ class Store:
         self.audience = Audience(engine)
         self.directory = Directory(engine, self.subscribers, self.events)
         self.schedule = Schedule(engine)
+        self.staff = Staff(engine)
+        self.staff_sessions = StaffSessions(engine)
+        self.login_failures = LoginFailures(engine)
+        self.audit = AuditLog(engine)
 
     @classmethod
     def open(cls, url: str, folder: Path, secret: Callable[[], str]) -> Store:

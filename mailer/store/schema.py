@@ -291,3 +291,62 @@ scheduler_marks = Table(
     Column("name", String(120), primary_key=True),
     Column("at", UtcDateTime, nullable=False),
 )
+
+
+staff = Table(
+    # The people who use the console. No password until they follow their one-time link; the
+    # link's token is kept only as a hash, and so is nothing else secret (the TOTP secret must be
+    # readable to check codes, which is why the database file is private).
+    "staff",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("email", String(320), nullable=False),
+    Column("email_key", String(320), nullable=False, unique=True),
+    Column("role", String(20), nullable=False),
+    Column("password_hash", Text, nullable=True),
+    Column("totp_secret", String(64), nullable=True),
+    Column("link_hash", String(64), nullable=True, unique=True),
+    Column("link_until", UtcDateTime, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+staff_sessions = Table(
+    # Signed-in browsers. The cookie holds a random token; only its hash is here, so a copy of
+    # the database signs nobody in. Deleting the row ends the session at once.
+    "staff_sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("staff_id", Id, ForeignKey("staff.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("seen_at", UtcDateTime, nullable=False),
+    Column("address", String(45), nullable=False, default=""),
+    Column("agent", String(200), nullable=False, default=""),
+    Index("ix_staff_sessions_staff_id", "staff_id"),
+)
+
+login_failures = Table(
+    # Failed sign-ins lately, by account and by client network: what throttling counts.
+    "login_failures",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("account", String(320), nullable=False),
+    Column("network", String(45), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Index("ix_login_failures_account_at", "account", "at"),
+    Index("ix_login_failures_network_at", "network", "at"),
+)
+
+audit_log = Table(
+    # Every staff action: who (an address, kept when the account goes), what, when, from where.
+    "audit_log",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", UtcDateTime, nullable=False),
+    Column("actor", String(320), nullable=False),
+    Column("action", String(60), nullable=False),
+    Column("detail", Text, nullable=False, default=""),
+    Column("address", String(45), nullable=False, default=""),
+    Index("ix_audit_log_at", "at"),
+    sqlite_autoincrement=True,
+)

@@ -1,0 +1,132 @@
+"""Console page times from a real `mailer serve`, with the public RSS feed's in the same run.
+
+A temporary newsletter gets N commentaries (copies of the examples under new names), M
+subscribers on its list (imported from a generated CSV) and one campaign; `mailer serve` runs it
+in a process of its own, and each page is fetched sequentially by a signed-in staff client,
+after one warm-up request.
+
+    python benchmarks/console_pages.py [--commentaries 500] [--subscribers 100000] [--requests 30]
+
+It prints the median and the 90th percentile per page, in milliseconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPOSITORY))
+
+from tests.web_server import mailer_serve  # noqa: E402
+
+SECRET = "benchmark-secret-0123456789"
+CONSOLE = "/commentaries/console"
+MAILER = [sys.executable, "-m", "mailer"]
+
+
+def newsletter(root: Path, commentaries: int, subscribers: int) -> Path:
+    shutil.copytree(REPOSITORY / "commentaries", root / "commentaries")
+    shutil.copyfile(REPOSITORY / "config.example.toml", root / "config.toml")
+    (root / "subscribers").mkdir()
+    examples = sorted((REPOSITORY / "commentaries").glob("*.md"))
+    for number in range(commentaries - len(examples)):
+        source = examples[number % len(examples)]
+        target = root / "commentaries" / f"2024-01-01-copy-{number:04d}-{source.stem[11:]}.md"
+        target.write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
+    people = root / "people.csv"
+    with people.open("w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(["email", "name", "lists"])
+        writer.writerows(
+            (f"reader{n:07d}@example.net", f"Reader {n}", "commentaries")
+            for n in range(subscribers)
+        )
+    config = root / "config.toml"
+    for command in (
+        ["subscribers", "import", str(people)],
+        ["build"],
+        ["send", "stalemate-to-escalation", "--yes"],
+    ):
+        subprocess.run(
+            [*MAILER, "--config", str(config), *command], check=True, capture_output=True
+        )
+    return config
+
+
+def session_cookie(config: Path) -> str:
+    """A signed-in staff session, made in the store as signing in would make it."""
+    from mailer.app.newsletter import Newsletter
+    from mailer.console.accounts import Accounts, token_hash, utc_now
+    from mailer.store.staff import Role
+
+    loaded = Newsletter.load(config)
+    account, _ = Accounts(loaded.store, "https://www.example.org/").add(
+        "bench@example.org", Role.ADMIN
+    )
+    token = secrets.token_urlsafe(32)
+    loaded.store.staff_sessions.open(account, token_hash(token), utc_now(), "", "bench")
+    loaded.store.close()
+    return token
+
+
+def timed(session: requests.Session, url: str, count: int) -> list[float]:
+    session.get(url, timeout=120).raise_for_status()
+    times = []
+    for _ in range(count):
+        start = time.perf_counter()
+        session.get(url, timeout=120).raise_for_status()
+        times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--commentaries", type=int, default=500)
+    parser.add_argument("--subscribers", type=int, default=100_000)
+    parser.add_argument("--requests", type=int, default=30)
+    options = parser.parse_args()
+    os.environ["MAILER_SECRET"] = SECRET
+    os.environ.pop("MAILER_CONFIG", None)
+    with tempfile.TemporaryDirectory(prefix="mailer-console-bench-") as folder:
+        print(
+            f"Preparing {options.commentaries} commentaries and {options.subscribers:,} "
+            "subscribers…",
+            flush=True,
+        )
+        config = newsletter(Path(folder), options.commentaries, options.subscribers)
+        cookie = session_cookie(config)
+        with mailer_serve(config, "/commentaries/rss.xml") as served:
+            base = f"http://127.0.0.1:{served.port}"
+            session = requests.Session()
+            session.cookies.set("mailer_console", cookie, path=f"{CONSOLE}/")
+            pages = {
+                "public feed (baseline)": "/commentaries/rss.xml",
+                "console dashboard": f"{CONSOLE}/",
+                "commentaries list": f"{CONSOLE}/commentaries",
+                "editor": f"{CONSOLE}/commentaries/stalemate-to-escalation",
+                "campaigns": f"{CONSOLE}/campaigns",
+                "campaign page": f"{CONSOLE}/campaigns/1",
+                "subscriber preview": f"{CONSOLE}/commentaries/stalemate-to-escalation/preview",
+                "audit log": f"{CONSOLE}/audit",
+            }
+            print(f"{'page':26} {'median ms':>10} {'p90 ms':>8}")
+            for name, path in pages.items():
+                times = sorted(timed(session, base + path, options.requests))
+                p90 = times[int(len(times) * 0.9) - 1]
+                print(f"{name:26} {statistics.median(times):10.1f} {p90:8.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
