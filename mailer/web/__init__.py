@@ -15,7 +15,7 @@ from flask import Flask, Response, jsonify, make_response, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from mailer.app.confirmation import ConfirmationMail
+from mailer.app.confirmation import ConfirmationMail, PreferencesLinkMail
 from mailer.app.newsletter import Newsletter
 from mailer.web.csrf import Csrf
 from mailer.web.files import BuiltFiles, Shortcut
@@ -28,9 +28,11 @@ from mailer.web.signups import SignUps
 from mailer.web.webhooks import webhooks_blueprint
 
 ADDRESS_LIMIT = (3, 3600.0)
-"""Subscribe requests per address: 3 an hour (each may send a confirmation message)."""
+"""Subscribe and preferences-link requests per address, counted together: 3 an hour (each may
+send a message)."""
 CLIENT_LIMIT = (20, 600.0)
-"""Subscribe requests per client network (a /24 of IPv4, a /64 of IPv6): 20 in ten minutes."""
+"""Subscribe and preferences-link requests per client network (a /24 of IPv4, a /64 of IPv6),
+counted together: 20 in ten minutes."""
 
 log = logging.getLogger("mailer.web")
 
@@ -54,6 +56,7 @@ def create_app(newsletter: Newsletter, *, proxies: int = 0) -> Flask:
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     files = BuiltFiles(config.paths.output)
+    backend = newsletter.backend_factory()
     app.extensions[EXTENSION] = Service(
         newsletter=newsletter,
         csrf=Csrf(secret, prefix or "/"),
@@ -61,7 +64,9 @@ def create_app(newsletter: Newsletter, *, proxies: int = 0) -> Flask:
         address_limit=SlidingWindow(*ADDRESS_LIMIT),
         client_limit=SlidingWindow(*CLIENT_LIMIT),
         signups=SignUps(
-            newsletter.store, ConfirmationMail(newsletter, newsletter.backend_factory())
+            newsletter.store,
+            ConfirmationMail(newsletter, backend),
+            PreferencesLinkMail(newsletter, backend),
         ),
     )
     app.register_blueprint(pages, url_prefix=prefix)

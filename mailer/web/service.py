@@ -24,11 +24,11 @@ class Service:
     csrf: Csrf
     files: BuiltFiles
     address_limit: SlidingWindow
-    """Subscribe requests for one address: each may send a confirmation message."""
+    """Subscribe and preferences-link requests for one address: each may send a message."""
     client_limit: SlidingWindow
-    """Subscribe requests from one client network."""
+    """Subscribe and preferences-link requests from one client network."""
     signups: SignUps
-    """Subscribe requests, recorded and confirmed after the answer."""
+    """Subscribe and preferences-link requests, handled after the answer."""
     addresses: AddressBook = field(default_factory=AddressBook)
 
     @property
