@@ -602,7 +602,7 @@ def test_forged_altered_or_expired_links_get_a_clear_page_and_change_nothing(
 ) -> None:
     pending = add(newsletter, "pending@example.org", Status.PENDING)
     links = newsletter.links
-    for purpose in Purpose:
+    for purpose in (Purpose.CONFIRM, Purpose.UNSUBSCRIBE, Purpose.PREFERENCES):
         subscriber = (pending.id, pending.link_secret)
         token = links.token(purpose, *subscriber)
         for bad in altered(token):

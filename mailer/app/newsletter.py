@@ -17,6 +17,7 @@ from mailer.content.published import Record
 from mailer.core import config as settings
 from mailer.core.config import Config
 from mailer.core.errors import ConfigError, Problem
+from mailer.core.events import SoftBounces
 from mailer.core.output import Written, write_atomically, write_folder
 from mailer.core.tokens import Links, Purpose
 from mailer.delivery.base import Backend
@@ -68,7 +69,9 @@ class Newsletter:
 
     @cached_property
     def store(self) -> Store:
-        return Store.open(self.config.database.url, self.config.folder, self.secret)
+        bounces = self.config.bounces
+        soft_bounces = SoftBounces(bounces.soft_bounces, bounces.soft_bounce_days)
+        return Store.open(self.config.database.url, self.config.folder, self.secret, soft_bounces)
 
     @cached_property
     def links(self) -> Links:
