@@ -115,6 +115,17 @@ class Events:
             ).all()
         return [_recorded(row) for row in rows]
 
+    def sent_to(self, message_id: str) -> int | None:
+        """The subscriber a message with this Message-ID went to, by the send log."""
+        with self.engine.connect() as connection:
+            found: int | None = connection.scalar(
+                select(deliveries.c.subscriber_id)
+                .where(deliveries.c.message_id.in_(message_id_forms(message_id)))
+                .order_by(deliveries.c.campaign_id.desc())
+                .limit(1)
+            )
+        return found
+
 
 _COLUMNS = (
     events.c.provider,

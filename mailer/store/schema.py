@@ -233,6 +233,8 @@ deliveries = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     Index("ix_deliveries_campaign_id_state", "campaign_id", "state", "subscriber_id"),
     Index("ix_deliveries_subscriber_id", "subscriber_id"),
+    # A bounce by mail that carries no VERP token is traced by the original's Message-ID.
+    Index("ix_deliveries_message_id", "message_id"),
 )
 
 events = Table(
