@@ -126,6 +126,7 @@ def send(
         campaign = _campaign_to_send(newsletter, issue, list_name, yes, resend_uncertain)
         if campaign is None:
             return
+        template = newsletter.campaign_template(rendered, campaign.id, list_name)
         pace = _pace(newsletter, rate, concurrency)
         report = _run(newsletter, template, campaign, pace, make_backend, journal)
     _report(report)
@@ -406,6 +407,11 @@ def show(invocation: Invocation, campaign_id: int, failures: int) -> None:
     click.echo(f"  recipients: {campaign.recipients:,}")
     for delivery_state in DeliveryState:
         click.echo(f"  {delivery_state.value + ':':11} {counts[delivery_state]:,}")
+    links = store.clicks.of_campaign(campaign.id)
+    if links:
+        click.echo("Links, the most clicked first (clicks; HEAD requests and link scanners apart):")
+        for link in links:
+            click.echo(f"  {link.clicks:>7,}  ({link.clicks_apart:,} apart)  {link.url}")
     listed = store.campaigns.reasons(campaign.id, DeliveryState.FAILED, failures)
     if listed:
         click.echo("Failures:")
@@ -454,7 +460,9 @@ def resume(
             raise click.exceptions.Exit(1)
         return
     issue = _issue_for_sending(newsletter, campaign.slugs)
-    template = newsletter.message_template(newsletter.render(issue), campaign.list_name)
+    template = newsletter.campaign_template(
+        newsletter.render(issue), campaign.id, campaign.list_name
+    )
     make_backend = newsletter.backend_factory()
     with newsletter.store.only_sender():
         journal = _journal(newsletter)
@@ -503,7 +511,9 @@ def worker(
             f"`mailer campaigns resume {campaign.id}` continues a paused one"
         )
     issue = _issue_for_sending(newsletter, campaign.slugs)
-    template = newsletter.message_template(newsletter.render(issue), campaign.list_name)
+    template = newsletter.campaign_template(
+        newsletter.render(issue), campaign.id, campaign.list_name
+    )
     make_backend = newsletter.backend_factory()
     click.echo(f"Joining campaign {campaign.id} as worker {_worker_name()}.")
     pace = _pace(newsletter, rate, concurrency)

@@ -254,6 +254,12 @@ class BounceSettings(Section):
 
 
 @dataclass(frozen=True)
+class AnalyticsSettings(Section):
+    clicks: bool = setting(False)
+    """Count clicks per link and campaign (never per person) through the web service."""
+
+
+@dataclass(frozen=True)
 class WebhookSettings(Section):
     """[webhooks]: its tables are the providers' own ([webhooks.ses])."""
 
@@ -273,6 +279,7 @@ class Config(Section):
     web: WebSettings = setting(WebSettings())
     webhooks: WebhookSettings = setting(WebhookSettings())
     bounces: BounceSettings = setting(BounceSettings())
+    analytics: AnalyticsSettings = setting(AnalyticsSettings())
     tables: Mapping[tuple[str, ...], Section] = field(
         default_factory=dict, metadata={"key": "", "check": None}
     )

@@ -26,6 +26,7 @@ from mailer.core.errors import DatabaseError
 from mailer.core.events import MAILMAN_DEFAULTS, SoftBounces
 from mailer.store.audience import Audience
 from mailer.store.campaigns import Campaigns
+from mailer.store.clicks import Clicks
 from mailer.store.directory import Directory
 from mailer.store.events import Events
 from mailer.store.lists import Lists
@@ -214,6 +215,7 @@ class Store:
         self.events = Events(engine, hashes, soft_bounces)
         self.audience = Audience(engine)
         self.directory = Directory(engine, self.subscribers, self.events)
+        self.clicks = Clicks(engine)
 
     @classmethod
     def open(

@@ -237,6 +237,22 @@ deliveries = Table(
     Index("ix_deliveries_message_id", "message_id"),
 )
 
+campaign_links = Table(
+    # The links of a campaign's issue that go through the click counter ([analytics] clicks):
+    # counts per link and campaign, never per person. `url_hash` (SHA-256 of the URL) keys a
+    # link within its campaign, since URLs are too long for a unique index everywhere.
+    "campaign_links",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("campaign_id", Id, ForeignKey("campaigns.id", ondelete="CASCADE"), nullable=False),
+    Column("url_hash", String(64), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("clicks", BigInteger, nullable=False, default=0),
+    Column("clicks_apart", BigInteger, nullable=False, default=0),
+    Index("uq_campaign_links_campaign_id_url_hash", "campaign_id", "url_hash", unique=True),
+    sqlite_autoincrement=True,
+)
+
 events = Table(
     # What providers' webhooks reported: bounces, complaints, unsubscriptions, deliveries, each
     # once (a provider's event id is unique for that provider, so one delivered twice is seen

@@ -17,6 +17,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from mailer.app.confirmation import ConfirmationMail, PreferencesLinkMail
 from mailer.app.newsletter import Newsletter
+from mailer.web.clicks import SCANNER_REQUESTS, SCANNER_SECONDS, clicks
 from mailer.web.csrf import Csrf
 from mailer.web.files import BuiltFiles, Shortcut
 from mailer.web.headers import add_security_headers
@@ -68,9 +69,11 @@ def create_app(newsletter: Newsletter, *, proxies: int = 0) -> Flask:
             ConfirmationMail(newsletter, backend),
             PreferencesLinkMail(newsletter, backend),
         ),
+        click_networks=SlidingWindow(SCANNER_REQUESTS, SCANNER_SECONDS),
     )
     app.register_blueprint(pages, url_prefix=prefix)
     app.register_blueprint(webhooks_blueprint(newsletter), url_prefix=prefix)
+    app.register_blueprint(clicks, url_prefix=prefix)
     app.after_request(lambda response: service().csrf.set_cookie(response))
     app.after_request(add_security_headers)
     app.register_error_handler(HTTPException, _http_error)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, cast
@@ -29,7 +31,10 @@ class Service:
     """Subscribe and preferences-link requests from one client network."""
     signups: SignUps
     """Subscribe and preferences-link requests, handled after the answer."""
+    click_networks: SlidingWindow
+    """Counted clicks of one campaign from one network soon after its delivery (link scanners)."""
     addresses: AddressBook = field(default_factory=AddressBook)
+    clock: Callable[[], float] = time.time
 
     @property
     def default_list(self) -> str:
