@@ -48,6 +48,8 @@ SITE = "https://www.example.org"
 BASE = "/commentaries"
 ON_ITS_WAY = "a message with a link to confirm the subscription is on its way"
 TOKEN_PAGES = ("confirm", "unsubscribe", "preferences")
+PAGES = (Purpose.CONFIRM, Purpose.UNSUBSCRIBE, Purpose.PREFERENCES)
+"""The purposes of tokens that open a page (a bounce token is an address, not a link)."""
 
 
 @pytest.fixture
@@ -602,7 +604,7 @@ def test_forged_altered_or_expired_links_get_a_clear_page_and_change_nothing(
 ) -> None:
     pending = add(newsletter, "pending@example.org", Status.PENDING)
     links = newsletter.links
-    for purpose in (Purpose.CONFIRM, Purpose.UNSUBSCRIBE, Purpose.PREFERENCES):
+    for purpose in PAGES:
         subscriber = (pending.id, pending.link_secret)
         token = links.token(purpose, *subscriber)
         for bad in altered(token):
@@ -1191,7 +1193,7 @@ def links_of(newsletter: Newsletter, person: Subscriber) -> dict[Purpose, str]:
     """The paths of a person's confirm, unsubscribe and preferences links, as mailed to them."""
     return {
         purpose: local(newsletter.links.url(purpose, person.id, person.link_secret))
-        for purpose in Purpose
+        for purpose in PAGES
     }
 
 
