@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from mailer.app.newsletter import Newsletter
+from mailer.bounces.checking import check_mailbox
+from mailer.bounces.mailbox import ImapMailbox, MailboxError, open_mailbox
 from mailer.bounces.reading import Verdict, read_report
 from mailer.core.events import Severity
 from mailer.core.lifecycle import Status
@@ -245,3 +248,35 @@ def test_a_mailbox_that_cannot_be_used_is_reported_and_nothing_changes(
     assert "not the password" not in refused.output
     assert status(folder, reader) == Status.ACTIVE
     assert len(mail_server.subjects("INBOX")) == 1
+
+
+def test_a_pass_cut_short_after_recording_repeats_nothing_on_the_next(
+    folder: Folder, run: Run, mail_server: MailServer, sent: dict[str, str]
+) -> None:
+    configure(folder, mail_server, mail_server.imap_url)
+    reader = "reader0@example.net"
+    mail_server.deliver(
+        sample("gmail-over-quota.eml", reader, sent[reader], verp_of(folder, reader), 1)
+    )
+    newsletter = Newsletter.load(folder.config_path)  # the password from the environment
+    settings = newsletter.config.bounces
+
+    class CutShort(ImapMailbox):
+        def processed(self, key: str) -> None:  # the connection drops before the move
+            raise MailboxError("the connection was lost")
+
+    mailbox = open_mailbox(settings, newsletter.config.path)
+    assert isinstance(mailbox, ImapMailbox)
+    mailbox.__class__ = CutShort
+    with pytest.raises(MailboxError):
+        check_mailbox(mailbox, newsletter.store, newsletter.links, settings.address)
+    assert mail_server.subjects("INBOX") == ["Delivery Status Notification (Failure)"]
+
+    again = run("bounces", "check")
+
+    assert again.exit_code == 0, again.output
+    assert "0 reports recorded" in again.output and "1 seen before" in again.output
+    assert mail_server.subjects("INBOX") == []
+    found = newsletter.store.subscribers.find(reader)
+    assert found is not None
+    assert len(newsletter.store.events.of_subscriber(found.id)) == 1  # one soft bounce, once
