@@ -13,7 +13,12 @@ from mailer.core.lifecycle import Status
 
 @click.group("bounces")
 def group() -> None:
-    """Bounces and complaints that arrive by mail ([bounces] in config.toml)."""
+    """Bounces and complaints that arrive by mail ([bounces] in config.toml).
+
+    \b
+    Example:
+      mailer bounces check
+    """
 
 
 @group.command()
