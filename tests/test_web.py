@@ -997,9 +997,14 @@ def test_logs_name_nobody_by_full_address_or_token(
     token = unsubscribe_url.rsplit("/", 1)[1]
     client.post(local(unsubscribe_url))
     client.get(f"{BASE}/unsubscribe/{token[:-4]}AAAA")
+    ask_for_preferences_link(client, "reader@example.org")
+    ask_for_preferences_link(client, "grace.hopper@example.org")
     logged = caplog.text
     assert "a***@example.org" in logged and "unsubscribed" in logged
+    assert "preferences: preferences link sent to r***@example.org" in logged
+    assert "preferences: g***@example.org is unknown" in logged
     assert "ada.lovelace" not in logged and "reader@" not in logged
+    assert "grace.hopper" not in logged
     assert token not in logged and token[:-4] not in logged and token[:6] in logged
 
 
