@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email
+import email.errors
 import email.header
 import email.policy
 import email.utils
@@ -122,13 +123,17 @@ def _header(message: Message, name: str) -> str:
     value = message.get(name)
     if value is None:
         return ""
-    return " ".join(str(email.header.make_header(email.header.decode_header(str(value)))).split())
+    try:
+        text = str(email.header.make_header(email.header.decode_header(str(value))))
+    except (email.errors.HeaderParseError, LookupError, UnicodeError, ValueError):
+        text = str(value)  # an encoded word we cannot decode: shown as written
+    return " ".join(text.split())
 
 
 def _date(message: Message) -> dt.datetime | None:
     try:
         when = email.utils.parsedate_to_datetime(_header(message, "Date"))
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
