@@ -1,7 +1,7 @@
 """the send log found by Message-ID: a bounce by mail names the message, not the subscriber
 
-Revision ID: 0005_bounce_lookup
-Revises: 0004_subscriber_language
+Revision ID: 0008_bounce_lookup
+Revises: 0007_subscriber_search
 Create Date: 2026-12-01 22:00:00.000000
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0005_bounce_lookup"
-down_revision = "0004_subscriber_language"
+revision = "0008_bounce_lookup"
+down_revision = "0007_subscriber_search"
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """click counts per link and campaign ([analytics] clicks), never per person
 
-Revision ID: 0006_click_counts
-Revises: 0005_bounce_lookup
+Revision ID: 0009_click_counts
+Revises: 0008_bounce_lookup
 Create Date: 2026-12-01 22:20:00.000000
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006_click_counts"
-down_revision = "0005_bounce_lookup"
+revision = "0009_click_counts"
+down_revision = "0008_bounce_lookup"
 branch_labels = None
 depends_on = None
 
