@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import email
 import email.policy
+from collections.abc import Iterator
+from contextlib import contextmanager
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,25 @@ NARROW_WIDTHS = (375, 600)
 WIDE = 800
 HEIGHT = 800
 COLUMN = 600
+
+
+@contextmanager
+def chromium() -> Iterator[Any]:
+    """A headless Chromium (a playwright Browser), closed afterwards; skipped without one."""
+    if not CHROMIUM.is_file():
+        skip_or_fail(f"no Chromium at {CHROMIUM}")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        skip_or_fail("the playwright package is not installed")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 def personalised_html(folder: Folder, slug: str = "") -> str:

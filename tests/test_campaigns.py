@@ -6,6 +6,7 @@ import base64
 import email
 import email.policy
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import dkim
@@ -28,9 +29,8 @@ def outbox(folder: Folder) -> list[Path]:
     return sorted((folder.path / "outbox").glob("*.eml"))
 
 
-def test_a_dkim_signature_covers_the_list_headers_and_verifies(
-    folder: Folder, run: Run, tmp_path: Path
-) -> None:
+def dkim_keys(folder: Folder, tmp_path: Path) -> Callable[..., bytes]:
+    """Configure DKIM signing with a fresh key; return the DNS lookup that publishes it."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     key_file = tmp_path / "dkim.pem"
     key_file.write_bytes(
@@ -47,6 +47,18 @@ def test_a_dkim_signature_covers_the_list_headers_and_verifies(
     folder.configure('domain = ""', 'domain = "example.org"')
     folder.configure('selector = ""', 'selector = "news2026"')
     folder.configure('private_key_file = ""', f'private_key_file = "{key_file}"')
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        assert name == b"news2026._domainkey.example.org."
+        return record
+
+    return dns
+
+
+def test_a_dkim_signature_covers_the_list_headers_and_verifies(
+    folder: Folder, run: Run, tmp_path: Path
+) -> None:
+    dns = dkim_keys(folder, tmp_path)
     subscribe(folder, run)
 
     result = run("send", "--yes")
@@ -60,14 +72,34 @@ def test_a_dkim_signature_covers_the_list_headers_and_verifies(
         signature = email.message_from_bytes(data, policy=email.policy.default)["DKIM-Signature"]
         signed = {name.strip().lower() for name in re.search(r"h=([^;]+)", signature)[1].split(":")}  # type: ignore[index]
         assert {"from", "subject", "list-unsubscribe", "list-unsubscribe-post"} <= signed
-
-        def dns(name: bytes, timeout: int = 5) -> bytes:
-            assert name == b"news2026._domainkey.example.org."
-            return record
-
         assert dkim.verify(data, dnsfunc=dns)
         tampered = data.replace(b"List-Unsubscribe: <https://", b"List-Unsubscribe: <http://")
         assert not dkim.verify(tampered, dnsfunc=dns)
+
+
+def test_a_header_prepended_in_transit_breaks_the_dkim_signature(
+    folder: Folder, run: Run, tmp_path: Path
+) -> None:
+    dns = dkim_keys(folder, tmp_path)
+    subscribe(folder, run)
+
+    assert run("send", "--yes").exit_code == 0
+    data = outbox(folder)[0].read_bytes()
+    signature = email.message_from_bytes(data, policy=email.policy.default)["DKIM-Signature"]
+    listed = [name.strip().lower() for name in re.search(r"h=([^;]+)", signature)[1].split(":")]  # type: ignore[index]
+
+    # Each header a receiver acts on is listed once more than the message holds it.
+    for name in ("from", "to", "subject", "date", "message-id", "list-id", "list-unsubscribe"):
+        assert listed.count(name) == 2, (name, listed)
+    assert listed.count("list-unsubscribe-post") == 2
+    assert dkim.verify(data, dnsfunc=dns)
+    for added in (
+        b"List-Unsubscribe: <https://unsubscribe.example.com/trap>\r\n",
+        b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
+        b"From: Someone Else <else@example.com>\r\n",
+        b"Subject: Act now\r\n",
+    ):
+        assert not dkim.verify(added + data, dnsfunc=dns), added
 
 
 def test_campaigns_list_show_and_cancel(folder: Folder, run: Run) -> None:

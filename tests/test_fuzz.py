@@ -22,6 +22,7 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
+from mailer.bounces.reading import Verdict, read_report
 from mailer.content import commentary as content
 from mailer.core.addresses import AddressBook, InvalidAddress
 from mailer.core.tokens import InvalidLink, Links, Purpose
@@ -274,3 +275,32 @@ def test_any_change_to_a_token_is_refused(
 def test_any_random_token_is_refused(token: str) -> None:
     with pytest.raises(InvalidLink):
         LINKS.read(Purpose.UNSUBSCRIBE, token)
+
+
+# Bounce reports ---------------------------------------------------------------------------------
+
+BOUNCE_SAMPLES = sorted((Path(__file__).parent / "bounces").glob("*.eml"))
+
+
+@FUZZ
+@given(
+    sample=st.sampled_from(BOUNCE_SAMPLES),
+    cut=st.integers(min_value=0, max_value=6000),
+    inserted=st.one_of(
+        st.binary(max_size=40),
+        st.sampled_from(
+            [b"=?x-unknown?q?abc?=", b"=?utf-8?b?!!!?=", b"\r\n\r\n", b"--", b"\xff\xfe", b"\n\t"]
+        ),
+    ),
+    keep_rest=st.booleans(),
+)
+def test_any_message_in_the_bounce_mailbox_is_read_or_called_unreadable(
+    sample: Path, cut: int, inserted: bytes, keep_rest: bool
+) -> None:
+    data = sample.read_bytes()
+    mangled = data[:cut] + inserted + (data[cut:] if keep_rest else b"")
+
+    report = read_report(mangled)
+
+    assert report.verdict in set(Verdict)
+    assert report.event_id

@@ -39,7 +39,7 @@ from mailer.web.limits import CHANNEL_TIMEOUT, MAX_REQUEST_BYTES
 from mailer.web.pages import MAX_LISTS
 from mailer.web.ratelimit import SlidingWindow, address_key, client_key
 from mailer.web.service import EXTENSION, Service
-from mailer.web.signups import SignUp, SignUps
+from mailer.web.signups import LinkRequest, SignUp, SignUps
 from tests.conftest import SECRET, Folder, Run
 from tests.smtp_server import StartServer, certificates_fixture, smtp_server_fixture  # noqa: F401
 from tests.web_server import mailer_serve, serving
@@ -48,6 +48,8 @@ SITE = "https://www.example.org"
 BASE = "/commentaries"
 ON_ITS_WAY = "a message with a link to confirm the subscription is on its way"
 TOKEN_PAGES = ("confirm", "unsubscribe", "preferences")
+PAGES = (Purpose.CONFIRM, Purpose.UNSUBSCRIBE, Purpose.PREFERENCES)
+"""The purposes of tokens that open a page (a bounce token is an address, not a link)."""
 
 
 @pytest.fixture
@@ -488,10 +490,11 @@ def test_a_full_queue_is_refused_alike_for_everybody(
 ) -> None:
     add(newsletter, "active@example.org")
     service = service_of(app)
-    service.signups = SignUps(newsletter.store, service.signups.confirmation, limit=1)
+    signups = service.signups
+    service.signups = SignUps(newsletter.store, signups.confirmation, signups.preferences, limit=1)
     working, released = threading.Event(), threading.Event()
 
-    def handle(sign_up: SignUp) -> None:  # the thread, held on its first request
+    def handle(sign_up: SignUp | LinkRequest) -> None:  # the thread, held on its first request
         working.set()
         released.wait(60)
 
@@ -601,7 +604,7 @@ def test_forged_altered_or_expired_links_get_a_clear_page_and_change_nothing(
 ) -> None:
     pending = add(newsletter, "pending@example.org", Status.PENDING)
     links = newsletter.links
-    for purpose in Purpose:
+    for purpose in PAGES:
         subscriber = (pending.id, pending.link_secret)
         token = links.token(purpose, *subscriber)
         for bad in altered(token):
@@ -742,6 +745,125 @@ def test_preferences_choose_lists_and_unsubscribe_from_all_behind_a_csrf_token(
     assert "Subscribe again" in client.get(path).text
 
 
+def ask_for_preferences_link(client: FlaskClient, address: str, **fields: str) -> TestResponse:
+    form = {"email": address, **fields}
+    form.setdefault("csrf_token", csrf_token(client, f"{BASE}/preferences/"))
+    return settled(client, client.post(f"{BASE}/preferences/", data=form))
+
+
+def preferences_link(message: EmailMessage) -> str:
+    """The preferences link in a message's text part (and its HTML), as a path on this service."""
+    text = message.get_body(("plain",))
+    html = message.get_body(("html",))
+    assert text is not None and html is not None
+    found = re.search(r"https://\S+/preferences/\S+", str(text.get_content()))
+    assert found, "no preferences link in the message"
+    assert found[0] in str(html.get_content())
+    return local(found[0])
+
+
+def test_a_lost_preferences_link_is_mailed_again_and_the_new_one_works(
+    client: FlaskClient, newsletter: Newsletter, folder: Folder
+) -> None:
+    reader = add(newsletter, "reader@example.org")
+    form = client.get(f"{BASE}/preferences/")
+    assert form.status_code == 200 and form.headers["Cache-Control"] == "no-store"
+    assert 'type="email" id="email" name="email"' in form.text
+    assert '<label for="email">' in form.text
+
+    answer = ask_for_preferences_link(client, "Reader@Example.org")
+
+    assert answer.status_code == 200
+    assert "a message with a link to your preferences is on its way" in answer.text
+    (message,) = outbox(folder)
+    assert message["To"].addresses[0].addr_spec == "reader@example.org"
+    assert message["Subject"] == "Your preferences link for IAI Commentaries"
+    assert message["List-Unsubscribe"]
+    path = preferences_link(message)
+    page = client.get(path)
+    assert page.status_code == 200 and "reader@example.org" in page.text
+    saved = client.post(
+        path, data={"action": "unsubscribe", "csrf_token": csrf_token(client, path)}
+    )
+    assert saved.status_code == 200
+    assert status_of(newsletter, "reader@example.org") == Status.UNSUBSCRIBED
+    assert reasons(newsletter, reader.id) == ["preferences"]
+
+
+def test_the_preferences_form_answers_alike_whether_the_address_is_known_or_not(
+    client: FlaskClient, newsletter: Newsletter, folder: Folder
+) -> None:
+    add(newsletter, "active@example.org")
+    add(newsletter, "gone@example.org", Status.UNSUBSCRIBED)
+    add(newsletter, "bounced@example.org", Status.BOUNCED)
+    add(newsletter, "complained@example.org", Status.COMPLAINED)
+    service_of(client.application).address_limit = SlidingWindow(100, 60)
+    service_of(client.application).client_limit = SlidingWindow(100, 60)
+
+    unknown = ask_for_preferences_link(client, "nobody@example.org")
+    assert unknown.status_code == 200
+    for address in (
+        "active@example.org",
+        "gone@example.org",
+        "bounced@example.org",
+        "complained@example.org",
+    ):
+        known = ask_for_preferences_link(client, address)
+        assert (known.status_code, known.text) == (200, unknown.text), address
+
+    # The unknown address is not stored; a bounced or complained one is sent nothing.
+    assert newsletter.store.subscribers.find("nobody@example.org") is None
+    sent = sorted(m["To"].addresses[0].addr_spec for m in outbox(folder))
+    assert sent == ["active@example.org", "gone@example.org"]
+
+
+def test_the_preferences_form_refuses_a_missing_csrf_token_and_a_bad_address(
+    client: FlaskClient, newsletter: Newsletter, folder: Folder
+) -> None:
+    add(newsletter, "reader@example.org")
+
+    forged = settled(
+        client, client.post(f"{BASE}/preferences/", data={"email": "reader@example.org"})
+    )
+    assert forged.status_code == 400 and "This form has expired" in forged.text
+    wrong = ask_for_preferences_link(client, "reader@example.org", csrf_token="x")
+    assert wrong.status_code == 400
+    bad = ask_for_preferences_link(client, "not an address")
+    assert bad.status_code == 400 and 'value="not an address"' in bad.text
+    assert outbox(folder) == []
+    too_big = client.post(f"{BASE}/preferences/", data={"email": "x" * (MAX_REQUEST_BYTES + 1)})
+    assert too_big.status_code == 413
+
+
+def test_preferences_links_are_limited_together_with_subscribe_requests(
+    client: FlaskClient, app: Flask, newsletter: Newsletter, folder: Folder
+) -> None:
+    add(newsletter, "ada@example.org")
+    assert subscribe(client, "ada@example.org").status_code == 200  # active: nothing sent
+    for _ in range(2):
+        assert ask_for_preferences_link(client, "ada@example.org").status_code == 200
+    limited = ask_for_preferences_link(client, "ADA+news@example.org")
+    assert limited.status_code == 429 and 0 < int(limited.headers["Retry-After"]) <= 3600
+    assert len(outbox(folder)) == 2
+
+    service_of(app).client_limit = SlidingWindow(1, 600)
+    assert ask_for_preferences_link(client, "bob@example.org").status_code == 200
+    from_there = ask_for_preferences_link(client, "carol@example.org")
+    assert from_there.status_code == 429
+    elsewhere = settled(
+        client,
+        client.post(
+            f"{BASE}/preferences/",
+            data={
+                "email": "carol@example.org",
+                "csrf_token": csrf_token(client, f"{BASE}/preferences/"),
+            },
+            environ_base={"REMOTE_ADDR": "192.0.2.7"},
+        ),
+    )
+    assert elsewhere.status_code == 200
+
+
 def test_set_lists_makes_exactly_those_lists_the_subscribers(newsletter: Newsletter) -> None:
     subscribers = newsletter.store.subscribers
     reader = add(newsletter, "reader@example.org")
@@ -875,9 +997,14 @@ def test_logs_name_nobody_by_full_address_or_token(
     token = unsubscribe_url.rsplit("/", 1)[1]
     client.post(local(unsubscribe_url))
     client.get(f"{BASE}/unsubscribe/{token[:-4]}AAAA")
+    ask_for_preferences_link(client, "reader@example.org")
+    ask_for_preferences_link(client, "grace.hopper@example.org")
     logged = caplog.text
     assert "a***@example.org" in logged and "unsubscribed" in logged
+    assert "preferences: preferences link sent to r***@example.org" in logged
+    assert "preferences: g***@example.org is unknown" in logged
     assert "ada.lovelace" not in logged and "reader@" not in logged
+    assert "grace.hopper" not in logged
     assert token not in logged and token[:-4] not in logged and token[:6] in logged
 
 
@@ -1071,7 +1198,7 @@ def links_of(newsletter: Newsletter, person: Subscriber) -> dict[Purpose, str]:
     """The paths of a person's confirm, unsubscribe and preferences links, as mailed to them."""
     return {
         purpose: local(newsletter.links.url(purpose, person.id, person.link_secret))
-        for purpose in Purpose
+        for purpose in PAGES
     }
 
 

@@ -1198,3 +1198,60 @@ def test_after_an_erase_the_address_is_in_no_file_of_the_database_and_late_event
         if path.exists():
             data = path.read_bytes().lower()
             assert b"alice" not in data and b"rossi" not in data, f"{path.name} holds the address"
+
+
+# Soft bounces, scored --------------------------------------------------------------------------
+
+
+def soft_bounce(event_id: str, email: str, days_ago: float) -> dict[str, Any]:
+    at = dt.datetime.now(dt.UTC) - dt.timedelta(days=days_ago)
+    return {
+        "id": event_id,
+        "type": "soft_bounced",
+        "email": email,
+        "reason": "452 4.2.2 mailbox full",
+        "at": at.isoformat().replace("+00:00", "Z"),
+    }
+
+
+def post_generic(site: Site, *events: dict[str, Any]) -> None:
+    body = generic_body(*events)
+    response = site.post("generic", body, **generic_headers(body))
+    assert response.status_code == 200, response.get_data(as_text=True)
+
+
+def test_soft_bounces_within_the_window_mark_a_subscriber_bounced(
+    db_folder: Folder, make_site: MakeSite
+) -> None:
+    db_folder.configure("soft_bounces = 5", "soft_bounces = 3")
+    db_folder.configure("soft_bounce_days = 7", "soft_bounce_days = 10")
+    site = make_site()
+    site.send_issue({ALICE: "relay-1", BOB: "relay-2"})
+
+    # Alice: three within ten days. Bob: two of his three are older than ten days.
+    post_generic(site, soft_bounce("a1", ALICE, 9), soft_bounce("b1", BOB, 30))
+    post_generic(site, soft_bounce("a2", ALICE, 4), soft_bounce("b2", BOB, 11))
+    assert site.status(ALICE) == Status.ACTIVE
+    post_generic(site, soft_bounce("a3", ALICE, 0), soft_bounce("b3", BOB, 0))
+
+    assert site.changes(ALICE) == [("active", "bounced", "bounce")]
+    history = site.store.subscribers.history(site.store.subscribers.find(ALICE).id)  # type: ignore[union-attr]
+    assert "3 soft bounces within 10 days" in history[0].detail
+    assert site.status(BOB) == Status.ACTIVE
+    post_generic(site, soft_bounce("a3", ALICE, 0))  # the same event again changes nothing
+    assert len(site.changes(ALICE)) == 1
+
+
+def test_a_delivery_between_soft_bounces_resets_the_score(
+    db_folder: Folder, make_site: MakeSite
+) -> None:
+    db_folder.configure("soft_bounces = 5", "soft_bounces = 3")
+    site = make_site()
+    delivered = (dt.datetime.now(dt.UTC) - dt.timedelta(days=2)).isoformat()
+
+    post_generic(site, soft_bounce("s1", ALICE, 4), soft_bounce("s2", ALICE, 3))
+    post_generic(site, {"id": "d1", "type": "delivered", "email": ALICE, "at": delivered})
+    post_generic(site, soft_bounce("s3", ALICE, 1), soft_bounce("s4", ALICE, 0))
+    assert site.status(ALICE) == Status.ACTIVE
+    post_generic(site, soft_bounce("s5", ALICE, 0))
+    assert site.status(ALICE) == Status.BOUNCED

@@ -75,7 +75,7 @@ def template_of(newsletter: Newsletter, campaign: Campaign) -> MessageTemplate:
     rendered = newsletter.render(issue)
     if campaign.kind == CampaignKind.DIGEST:  # its own subject line, not the lead's title
         rendered = dataclasses.replace(rendered, subject=campaign.subject)
-    return newsletter.message_template(rendered, campaign.list_name)
+    return newsletter.campaign_template(rendered, campaign.id, campaign.list_name)
 
 
 def run_campaign(

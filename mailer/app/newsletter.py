@@ -19,9 +19,11 @@ from mailer.core import config as settings
 from mailer.core.clock import Clock, system_clock
 from mailer.core.config import Config
 from mailer.core.errors import ConfigError, Problem
+from mailer.core.events import SoftBounces
 from mailer.core.output import Written, write_atomically, write_folder
 from mailer.core.tokens import Links, Purpose
 from mailer.delivery.base import Backend
+from mailer.render.clicks import counted_urls, with_counted_links
 from mailer.render.email import RenderedIssue, render_issue
 from mailer.render.furniture import Furniture
 from mailer.render.message import MessageTemplate, Recipient, Sender
@@ -89,7 +91,9 @@ class Newsletter:
 
     @cached_property
     def store(self) -> Store:
-        return Store.open(self.config.database.url, self.config.folder, self.secret)
+        bounces = self.config.bounces
+        soft_bounces = SoftBounces(bounces.soft_bounces, bounces.soft_bounce_days)
+        return Store.open(self.config.database.url, self.config.folder, self.secret, soft_bounces)
 
     @cached_property
     def links(self) -> Links:
@@ -186,6 +190,17 @@ class Newsletter:
 
     def message_template(self, rendered: RenderedIssue, list_name: str) -> MessageTemplate:
         return MessageTemplate(rendered, self.sender(list_name))
+
+    def campaign_template(
+        self, rendered: RenderedIssue, campaign_id: int, list_name: str
+    ) -> MessageTemplate:
+        """The messages of a campaign: with [analytics] clicks, its links counted."""
+        if self.config.analytics.clicks:
+            link_ids = self.store.clicks.register(campaign_id, counted_urls(rendered))
+            rendered = with_counted_links(
+                rendered, link_ids, lambda link_id: self.links.click_url(campaign_id, link_id)
+            )
+        return self.message_template(rendered, list_name)
 
     def recipient(self, subscriber_id: int, link_secret: str, email: str, name: str) -> Recipient:
         links = self.links

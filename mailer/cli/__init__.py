@@ -28,6 +28,7 @@ COMMANDS = {
     "worker": "sending:worker",
     "subscribers": "subscribers:group",
     "lists": "lists:group",
+    "bounces": "bounces:group",
     "db": "database:group",
     "serve": "serve:serve",
     "scheduler": "serve:scheduler",

@@ -124,7 +124,7 @@ def send(
             return
         report = run_with_progress(
             newsletter,
-            template,
+            newsletter.campaign_template(rendered, campaign.id, list_name),
             campaign,
             pace(newsletter, rate, concurrency),
             make_backend,
@@ -472,6 +472,11 @@ def show(invocation: Invocation, campaign_id: int, failures: int) -> None:
     click.echo(f"  recipients: {campaign.recipients:,}")
     for delivery_state in DeliveryState:
         click.echo(f"  {delivery_state.value + ':':11} {counts[delivery_state]:,}")
+    links = store.clicks.of_campaign(campaign.id)
+    if links:
+        click.echo("Links, the most clicked first (clicks; HEAD requests and link scanners apart):")
+        for link in links:
+            click.echo(f"  {link.clicks:>7,}  ({link.clicks_apart:,} apart)  {link.url}")
     listed = store.campaigns.reasons(campaign.id, DeliveryState.FAILED, failures)
     if listed:
         click.echo("Failures:")

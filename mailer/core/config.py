@@ -277,6 +277,45 @@ class ConsoleSettings(Section):
     """A console session unused this long ends; the person signs in again."""
 
 
+MAILBOX_SCHEMES = ("imaps", "pop3s")
+
+
+def _mailbox(value: str) -> str:
+    parts = urlsplit(value)
+    if value and (parts.scheme not in MAILBOX_SCHEMES or not parts.hostname or not parts.username):
+        raise ValueError(
+            f"'{value}' is not a mailbox URL, like imaps://bounces@imap.example.org/INBOX or "
+            "pop3s://bounces@pop.example.org"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class BounceSettings(Section):
+    """[bounces]: where bounces return (VERP) and the mailbox mailer reads them from."""
+
+    address: str = setting("", check=_optional_address)
+    """With the smtp backend, each message's envelope sender is `local+TOKEN@domain` of it."""
+    mailbox: str = setting("", check=_mailbox)
+    password: str = setting("")
+    processed: str = setting("move", check=one_of("move", "delete"))
+    """What becomes of a bounce once recorded: moved to `folder` (IMAP), or deleted."""
+    folder: str = setting("Processed")
+    ca_file: Path | None = setting(None)
+    timeout: float = setting(60.0, check=at_least(1))
+    # Mailman's defaults: a score of 5 (bounce_score_threshold) within 7 days
+    # (bounce_info_stale_after).
+    soft_bounces: int = setting(5, check=at_least(1))
+    """Soft bounces within `soft_bounce_days` that make a subscriber bounced."""
+    soft_bounce_days: int = setting(7, check=at_least(1))
+
+
+@dataclass(frozen=True)
+class AnalyticsSettings(Section):
+    clicks: bool = setting(False)
+    """Count clicks per link and campaign (never per person) through the web service."""
+
+
 @dataclass(frozen=True)
 class WebhookSettings(Section):
     """[webhooks]: its tables are the providers' own ([webhooks.ses])."""
@@ -298,6 +337,8 @@ class Config(Section):
     schedule: ScheduleSettings = setting(ScheduleSettings())
     console: ConsoleSettings = setting(ConsoleSettings())
     webhooks: WebhookSettings = setting(WebhookSettings())
+    bounces: BounceSettings = setting(BounceSettings())
+    analytics: AnalyticsSettings = setting(AnalyticsSettings())
     tables: Mapping[tuple[str, ...], Section] = field(
         default_factory=dict, metadata={"key": "", "check": None}
     )

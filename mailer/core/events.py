@@ -1,6 +1,6 @@
 """What a sending service reports about a message, one normalised type whatever the source.
 
-A webhook, and in time a bounce mailbox, turn what they receive into Events; the store applies
+A webhook and the bounce mailbox turn what they receive into Events; the store applies
 them to subscribers and the send log. Each keeps the provider's own record (`raw`).
 """
 
@@ -53,3 +53,16 @@ class Event:
         if self.kind is Kind.BOUNCED:
             return f"{self.severity or Severity.SOFT} bounce"
         return self.kind.value
+
+
+@dataclass(frozen=True)
+class SoftBounces:
+    """When soft bounces make a subscriber bounced: `limit` of them within `days` days, with no
+    delivery reported since the first of them."""
+
+    limit: int = 5
+    days: int = 7
+
+
+MAILMAN_DEFAULTS = SoftBounces()
+"""Mailman's bounce_score_threshold (5) and bounce_info_stale_after (7 days)."""

@@ -1,7 +1,10 @@
 """DKIM signatures (dkimpy) for the backends that hand over whole messages: outbox and smtp.
 
 The signature covers From, To, Subject, Date, Message-ID and the list headers, List-Unsubscribe
-and List-Unsubscribe-Post among them (RFC 8058 asks for both to be signed).
+and List-Unsubscribe-Post among them (RFC 8058 asks for both to be signed). The headers a receiver
+acts on are oversigned (RFC 6376 section 8.15): each is listed once more than it occurs, so the
+signature also covers its absence, and a second List-Unsubscribe or From prepended in transit
+breaks it instead of being shown by a client that reads the topmost one.
 """
 
 from __future__ import annotations
@@ -12,19 +15,33 @@ import dkim
 
 from mailer.core.errors import ConfigError, Problem
 
-SIGNED_HEADERS = (
+OVERSIGNED_HEADERS = (
     b"From",
     b"To",
     b"Subject",
     b"Date",
     b"Message-ID",
-    b"Reply-To",
     b"List-Id",
     b"List-Unsubscribe",
     b"List-Unsubscribe-Post",
-    b"MIME-Version",
-    b"Content-Type",
 )
+SIGNED_HEADERS = (*OVERSIGNED_HEADERS, b"Reply-To", b"MIME-Version", b"Content-Type")
+
+
+def signed_headers(message: bytes) -> list[bytes]:
+    """The h= list for this message: each signed header as often as it occurs (at least once,
+    which signs its absence), the oversigned ones once more than they occur."""
+    headers, _ = dkim.rfc822_parse(message)
+    present = [name.lower() for name, _ in headers]
+    return [
+        name
+        for name in SIGNED_HEADERS
+        for _ in range(_times_listed(name, present.count(name.lower())))
+    ]
+
+
+def _times_listed(name: bytes, occurrences: int) -> int:
+    return occurrences + 1 if name in OVERSIGNED_HEADERS else max(occurrences, 1)
 
 
 class Signer:
@@ -51,7 +68,7 @@ class Signer:
             self.domain,
             self.private_key,
             canonicalize=(b"relaxed", b"relaxed"),
-            include_headers=list(SIGNED_HEADERS),
+            include_headers=signed_headers(message),
             linesep=b"\r\n",
         )
         return bytes(header) + message

@@ -156,20 +156,42 @@ def render_confirmation(
     valid_days: int,
 ) -> RenderedMessage:
     """The message asking someone to confirm a subscription (double opt-in): a text and an HTML
-    part with the confirmation link. Made for one person, so it needs no placeholders, and its
-    HTML carries its few styles inline already."""
-    context: dict[str, Any] = {
-        "newsletter": newsletter,
-        "confirm_url": confirm_url,
-        "lists": list(lists),
-        "valid_days": valid_days,
-    }
+    part with the confirmation link."""
+    return _personal_message(
+        theme,
+        "confirm_email",
+        _subject("Confirm your subscription to %(newsletter)s", newsletter),
+        newsletter=newsletter,
+        confirm_url=confirm_url,
+        lists=list(lists),
+        valid_days=valid_days,
+    )
+
+
+def render_preferences_link(
+    theme: Theme, newsletter: NewsletterSettings, preferences_url: str
+) -> RenderedMessage:
+    """The message that answers someone who asked for their preferences link again."""
+    return _personal_message(
+        theme,
+        "preferences_email",
+        _subject("Your preferences link for %(newsletter)s", newsletter),
+        newsletter=newsletter,
+        preferences_url=preferences_url,
+    )
+
+
+def _subject(subject: str, newsletter: NewsletterSettings) -> str:
+    """A subject in the newsletter's language, naming the newsletter."""
+    return i18n.language(newsletter.language).gettext(subject) % {"newsletter": newsletter.name}
+
+
+def _personal_message(theme: Theme, template: str, subject: str, **context: Any) -> RenderedMessage:
+    """A message made for one person from the theme's `<template>.html` and `.txt`: it needs no
+    placeholders, and its HTML carries its few styles inline already."""
     return RenderedMessage(
-        subject=i18n.language(newsletter.language).gettext(
-            "Confirm your subscription to %(newsletter)s"
-        )
-        % {"newsletter": newsletter.name},
-        html=theme.render("confirm_email.html", **context),
-        text=theme.render("confirm_email.txt", **context),
+        subject=subject,
+        html=theme.render(f"{template}.html", **context),
+        text=theme.render(f"{template}.txt", **context),
         marker="mlr" + secrets.token_hex(6),
     )

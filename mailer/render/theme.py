@@ -32,9 +32,13 @@ THEME_FILES = (
     "confirm.html",
     "unsubscribe.html",
     "preferences.html",
+    "preferences_link.html",
     "message.html",
     "confirm_email.txt",
     "confirm_email.html",
+    "personal_email.html",
+    "preferences_email.txt",
+    "preferences_email.html",
 )
 
 

@@ -23,9 +23,11 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from mailer.core.addresses import SuppressionHash
 from mailer.core.errors import DatabaseError
+from mailer.core.events import MAILMAN_DEFAULTS, SoftBounces
 from mailer.store.audience import Audience
 from mailer.store.audit import AuditLog
 from mailer.store.campaigns import Campaigns
+from mailer.store.clicks import Clicks
 from mailer.store.directory import Directory
 from mailer.store.events import Events
 from mailer.store.lists import Lists
@@ -200,7 +202,12 @@ def ensure_current(engine: Engine, shown_url: str) -> None:
 
 
 class Store:
-    def __init__(self, engine: Engine, secret: Callable[[], str]) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        secret: Callable[[], str],
+        soft_bounces: SoftBounces = MAILMAN_DEFAULTS,
+    ) -> None:
         """`secret` gives the newsletter's secret, which keys the hashes of erased addresses;
         it is asked for only when an address is hashed."""
         self.engine = engine
@@ -208,7 +215,7 @@ class Store:
         self.subscribers = Subscribers(engine, hashes)
         self.lists = Lists(engine)
         self.campaigns = Campaigns(engine)
-        self.events = Events(engine, hashes)
+        self.events = Events(engine, hashes, soft_bounces)
         self.audience = Audience(engine)
         self.directory = Directory(engine, self.subscribers, self.events)
         self.schedule = Schedule(engine)
@@ -216,14 +223,21 @@ class Store:
         self.staff_sessions = StaffSessions(engine)
         self.login_failures = LoginFailures(engine)
         self.audit = AuditLog(engine)
+        self.clicks = Clicks(engine)
 
     @classmethod
-    def open(cls, url: str, folder: Path, secret: Callable[[], str]) -> Store:
+    def open(
+        cls,
+        url: str,
+        folder: Path,
+        secret: Callable[[], str],
+        soft_bounces: SoftBounces = MAILMAN_DEFAULTS,
+    ) -> Store:
         """The database at `url` (SQLite paths relative to `folder`), its schema made current."""
         resolved = resolve_url(url, folder)
         engine = open_engine(resolved)
         ensure_current(engine, make_url(resolved).render_as_string(hide_password=True))
-        return cls(engine, secret)
+        return cls(engine, secret, soft_bounces)
 
     @property
     def single_worker(self) -> bool:

@@ -1,10 +1,13 @@
-"""Providers' webhook events: recorded once each, and applied to subscribers and the send log.
+"""Events of providers' webhooks and of the bounce mailbox: recorded once each, and applied to
+subscribers and the send log.
 
 A hard bounce makes the subscriber bounced and fails the delivery it came from (found by the
 provider's message id in the send log, else the subscriber's latest delivery that went out); a
 complaint makes them complained and notes it on that delivery, which stays sent (the message did
-arrive); an unsubscription through the provider makes them unsubscribed. Deliveries and soft
-bounces are recorded only. Everything one request carried is applied in one transaction, and an
+arrive); an unsubscription through the provider makes them unsubscribed. Deliveries are recorded
+only. Soft bounces are scored: the one that makes `SoftBounces.limit` within `SoftBounces.days`,
+none of them followed by a reported delivery, makes the subscriber bounced as a hard bounce
+would. Everything one request carried is applied in one transaction, and an
 event seen before (same provider, same event id) changes nothing more, however often it comes.
 """
 
@@ -17,11 +20,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, delete, select, update
+from sqlalchemy import Connection, Engine, Table, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from mailer.core.addresses import SuppressionHash, as_stored, key
-from mailer.core.events import Event, Kind
+from mailer.core.events import MAILMAN_DEFAULTS, Event, Kind, SoftBounces
 from mailer.core.lifecycle import Reason, Status
 from mailer.store.campaigns import DeliveryState
 from mailer.store.schema import deliveries, events, subscribers, utcnow, webhook_tokens
@@ -75,9 +78,15 @@ class StoredEvent:
 
 
 class Events:
-    def __init__(self, engine: Engine, hashes: SuppressionHash) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        hashes: SuppressionHash,
+        soft_bounces: SoftBounces = MAILMAN_DEFAULTS,
+    ) -> None:
         self.engine = engine
         self.hashes = hashes
+        self.soft_bounces = soft_bounces
 
     def apply(self, events: Sequence[Event], replay_token: str = "", provider: str = "") -> Applied:
         """Record and apply the events of one request, all or nothing. With `replay_token`,
@@ -93,7 +102,7 @@ class Events:
             if replay_token:
                 _spend(connection, provider, replay_token, now)
             for event in events:
-                _apply(connection, event, now, applied, self.hashes)
+                _apply(connection, event, now, applied, self.hashes, self.soft_bounces)
         return applied
 
     def of_subscriber(self, subscriber_id: int) -> list[StoredEvent]:
@@ -105,6 +114,17 @@ class Events:
                 .order_by(events.c.id)
             ).all()
         return [_recorded(row) for row in rows]
+
+    def sent_to(self, message_id: str) -> int | None:
+        """The subscriber a message with this Message-ID went to, by the send log."""
+        with self.engine.connect() as connection:
+            found: int | None = connection.scalar(
+                select(deliveries.c.subscriber_id)
+                .where(deliveries.c.message_id.in_(message_id_forms(message_id)))
+                .order_by(deliveries.c.campaign_id.desc())
+                .limit(1)
+            )
+        return found
 
 
 _COLUMNS = (
@@ -166,6 +186,7 @@ def _apply(
     now: dt.datetime,
     applied: Applied,
     hashes: SuppressionHash,
+    soft_bounces: SoftBounces,
 ) -> None:
     address = as_stored(event.recipient)
     subscriber_id = connection.scalar(
@@ -200,12 +221,44 @@ def _apply(
         new, why = Status.BOUNCED, Reason.BOUNCE
     elif event.kind in _STATUS_OF:
         new, why = _STATUS_OF[event.kind]
+    elif event.kind is Kind.BOUNCED:
+        scored = _soft_bounces(connection, subscriber_id, now, soft_bounces)
+        if scored < soft_bounces.limit:
+            return
+        new, why = Status.BOUNCED, Reason.BOUNCE
+        detail += f" ({scored} soft bounces within {soft_bounces.days} days)"
     else:
-        return  # delivered, soft bounce: recorded only
+        return  # delivered: recorded only
     if change_status(connection, subscriber_id, new, why, detail):
         applied.changed.append((subscriber_id, new))
     if event.kind is not Kind.UNSUBSCRIBED:
         applied.deliveries += _mark_delivery(connection, subscriber_id, event, detail, now)
+
+
+def _soft_bounces(
+    connection: Connection, subscriber_id: int, now: dt.datetime, rule: SoftBounces
+) -> int:
+    """The soft bounces of this subscriber within the rule's days and since the latest delivery
+    a provider reported (a delivery in between shows the mailbox works again)."""
+    when = func.coalesce(events.c.occurred_at, events.c.received_at)
+    mine = events.c.subscriber_id == subscriber_id
+    delivered = connection.scalar(
+        select(func.max(when)).where(mine, events.c.kind == Kind.DELIVERED.value)
+    )
+    since = now - dt.timedelta(days=rule.days)
+    if delivered is not None and delivered > since:
+        since = delivered
+    return (
+        connection.scalar(
+            select(func.count()).where(
+                mine,
+                events.c.kind == Kind.BOUNCED.value,
+                func.coalesce(events.c.severity, "soft") != "hard",
+                when > since,
+            )
+        )
+        or 0
+    )
 
 
 def _mark_delivery(

@@ -244,6 +244,24 @@ deliveries = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     Index("ix_deliveries_campaign_id_state", "campaign_id", "state", "subscriber_id"),
     Index("ix_deliveries_subscriber_id", "subscriber_id"),
+    # A bounce by mail that carries no VERP token is traced by the original's Message-ID.
+    Index("ix_deliveries_message_id", "message_id"),
+)
+
+campaign_links = Table(
+    # The links of a campaign's issue that go through the click counter ([analytics] clicks):
+    # counts per link and campaign, never per person. `url_hash` (SHA-256 of the URL) keys a
+    # link within its campaign, since URLs are too long for a unique index everywhere.
+    "campaign_links",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("campaign_id", Id, ForeignKey("campaigns.id", ondelete="CASCADE"), nullable=False),
+    Column("url_hash", String(64), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("clicks", BigInteger, nullable=False, default=0),
+    Column("clicks_apart", BigInteger, nullable=False, default=0),
+    Index("uq_campaign_links_campaign_id_url_hash", "campaign_id", "url_hash", unique=True),
+    sqlite_autoincrement=True,
 )
 
 events = Table(

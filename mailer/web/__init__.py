@@ -15,8 +15,9 @@ from flask import Flask, Response, jsonify, make_response, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from mailer.app.confirmation import ConfirmationMail
+from mailer.app.confirmation import ConfirmationMail, PreferencesLinkMail
 from mailer.app.newsletter import Newsletter
+from mailer.web.clicks import SCANNER_REQUESTS, SCANNER_SECONDS, clicks
 from mailer.web.csrf import Csrf
 from mailer.web.files import BuiltFiles, Shortcut
 from mailer.web.headers import add_security_headers
@@ -28,9 +29,11 @@ from mailer.web.signups import SignUps
 from mailer.web.webhooks import webhooks_blueprint
 
 ADDRESS_LIMIT = (3, 3600.0)
-"""Subscribe requests per address: 3 an hour (each may send a confirmation message)."""
+"""Subscribe and preferences-link requests per address, counted together: 3 an hour (each may
+send a message)."""
 CLIENT_LIMIT = (20, 600.0)
-"""Subscribe requests per client network (a /24 of IPv4, a /64 of IPv6): 20 in ten minutes."""
+"""Subscribe and preferences-link requests per client network (a /24 of IPv4, a /64 of IPv6),
+counted together: 20 in ten minutes."""
 
 log = logging.getLogger("mailer.web")
 
@@ -54,6 +57,7 @@ def create_app(newsletter: Newsletter, *, proxies: int = 0) -> Flask:
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     files = BuiltFiles(config.paths.output)
+    backend = newsletter.backend_factory()
     app.extensions[EXTENSION] = Service(
         newsletter=newsletter,
         csrf=Csrf(secret, prefix or "/"),
@@ -61,11 +65,15 @@ def create_app(newsletter: Newsletter, *, proxies: int = 0) -> Flask:
         address_limit=SlidingWindow(*ADDRESS_LIMIT),
         client_limit=SlidingWindow(*CLIENT_LIMIT),
         signups=SignUps(
-            newsletter.store, ConfirmationMail(newsletter, newsletter.backend_factory())
+            newsletter.store,
+            ConfirmationMail(newsletter, backend),
+            PreferencesLinkMail(newsletter, backend),
         ),
+        click_networks=SlidingWindow(SCANNER_REQUESTS, SCANNER_SECONDS),
     )
     app.register_blueprint(pages, url_prefix=prefix)
     app.register_blueprint(webhooks_blueprint(newsletter), url_prefix=prefix)
+    app.register_blueprint(clicks, url_prefix=prefix)
     app.after_request(lambda response: service().csrf.set_cookie(response))
     app.after_request(add_security_headers)
     app.register_error_handler(HTTPException, _http_error)

@@ -27,7 +27,7 @@ from mailer.web import redact
 from mailer.web.files import FEEDS, PAGE
 from mailer.web.ratelimit import address_key, client_key
 from mailer.web.service import Service, service
-from mailer.web.signups import SignUp
+from mailer.web.signups import LinkRequest, SignUp
 
 pages = Blueprint("pages", __name__)
 log = logging.getLogger("mailer.web")
@@ -199,11 +199,10 @@ def read_request(current: Service) -> Asked | Response:
 def check_request(current: Service, asked: Asked) -> Candidate | Response:
     """The person to subscribe, or the answer when a limit or a field says no. A filled-in
     honeypot gets the usual answer, and nothing is queued."""
+    limited = limit_client(current, "subscribe", asked.answer_json)
+    if limited:
+        return limited
     ip = client_ip()
-    wait = current.client_limit.hit(client_key(ip))
-    if wait:
-        log.warning("subscribe: too many requests from %s", ip)
-        return too_many(current, wait, asked.answer_json)
     if asked.trap.strip():
         log.info("subscribe: honeypot filled in from %s; nothing stored", ip)
         return on_its_way(current, asked.answer_json)
@@ -229,10 +228,9 @@ def check_request(current: Service, asked: Asked) -> Candidate | Response:
     language = reader_language(current, asked.language)
     if language is None:
         return asked.refuse(current, "there is no such language to choose", email=email, name=name)
-    wait = current.address_limit.hit(address_key(email))
-    if wait:
-        log.warning("subscribe: too many requests for %s", redact.address(email))
-        return too_many(current, wait, asked.answer_json)
+    limited = limit_address(current, "subscribe", email, asked.answer_json)
+    if limited:
+        return limited
     return Candidate(
         email,
         name,
@@ -249,6 +247,25 @@ def reader_language(current: Service, asked: str) -> str | None:
     if asked not in ("", *offered):
         return None
     return "" if asked == offered[0] else asked
+
+
+def limit_client(current: Service, kind: str, answer_json: bool) -> Response | None:
+    """Count a request from this client's network; the 429 answer once it asked too often."""
+    ip = client_ip()
+    wait = current.client_limit.hit(client_key(ip))
+    if not wait:
+        return None
+    log.warning("%s: too many requests from %s", kind, ip)
+    return too_many(current, wait, answer_json)
+
+
+def limit_address(current: Service, kind: str, email: str, answer_json: bool) -> Response | None:
+    """Count a request that may send `email` a message; the 429 answer once it had too many."""
+    wait = current.address_limit.hit(address_key(email))
+    if not wait:
+        return None
+    log.warning("%s: too many requests for %s", kind, redact.address(email))
+    return too_many(current, wait, answer_json)
 
 
 def on_its_way(current: Service, answer_json: bool) -> Response:
@@ -402,6 +419,59 @@ def unsubscribe(token: str) -> Response:
             ".preferences", token=links.token(Purpose.PREFERENCES, found.id, found.link_secret)
         ),
     )
+
+
+LINK_ON_ITS_WAY = (
+    "If we hold a subscription for this address, a message with a link to your preferences is "
+    "on its way."
+)
+"""The answer to every accepted request for a preferences link, known address or not."""
+
+
+def preferences_link_page(current: Service, status: int = 200, **values: str) -> Response:
+    return current.page(
+        "preferences_link.html",
+        status,
+        action=url_for(".preferences_link"),
+        csrf_token=current.csrf.token(),
+        subscribe_url=url_for(".subscribe"),
+        **{"email": "", "error": "", **values},
+    )
+
+
+@pages.route("/preferences/", methods=["GET", "POST"])
+def preferences_link() -> Response:
+    """A lost preferences link: the form takes an address; a known one is mailed a fresh link
+    after the answer (mailer.web.signups), which is the same for every address. Limited with
+    subscribe requests, by address and by network, since each may send a message."""
+    current = service()
+    if request.method == "GET":
+        return preferences_link_page(current)
+    asked = request.form.get("email", "")
+    if not current.csrf.valid():
+        return preferences_link_page(
+            current,
+            400,
+            email=asked,
+            error="This form has expired or your browser did not send its cookie: reload the "
+            "page and try again.",
+        )
+    limited = limit_client(current, "preferences", answer_json=False)
+    if limited:
+        return limited
+    try:
+        email = current.addresses.normalise(asked)
+    except InvalidAddress as error:
+        reason = str(error)
+        return preferences_link_page(
+            current, 400, email=asked, error=reason[:1].upper() + reason[1:]
+        )
+    limited = limit_address(current, "preferences", email, answer_json=False)
+    if limited:
+        return limited
+    if not current.signups.submit(LinkRequest(email)):
+        return preferences_link_page(current, 503, email=asked, error=BUSY)
+    return current.message("Check your inbox", LINK_ON_ITS_WAY)
 
 
 @pages.route("/preferences/<token>", methods=["GET", "POST"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, cast
@@ -24,12 +26,15 @@ class Service:
     csrf: Csrf
     files: BuiltFiles
     address_limit: SlidingWindow
-    """Subscribe requests for one address: each may send a confirmation message."""
+    """Subscribe and preferences-link requests for one address: each may send a message."""
     client_limit: SlidingWindow
-    """Subscribe requests from one client network."""
+    """Subscribe and preferences-link requests from one client network."""
     signups: SignUps
-    """Subscribe requests, recorded and confirmed after the answer."""
+    """Subscribe and preferences-link requests, handled after the answer."""
+    click_networks: SlidingWindow
+    """Counted clicks of one campaign from one network soon after its delivery (link scanners)."""
     addresses: AddressBook = field(default_factory=AddressBook)
+    clock: Callable[[], float] = time.time
 
     @property
     def default_list(self) -> str:
