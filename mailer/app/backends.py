@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from mailer.core.config import Config, DkimSettings
 from mailer.core.errors import ConfigError, Problem
-from mailer.delivery.base import Backend
+from mailer.delivery.base import Backend, Reconciler
 from mailer.providers import registry
 
 
@@ -22,6 +22,15 @@ def backend_factory(config: Config) -> Callable[[], Backend]:
         raise LookupError(delivery.backend)
     options = registry.BackendOptions(connections=delivery.concurrency, sign=signer(config.dkim))
     return provider.backend(config.table(provider.settings), options)
+
+
+def reconciler_of(config: Config) -> Reconciler | None:
+    """What asks the configured service which recipients of a batch it took, or None when it
+    cannot be asked."""
+    provider = registry.with_backend(config.delivery.backend)
+    if provider.reconciler is None:
+        return None
+    return provider.reconciler(config.table(provider.settings))
 
 
 def signer(settings: DkimSettings) -> Callable[[bytes], bytes]:

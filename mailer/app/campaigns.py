@@ -20,6 +20,7 @@ from mailer.delivery.base import Backend
 from mailer.render.message import MessageTemplate
 from mailer.sending.dispatch import Dispatcher, Pace, RunReport, Tally
 from mailer.sending.journal import Journal
+from mailer.sending.reconciling import Reconciled, Reconciliation
 from mailer.store.campaigns import Campaign, CampaignKind, CampaignStatus
 
 JOURNAL = ".journal"
@@ -78,6 +79,31 @@ def template_of(newsletter: Newsletter, campaign: Campaign) -> MessageTemplate:
     return newsletter.campaign_template(rendered, campaign.id, campaign.list_name)
 
 
+def reconciliation(newsletter: Newsletter) -> Reconciliation | None:
+    """Asking the configured service about uncertain deliveries, by the newsletter's clock; None
+    when the service cannot be asked."""
+    reconciler = newsletter.reconciler()
+    if reconciler is None:
+        return None
+    return Reconciliation(reconciler, newsletter.clock, newsletter.config.delivery.max_attempts)
+
+
+def reconcile(newsletter: Newsletter, campaign: Campaign) -> Reconciled:
+    """Ask the service about the campaign's uncertain deliveries now (before they are sent again
+    on purpose, say); a done campaign with some to send again is paused, to be resumed. The
+    caller holds the sending lock."""
+    asking = reconciliation(newsletter)
+    if asking is None:
+        return Reconciled()
+    store = newsletter.store
+    reconciled = asking(store.campaigns, campaign.id)
+    if reconciled.again and campaign.status == CampaignStatus.DONE:
+        store.campaigns.set_status(
+            campaign.id, CampaignStatus.PAUSED, "the service never had some uncertain ones"
+        )
+    return reconciled
+
+
 def run_campaign(
     newsletter: Newsletter,
     template: MessageTemplate,
@@ -102,5 +128,6 @@ def run_campaign(
         pace,
         worker_name(),
         journal,
+        reconciliation=reconciliation(newsletter),
     )
     return engine.run(campaign, progress)

@@ -22,7 +22,7 @@ from mailer.core.errors import ConfigError, Problem
 from mailer.core.events import SoftBounces
 from mailer.core.output import Written, write_atomically, write_folder
 from mailer.core.tokens import Links, Purpose
-from mailer.delivery.base import Backend
+from mailer.delivery.base import Backend, Reconciler
 from mailer.render.clicks import counted_urls, with_counted_links
 from mailer.render.email import RenderedIssue, render_issue
 from mailer.render.furniture import Furniture
@@ -219,6 +219,13 @@ class Newsletter:
         from mailer.app.backends import backend_factory  # only the chosen backend is imported
 
         return backend_factory(self.config)
+
+    def reconciler(self) -> Reconciler | None:
+        """What asks the configured service about uncertain deliveries; None when it cannot be
+        asked (see mailer.sending.reconciling)."""
+        from mailer.app.backends import reconciler_of
+
+        return reconciler_of(self.config)
 
     def build(self) -> Built:
         """Feeds and web archive into the output folder, without what is still embargoed;

@@ -14,6 +14,7 @@ from mailer.app.campaigns import (
     journal_of,
     pace,
     public_at,
+    reconcile,
     run_campaign,
     template_of,
     worker_name,
@@ -26,9 +27,11 @@ from mailer.core.clock import parse_time
 from mailer.core.errors import RequestError
 from mailer.core.lifecycle import Frequency, Status
 from mailer.delivery.base import Backend, BackendError, Outcome, Outgoing
+from mailer.providers import registry
 from mailer.render.message import MessageTemplate
 from mailer.sending.dispatch import Pace, RunReport, Tally
 from mailer.sending.journal import Journal
+from mailer.sending.reconciling import Reconciled
 from mailer.store.campaigns import Campaign, CampaignKind, CampaignStatus, DeliveryState
 
 UNCERTAIN = DeliveryState.UNCERTAIN
@@ -186,6 +189,8 @@ def _campaign_to_send(
     the issue already went. Asks before a new send or a resumed one."""
     store = newsletter.store
     campaign = _previous(newsletter, issue, list_name)
+    if campaign is not None:
+        campaign = _asked_first(newsletter, campaign)
     uncertain = 0 if campaign is None else store.campaigns.counts(campaign.id)[UNCERTAIN]
     resending = resend_uncertain and uncertain > 0
     if campaign is not None and campaign.status == CampaignStatus.DONE and not resending:
@@ -243,6 +248,33 @@ def _previous(newsletter: Newsletter, issue: Issue, list_name: str) -> Campaign 
     if what:
         raise RequestError(f"campaign {campaign.id} of this issue to '{list_name}' {what}")
     return campaign
+
+
+def _asked_first(newsletter: Newsletter, campaign: Campaign) -> Campaign:
+    """The campaign once the service was asked about its uncertain deliveries (where it can
+    be), saying what it answered."""
+    if not newsletter.store.campaigns.counts(campaign.id)[UNCERTAIN]:
+        return campaign
+    _print_reconciled(reconcile(newsletter, campaign))
+    return newsletter.store.campaigns.get(campaign.id) or campaign
+
+
+def _print_reconciled(reconciled: Reconciled) -> None:
+    """What the service said of the uncertain deliveries it was asked about."""
+    asked = count(reconciled.asked, "uncertain message")
+    if reconciled.unanswered:
+        click.echo(
+            f"Could not ask {reconciled.service} about {asked}: {reconciled.unanswered}; "
+            "they stay uncertain.",
+            err=True,
+        )
+    elif reconciled.asked:
+        untold = reconciled.asked - reconciled.taken - reconciled.again
+        click.echo(
+            f"Asked {reconciled.service} about {asked}: it took {reconciled.taken:,} (logged "
+            f"as sent), never had {reconciled.again:,} (sent again), cannot tell yet of "
+            f"{untold:,}."
+        )
 
 
 def _resend_uncertain(newsletter: Newsletter, campaign: Campaign) -> Campaign:
@@ -305,6 +337,7 @@ def print_report(report: RunReport) -> bool:
         click.echo(
             f"{count(tally.bounced, 'address', 'addresses')} bounced and will get nothing more."
         )
+    _print_reconciled(report.reconciled)
     _warn_uncertain(report.campaign.id, counts[UNCERTAIN])
     if report.campaign.status == CampaignStatus.PAUSED:
         click.echo(
@@ -484,8 +517,14 @@ def show(invocation: Invocation, campaign_id: int, failures: int) -> None:
             click.echo(f"  {address}: {reason}")
     uncertain = store.campaigns.reasons(campaign.id, UNCERTAIN, failures)
     if uncertain:
+        service = invocation.newsletter.config.delivery.backend
+        asked = (
+            f"`mailer campaigns resume {campaign.id}` first asks {service} which it took; "
+            if registry.with_backend(service).reconciler is not None
+            else ""
+        )
         click.echo(
-            f"Uncertain (they may have arrived; `mailer campaigns resume {campaign.id} "
+            f"Uncertain (they may have arrived; {asked}`mailer campaigns resume {campaign.id} "
             "--resend-uncertain` sends them again):"
         )
         for address, reason in uncertain:
@@ -516,14 +555,6 @@ def resume(
     """
     newsletter = invocation.newsletter
     campaign = _campaign(invocation, campaign_id)
-    uncertain = newsletter.store.campaigns.counts(campaign.id)[UNCERTAIN]
-    resending = resend_uncertain and uncertain > 0
-    if campaign.status == CampaignStatus.DONE and not resending:
-        click.echo(f"Campaign {campaign.id} is done; nothing left to send.")
-        _warn_uncertain(campaign.id, uncertain)
-        if uncertain:
-            raise click.exceptions.Exit(1)
-        return
     never_started = campaign.scheduled_at is not None and not campaign.recipients
     if campaign.status in (CampaignStatus.SCHEDULED, CampaignStatus.MISSED) or never_started:
         raise RequestError(
@@ -534,6 +565,15 @@ def resume(
     make_backend = newsletter.backend_factory()
     with newsletter.store.only_sender():
         journal = _journal(newsletter)
+        campaign = _asked_first(newsletter, campaign)
+        uncertain = newsletter.store.campaigns.counts(campaign.id)[UNCERTAIN]
+        resending = resend_uncertain and uncertain > 0
+        if campaign.status == CampaignStatus.DONE and not resending:
+            click.echo(f"Campaign {campaign.id} is done; nothing left to send.")
+            _warn_uncertain(campaign.id, uncertain)
+            if uncertain:
+                raise click.exceptions.Exit(1)
+            return
         left = newsletter.store.campaigns.unfinished(campaign.id) + (uncertain if resending else 0)
         confirm(f"Resume campaign {campaign.id}: {count(left, 'message')} left to send?", yes)
         if resending:

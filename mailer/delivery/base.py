@@ -7,6 +7,7 @@ subscribers or the database: the campaign engine gives it a batch and records wh
 from __future__ import annotations
 
 import abc
+import datetime as dt
 from collections.abc import Callable, Sequence
 from enum import StrEnum
 from typing import NamedTuple, Self
@@ -36,6 +37,9 @@ class Result(NamedTuple):
     reason: str = ""
     retry_after: float | None = None
     """Seconds the service asked us to wait (Retry-After), for a RETRY."""
+    batch: str = ""
+    """The label its batch went under, by which the service can be asked about it afterwards
+    (see Reconciler), for an UNCERTAIN result of a backend that labels its batches."""
 
 
 class Outgoing(NamedTuple):
@@ -101,3 +105,22 @@ class Backend(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class Reconciler(abc.ABC):
+    """Asks the service, after the fact, which recipients of a labelled batch it took: what an
+    UNCERTAIN result really was. A provider whose service can be asked declares one."""
+
+    name: str
+    settle: dt.timedelta
+    """How long after a hand-over the service's record of it is complete: a recipient it does
+    not know by then never reached it."""
+
+    @abc.abstractmethod
+    def accepted(self, batch: str, addresses: Sequence[str]) -> set[str]:
+        """Which of `addresses` (as given) the service took in the batch labelled `batch`.
+        Raises BackendError when it cannot be asked or its answer cannot be read."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Let go of what asking took (an HTTP session)."""

@@ -5,6 +5,9 @@ A provider module is then only a payload builder and a response parser (see mail
 `payload` turns the batch into one request, `results` turns the answer into one Result per
 recipient. Everything else (checking recipients, posting, failures of the whole batch, reading
 JSON answers) is written once, here.
+
+Each batch gets a label of its own, which a provider that can be asked later about what it took
+(a Reconciler) sends with the batch, as a tag: an answer that never came is then asked about.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import base64
 import datetime as dt
 import email.utils
 import json
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email.utils import parseaddr
@@ -52,18 +56,27 @@ class Payload:
     body: bytes
     content_type: str
     headers: dict[str, str] = field(default_factory=dict)
+    label: str = ""
+    """The batch's label when the request carries it (the service can be asked about it)."""
 
 
-def json_payload(url: str, value: Any, headers: dict[str, str]) -> Payload:
+def json_payload(url: str, value: Any, headers: dict[str, str], label: str = "") -> Payload:
     body = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    return Payload(url, body, "application/json", headers)
+    return Payload(url, body, "application/json", headers, label)
 
 
-def form_payload(url: str, fields: Sequence[tuple[str, str]], headers: dict[str, str]) -> Payload:
+def form_payload(
+    url: str, fields: Sequence[tuple[str, str]], headers: dict[str, str], label: str = ""
+) -> Payload:
     """multipart/form-data: a field may repeat (several `to`), and long HTML stays as it is
     instead of growing by percent-encoding."""
     body, content_type = encode_multipart_formdata(list(fields))
-    return Payload(url, body, content_type, headers)
+    return Payload(url, body, content_type, headers, label)
+
+
+def batch_label() -> str:
+    """A label no other batch has: `mailer-` and 16 hex digits (a tag every service takes)."""
+    return f"mailer-{secrets.token_hex(8)}"
 
 
 def basic_auth(user: str, password: str) -> dict[str, str]:
@@ -160,11 +173,17 @@ class HttpBackend(Backend):
         ready = [outgoing for outgoing, refusal in zip(batch, refusals, strict=True) if not refusal]
         answered: list[Result] = []
         if ready:
+            payload = self.payload(template, ready, batch_label())
             try:
-                answered = self.results(self.post(self.payload(template, ready)), ready)
+                answered = self.results(self.post(payload), ready)
             except Unanswered as error:
                 answered = [
-                    Result(Outcome.UNCERTAIN, message_id=outgoing.message_id, reason=str(error))
+                    Result(
+                        Outcome.UNCERTAIN,
+                        message_id=outgoing.message_id,
+                        reason=str(error),
+                        batch=payload.label,
+                    )
                     for outgoing in ready
                 ]
             if len(answered) != len(ready):  # a provider module broke its contract
@@ -180,8 +199,9 @@ class HttpBackend(Backend):
             settled(outgoing, result)
         return results
 
-    def payload(self, template: MessageTemplate, batch: Sequence[Outgoing]) -> Payload:
-        """The request that hands the whole batch to the service."""
+    def payload(self, template: MessageTemplate, batch: Sequence[Outgoing], label: str) -> Payload:
+        """The request that hands the whole batch to the service; with `label` when the service
+        can be asked about the batch by it later."""
         raise NotImplementedError
 
     def results(self, response: requests.Response, batch: Sequence[Outgoing]) -> list[Result]:
@@ -245,6 +265,28 @@ class HttpBackend(Backend):
                 temporary=False,
             )
         return response
+
+    def ask(self, url: str, params: dict[str, str] | None, headers: dict[str, str]) -> Any:
+        """GET a JSON answer from the service (a question, safe to repeat): BackendError for
+        anything but a 2xx that is JSON."""
+        session = self.session or self._opened()
+        try:
+            response = session.get(url, params=params, headers=headers, timeout=self.timeout)
+        except requests.RequestException as error:
+            raise BackendError(f"{self.name}: cannot ask {url}: {error}", temporary=True) from None
+        if not succeeded(response):
+            raise BackendError(
+                f"{self.name}: {url} answered {response.status_code} {_excerpt(response)}",
+                temporary=response.status_code in TEMPORARY_STATUSES,
+                retry_after=retry_after(response.headers.get("Retry-After")),
+            )
+        answer = json_answer(response)
+        if answer is None:
+            raise BackendError(
+                f"malformed answer from {self.name} at {url}: {_excerpt(response) or 'empty'}",
+                temporary=False,
+            )
+        return answer
 
     def refused(self, response: requests.Response, reason: str = "") -> Result:
         """The service refused the message: FAILED, with its reason or the start of its answer."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mailer.core.config import Section
-from mailer.delivery.base import Backend
+from mailer.delivery.base import Backend, Reconciler
 from mailer.webhooks.base import Incoming, Received
 
 PACKAGES = ("outbox", "smtp", "mailgun", "sendgrid", "postmark", "generic", "ses")
@@ -40,6 +40,8 @@ Receiver = Callable[[Incoming, float], Received]
 """Checks a webhook request (at this Unix time) and reads its events."""
 MakeReceiver = Callable[[Any], Receiver]
 """From the provider's settings: its webhook's receiver (ConfigError when a secret is missing)."""
+MakeReconciler = Callable[[Any], Reconciler]
+"""From the provider's settings: what asks its service which recipients of a batch it took."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,9 @@ class Provider:
     unsafe: Callable[[Any], str] | None = None
     """From the provider's settings: why its webhook must not be served with them, or "" when
     it may; the web service does not start while it is unsafe."""
+    reconciler: MakeReconciler | None = None
+    """For a service that can be asked afterwards what it took of a batch whose answer never
+    came (an uncertain one); None for one that cannot."""
 
 
 @functools.cache

@@ -6,7 +6,8 @@ HTTP session) and share one rate limit. Every batch is recorded as soon as the b
 so a crash can repeat at most the batches that were in flight, and never loses anybody.
 
 A message handed over whole with no answer (UNCERTAIN) may have arrived: it counts as an attempt
-and stays out of the queue until somebody asks for it again (`mailer send --resend-uncertain`).
+and stays out of the queue until somebody asks for it again (`mailer send --resend-uncertain`),
+unless the service, asked at the start and the end of the run (reconciling.py), says what it was.
 
 Temporary failures go back in the queue with exponential backoff and jitter (at least what
 Retry-After asked), up to max_attempts. A backend that refuses everything, or refuses the
@@ -30,6 +31,7 @@ from mailer.delivery.base import Backend, BackendError, Outcome, Outgoing, Resul
 from mailer.render.message import HeaderInjection, MessageTemplate, Recipient, header_safe
 from mailer.sending.journal import Journal
 from mailer.sending.patience import patiently
+from mailer.sending.reconciling import Reconciled, Reconciliation
 from mailer.store.campaigns import (
     Campaign,
     Campaigns,
@@ -88,6 +90,8 @@ class RunReport:
     tally: Tally
     elapsed: float
     counts: dict[DeliveryState, int]
+    reconciled: Reconciled = field(default_factory=Reconciled)
+    """What asking the service settled of the uncertain deliveries."""
 
     @property
     def rate(self) -> float:
@@ -135,9 +139,12 @@ class Dispatcher:
         worker: str,
         journal: Journal,
         clock: Callable[[], dt.datetime] = utcnow,
+        reconciliation: Reconciliation | None = None,
     ) -> None:
         self.campaigns = campaigns
         self.journal = journal
+        self.reconciliation = reconciliation
+        """Asks the service about uncertain deliveries, where it can be asked."""
         self.clock = clock
         """This machine's clock: when a retry falls due. Leases go by the database's."""
         self.template = template
@@ -180,7 +187,50 @@ class Dispatcher:
         progress: Callable[[Tally], None],
         still_here: Callable[[], None],
     ) -> RunReport:
+        """Ask about what earlier runs left uncertain, send, ask about what this run left; again
+        while asking queued some for sending (attempts bound that)."""
         started = time.monotonic()
+        reconciled = self._reconcile(campaign)
+        while True:
+            self._send(campaign, progress, still_here)
+            if self.pause_reason:
+                break
+            asked = self._reconcile(campaign)
+            reconciled += asked
+            if not asked.again:
+                break
+        if self.pause_reason:
+            if self.database_gone:
+                self.campaigns.make_room()
+            self._db(
+                self.campaigns.set_status, campaign.id, CampaignStatus.PAUSED, self.pause_reason
+            )
+        elif self._status(campaign) == CampaignStatus.RUNNING and not self._db(
+            self.campaigns.unfinished, campaign.id
+        ):
+            self._db(self.campaigns.set_status, campaign.id, CampaignStatus.DONE)
+        final = self._db(self.campaigns.get, campaign.id) or campaign
+        counts = self._db(self.campaigns.counts, final.id)
+        return RunReport(final, self.tally, time.monotonic() - started, counts, reconciled)
+
+    def _reconcile(self, campaign: Campaign) -> Reconciled:
+        """Ask the service about the campaign's uncertain deliveries, where it can be asked."""
+        if self.reconciliation is None:
+            return Reconciled()
+        try:
+            return self._db(self.reconciliation, self.campaigns, campaign.id)
+        except DatabaseUnavailable as error:
+            self.database_gone = True
+            self._pause(str(error))
+            return Reconciled()
+
+    def _send(
+        self,
+        campaign: Campaign,
+        progress: Callable[[Tally], None],
+        still_here: Callable[[], None],
+    ) -> None:
+        """Every worker, until nothing is left to claim or the campaign stops."""
         threads = [
             threading.Thread(target=self._work, args=(campaign, name), daemon=True)
             for name in self.workers
@@ -204,20 +254,6 @@ class Dispatcher:
                     self._pause(str(error))
                 renewed = time.monotonic()
         progress(self.tally)
-        if self.pause_reason:
-            if self.database_gone:
-                self.campaigns.make_room()
-            self._db(
-                self.campaigns.set_status, campaign.id, CampaignStatus.PAUSED, self.pause_reason
-            )
-        elif self._status(campaign) == CampaignStatus.RUNNING and not self._db(
-            self.campaigns.unfinished, campaign.id
-        ):
-            self._db(self.campaigns.set_status, campaign.id, CampaignStatus.DONE)
-        final = self._db(self.campaigns.get, campaign.id) or campaign
-        return RunReport(
-            final, self.tally, time.monotonic() - started, self._db(self.campaigns.counts, final.id)
-        )
 
     def _status(self, campaign: Campaign) -> CampaignStatus:
         current = self._db(self.campaigns.get, campaign.id)
@@ -447,6 +483,7 @@ class Dispatcher:
                 attempts,
                 message_id=result.message_id,
                 error=result.reason,
+                batch=result.batch,
             )
         if result.outcome == Outcome.RETRY:
             if attempts < self.pace.max_attempts:

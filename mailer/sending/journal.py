@@ -53,6 +53,7 @@ class Entries:
             outcome.error,
             outcome.not_before.isoformat() if outcome.not_before else None,
             outcome.bounced,
+            outcome.batch,
         ]
         os.write(self.fd, json.dumps(line, separators=(",", ":")).encode() + b"\n")
         self.written = True
@@ -109,7 +110,8 @@ def _read(data: bytes) -> dict[int, list[DeliveryRecord]]:
     found: dict[int, list[DeliveryRecord]] = {}
     for line in data.splitlines():
         try:
-            campaign_id, subscriber_id, state, attempts, message_id, error, when, bounced = (
+            # A line written before deliveries had batches has no batch at its end.
+            campaign_id, subscriber_id, state, attempts, message_id, error, when, *rest = (
                 json.loads(line)
             )
             outcome = DeliveryRecord(
@@ -119,7 +121,7 @@ def _read(data: bytes) -> dict[int, list[DeliveryRecord]]:
                 message_id,
                 error,
                 dt.datetime.fromisoformat(when) if when else None,
-                bounced,
+                *rest[:2],
             )
         except ValueError:
             continue

@@ -142,6 +142,20 @@ class DeliveryRecord(NamedTuple):
     not_before: dt.datetime | None = None
     bounced: bool = False
     """A hard bounce: the subscriber is marked bounced too."""
+    batch: str = ""
+    """For an uncertain one, the label of its batch, by which the service can be asked."""
+
+
+class Uncertain(NamedTuple):
+    """An uncertain delivery, as the service can be asked about it."""
+
+    subscriber_id: int
+    email: str
+    batch: str
+    """The label of its batch; "" when the service cannot be asked (SMTP, say)."""
+    attempts: int
+    recorded_at: dt.datetime
+    """When its uncertain outcome was recorded: the hand-over was before."""
 
 
 class Campaigns:
@@ -499,6 +513,52 @@ class Campaigns:
             lease_until=DatabaseTime(lease.total_seconds()),
         )
 
+    def uncertain(self, campaign_id: int) -> list[Uncertain]:
+        """The campaign's uncertain deliveries, by batch."""
+        query = (
+            select(
+                deliveries.c.subscriber_id,
+                subscribers.c.email,
+                deliveries.c.batch,
+                deliveries.c.attempts,
+                deliveries.c.updated_at,
+            )
+            .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+            .where(
+                deliveries.c.campaign_id == campaign_id,
+                deliveries.c.state == DeliveryState.UNCERTAIN,
+            )
+            .order_by(deliveries.c.batch, deliveries.c.subscriber_id)
+        )
+        with self.engine.connect() as connection:
+            return [
+                Uncertain(subscriber_id, email, batch or "", attempts, at)
+                for subscriber_id, email, batch, attempts, at in connection.execute(query)
+            ]
+
+    def settle_uncertain(
+        self, campaign_id: int, taken: Sequence[int], never: Sequence[int], reason: str
+    ) -> None:
+        """What the service said of uncertain deliveries: those it `taken` are sent, those it
+        `never` had are queued again (with `reason`); one commit. Only rows still uncertain
+        change."""
+        with self.writing, self.engine.begin() as connection:
+            for ids, values in (
+                (taken, {"state": DeliveryState.SENT.value, "error": None}),
+                (never, {"state": DeliveryState.QUEUED.value, "error": reason}),
+            ):
+                if not ids:
+                    continue
+                connection.execute(
+                    update(deliveries)
+                    .where(
+                        deliveries.c.campaign_id == campaign_id,
+                        deliveries.c.state == DeliveryState.UNCERTAIN,
+                        one_of(connection, deliveries.c.subscriber_id, ids),
+                    )
+                    .values(**values, not_before=None, updated_at=self.clock())
+                )
+
     def resend_uncertain(self, campaign_id: int) -> int:
         """Queue the uncertain deliveries again, because somebody asked: they may arrive twice."""
         return self._change(
@@ -679,13 +739,21 @@ class _Presence:
 
 
 Alike = dict[tuple[Any, ...], list[int]]
-"""Subscriber ids by what their records share: (state, attempts, message_id, error, not_before)."""
+"""Subscriber ids by what their records share: (state, attempts, message_id, error, not_before,
+batch)."""
 
 
 def _alike(outcomes: Sequence[DeliveryRecord]) -> Alike:
     groups: Alike = {}
     for o in outcomes:
-        shared = (o.state.value, o.attempts, o.message_id or None, o.error or None, o.not_before)
+        shared = (
+            o.state.value,
+            o.attempts,
+            o.message_id or None,
+            o.error or None,
+            o.not_before,
+            o.batch or None,
+        )
         groups.setdefault(shared, []).append(o.subscriber_id)
     return groups
 
@@ -708,7 +776,7 @@ def _still_claimed(
 def _record_by_kind(
     connection: Connection, campaign_id: int, worker: str, groups: Alike, now: dt.datetime
 ) -> None:
-    for (state, attempts, message_id, error, not_before), ids in groups.items():
+    for (state, attempts, message_id, error, not_before, batch), ids in groups.items():
         connection.execute(
             update(deliveries)
             .where(
@@ -722,6 +790,7 @@ def _record_by_kind(
                 message_id=message_id,
                 error=error,
                 not_before=not_before,
+                batch=batch,
                 claimed_by=None,
                 lease_until=None,
                 updated_at=now,
@@ -743,6 +812,7 @@ def _record_row_by_row(
             "message_id",
             "error",
             "not_before",
+            "batch",
             "claimed_by",
             "lease_until",
             "updated_at",
@@ -755,6 +825,7 @@ def _record_row_by_row(
                 message_id,
                 error,
                 driver_time(not_before, dialect),
+                batch,
                 None,
                 None,
                 stamp,
@@ -762,7 +833,7 @@ def _record_row_by_row(
                 subscriber_id,
                 worker,
             )
-            for (state, attempts, message_id, error, not_before), ids in groups.items()
+            for (state, attempts, message_id, error, not_before, batch), ids in groups.items()
             for subscriber_id in ids
         ],
     )

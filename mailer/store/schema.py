@@ -242,6 +242,8 @@ deliveries = Table(
     Column("message_id", String(255), nullable=True),
     Column("error", Text, nullable=True),
     Column("updated_at", UtcDateTime, nullable=False),
+    # The label of the batch an uncertain delivery went in: the service is asked about it by that.
+    Column("batch", String(64), nullable=True),
     Index("ix_deliveries_campaign_id_state", "campaign_id", "state", "subscriber_id"),
     Index("ix_deliveries_subscriber_id", "subscriber_id"),
     # A bounce by mail that carries no VERP token is traced by the original's Message-ID.

@@ -71,7 +71,8 @@ class GenericHttpBackend(HttpBackend):
         self.auth = bearer(token) if token else {}
         self.signing_secret = signing_secret
 
-    def payload(self, template: MessageTemplate, batch: Sequence[Outgoing]) -> Payload:
+    def payload(self, template: MessageTemplate, batch: Sequence[Outgoing], label: str) -> Payload:
+        # Nothing asks the service about a batch afterwards: the label is not sent.
         text, html = template.parts_with(variable)
         reply_to = reply_address(template)
         body = {

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from mailer.core.config import Section, at_least, http_url, setting
-from mailer.delivery.base import Backend
+from mailer.delivery.base import Backend, Reconciler
 from mailer.providers.registry import BackendOptions, Provider, Receiver
 
 
@@ -38,6 +38,19 @@ def receiver(settings: MailgunSettings) -> Receiver:
     return lambda incoming, now: webhook.receive(incoming, key, now)
 
 
+def reconciler(settings: MailgunSettings) -> Reconciler:
+    from mailer.providers.mailgun.backend import MailgunBackend
+
+    return MailgunBackend(
+        settings.endpoint, settings.domain, settings.api_key, settings.timeout, connections=1
+    )
+
+
 PROVIDER = Provider(
-    name="mailgun", settings=MailgunSettings, backend=backend, webhook="mailgun", receiver=receiver
+    name="mailgun",
+    settings=MailgunSettings,
+    backend=backend,
+    webhook="mailgun",
+    receiver=receiver,
+    reconciler=reconciler,
 )

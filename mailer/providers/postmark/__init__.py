@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from mailer.core.config import Section, at_least, http_url, setting
-from mailer.delivery.base import Backend
+from mailer.delivery.base import Backend, Reconciler
 from mailer.providers.registry import BackendOptions, Provider, Receiver
 
 
@@ -39,10 +39,19 @@ def receiver(settings: PostmarkSettings) -> Receiver:
     return lambda incoming, now: webhook.receive(incoming, user, password)
 
 
+def reconciler(settings: PostmarkSettings) -> Reconciler:
+    from mailer.providers.postmark.backend import PostmarkBackend
+
+    return PostmarkBackend(
+        settings.endpoint, settings.server_token, settings.message_stream, settings.timeout, 1
+    )
+
+
 PROVIDER = Provider(
     name="postmark",
     settings=PostmarkSettings,
     backend=backend,
     webhook="postmark",
     receiver=receiver,
+    reconciler=reconciler,
 )

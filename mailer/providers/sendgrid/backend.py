@@ -53,7 +53,8 @@ class SendgridBackend(HttpBackend):
         self.url = f"{endpoint.rstrip('/')}/mail/send"
         self.auth = bearer(api_key)
 
-    def payload(self, template: MessageTemplate, batch: Sequence[Outgoing]) -> Payload:
+    def payload(self, template: MessageTemplate, batch: Sequence[Outgoing], label: str) -> Payload:
+        # Nothing asks the service about a batch afterwards: the label is not sent.
         text, html = template.parts_with(tag)
         body: dict[str, Any] = {
             "personalizations": [personalization(template, o.recipient) for o in batch],
