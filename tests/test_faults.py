@@ -53,6 +53,8 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from mailer.app.campaigns import reconcile
+from mailer.app.newsletter import Newsletter
 from mailer.core.lifecycle import Status
 from mailer.delivery.outbox import OutboxBackend
 from mailer.delivery.smtp import SmtpBackend
@@ -110,6 +112,10 @@ TWICE_PER_CONNECTION = {**BATCH_SIZES, "smtp": 1, "outbox": 1}
 outbox) or the one request (a batch, HTTP) between its answer and its journal line."""
 BY_NAME = {provider.name: provider for provider in PROVIDERS}
 PROVIDER_NAMES = [provider.name for provider in PROVIDERS]
+ASKABLE = [provider.name for provider in PROVIDERS if provider.search]
+"""The providers whose service can be asked afterwards what it took of a batch."""
+UNASKABLE = [provider.name for provider in PROVIDERS if not provider.search]
+SETTLE = {"mailgun": MailgunBackend.settle, "postmark": PostmarkBackend.settle}
 
 
 def send(run: Run, *options: str) -> tuple[int, str]:
@@ -166,11 +172,30 @@ class FakeService:
     accepted: Counter[str] = field(default_factory=Counter)
     seen: list[Seen] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    taken: dict[str, list[str]] = field(default_factory=dict)
+    """The recipients the service took, by the label of their batch (for a service that can be
+    asked, in its search's documented format: tests/test_providers.py)."""
+    search_answer: Callable[[Request], Response] | None = None
+    """How the service answers when asked about a batch, instead of saying what it took."""
+    questions: list[str] = field(default_factory=list)
+    """The batch label of each request asking the service (one per page of its answer)."""
 
     def __post_init__(self) -> None:
         self.server.expect_request(self.provider.path, method="POST").respond_with_handler(
             self.handle
         )
+        if self.provider.search:
+            self.server.expect_request(
+                self.provider.search_path, method="GET"
+            ).respond_with_handler(self.answer_search)
+
+    def answer_search(self, request: Request) -> Response:
+        assert self.provider.search
+        with self.lock:
+            self.questions.append(request.args.get("tags") or request.args.get("tag") or "")
+            if self.search_answer:
+                return self.search_answer(request)
+            return self.provider.search(request, {k: list(v) for k, v in self.taken.items()})
 
     @property
     def url(self) -> str:
@@ -184,6 +209,8 @@ class FakeService:
             response, taken = answer(request, addresses)
             self.seen.append(Seen(time.monotonic(), addresses, response.status_code))
             self.accepted.update(taken)
+            if self.provider.label:
+                self.taken.setdefault(self.provider.label(request), []).extend(taken)
         if self.delay:
             time.sleep(random.uniform(0, self.delay))
         return response
@@ -980,7 +1007,7 @@ def threaded_http_server() -> Iterator[HTTPServer]:
 
 
 @pytest.mark.parametrize("fault", ["late", "cut short"])
-@pytest.mark.parametrize("name", PROVIDER_NAMES)
+@pytest.mark.parametrize("name", UNASKABLE)
 def test_an_http_batch_whose_answer_does_not_come_whole_is_uncertain_and_never_resent_unasked(
     folder: Folder,
     run: Run,
@@ -990,7 +1017,8 @@ def test_an_http_batch_whose_answer_does_not_come_whole_is_uncertain_and_never_r
     fault: str,
 ) -> None:
     """The whole request went and the service took it, but its answer came after the time-out,
-    or was cut short of its Content-Length: that batch is uncertain, the rest goes once."""
+    or was cut short of its Content-Length: that batch is uncertain, the rest goes once. (These
+    services cannot be asked afterwards what they took; those that can are asked, below.)"""
     people = many(30)
     add_people(folder, run, people)
     service = FakeService(threaded_http_server, BY_NAME[name])
@@ -1009,6 +1037,134 @@ def test_an_http_batch_whose_answer_does_not_come_whole_is_uncertain_and_never_r
     assert_uncertain_never_resent_until_asked(
         folder, run, service, [address for address, _, _ in people], uncertain
     )
+
+
+# Asking the service what an uncertain batch was ------------------------------------------------
+
+
+def uncertain_start(
+    folder: Folder, run: Run, server: HTTPServer, monkeypatch: pytest.MonkeyPatch, name: str
+) -> tuple[FakeService, list[str]]:
+    """Thirty people, and a service whose first answer comes after the client's time-out of 1 s."""
+    people = many(30)
+    add_people(folder, run, people)
+    service = FakeService(server, BY_NAME[name])
+    use_provider(folder, service, monkeypatch)
+    provider_timeout(folder, name, 1)
+    return service, [address for address, _, _ in people]
+
+
+def label_of(service: FakeService, addresses: set[str]) -> str:
+    """The label of the batch these recipients went in."""
+    return next(label for label, taken in service.taken.items() if addresses <= set(taken))
+
+
+@pytest.mark.parametrize("fault", ["late", "cut short"])
+@pytest.mark.parametrize("name", ASKABLE)
+def test_an_uncertain_batch_the_service_took_is_logged_sent_once_asked(
+    folder: Folder,
+    run: Run,
+    threaded_http_server: HTTPServer,
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    fault: str,
+) -> None:
+    """The service took the batch but its answer came too late, or cut short: asked about the
+    batch by its label (Mailgun's events, Postmark's message search), it says it took every
+    recipient, who are then logged as sent. Nobody twice, and the run ends well."""
+    service, people = uncertain_start(folder, run, threaded_http_server, monkeypatch, name)
+    answer = late(3, service.provider) if fault == "late" else cut_short(service.provider)
+    service.script.append(answer)
+
+    code, output = send(run)
+
+    assert code == 0, output
+    first = set(service.requests()[0].addresses)
+    assert f"Asked {name} about {len(first)} uncertain messages: it took {len(first)}" in output
+    assert set(service.questions) == {label_of(service, first)}, "asked of that batch alone"
+    assert service.arrivals() == {address: 1 for address in people}
+    assert log_counts(folder)[DeliveryState.SENT] == len(people)
+    assert campaign_status(folder)[0] == CampaignStatus.DONE
+
+
+@pytest.mark.parametrize("name", ASKABLE)
+def test_recipients_the_service_never_had_stay_uncertain_until_its_record_settles_then_go_once(
+    folder: Folder,
+    run: Run,
+    threaded_http_server: HTTPServer,
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+) -> None:
+    """The service took only half of a batch whose answer never came, and says so: that half is
+    sent. Of the other half it knows nothing, which proves nothing while its record may still be
+    incomplete: they stay uncertain, and the exit status says so. Asked again once the record has
+    settled (the clock moved on), they are queued and go, each once."""
+    service, people = uncertain_start(folder, run, threaded_http_server, monkeypatch, name)
+    stalled = late(3, service.provider)
+
+    def half(request: Request, addresses: list[str]) -> tuple[Response, list[str]]:
+        return stalled(request, addresses)[0], addresses[: len(addresses) // 2]
+
+    service.script.append(half)
+
+    code, output = send(run)
+
+    assert code == 1, output
+    first = service.requests()[0].addresses
+    taken, never = set(first[: len(first) // 2]), set(first[len(first) // 2 :])
+    assert f"it took {len(taken)} (logged as sent), never had 0" in output
+    assert f"cannot tell yet of {len(never)}" in output
+    assert uncertain_ones(folder) == never
+    assert service.arrivals() == {address: 1 for address in people if address not in never}
+
+    later = dt.datetime.now(dt.UTC) + SETTLE[name] + dt.timedelta(minutes=1)
+    newsletter = Newsletter.load(folder.config_path, dict(os.environ), clock=lambda: later)
+    campaign = newsletter.store.campaigns.get(1)
+    assert campaign is not None
+    asked = reconcile(newsletter, campaign)
+    assert (asked.asked, asked.taken, asked.again) == (len(never), 0, len(never))
+
+    code, output = send(run)
+
+    assert code == 0, output
+    assert service.arrivals() == {address: 1 for address in people}
+    assert {entry.state for entry in send_log(folder).values()} == {DeliveryState.SENT}
+    assert campaign_status(folder)[0] == CampaignStatus.DONE
+
+
+@pytest.mark.parametrize("name", ASKABLE)
+def test_a_service_that_cannot_be_asked_leaves_them_uncertain_until_it_can(
+    folder: Folder,
+    run: Run,
+    threaded_http_server: HTTPServer,
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+) -> None:
+    """Its events API (or message search) fails: the batch stays uncertain, listed, with exit
+    status 1, and nothing is sent again. The next run asks again and, answered, logs them sent."""
+    service, people = uncertain_start(folder, run, threaded_http_server, monkeypatch, name)
+    service.script.append(late(3, service.provider))
+    service.search_answer = lambda request: Response("internal error", status=500)
+
+    code, output = send(run)
+
+    assert code == 1, output
+    first = set(service.requests()[0].addresses)
+    assert f"Could not ask {name} about {len(first)} uncertain messages" in output
+    assert "500" in output and "they stay uncertain" in output
+    assert uncertain_ones(folder) == first
+    assert service.arrivals() == {address: 1 for address in people}
+    shown = run("campaigns", "show", "1").output
+    assert f"first asks {name} which it took" in shown
+    assert all(f"{address}: " in shown for address in first), shown
+
+    service.search_answer = None
+    code, output = send(run)
+
+    assert code == 0, output
+    assert f"Asked {name} about {len(first)} uncertain messages: it took {len(first)}" in output
+    assert service.arrivals() == {address: 1 for address in people}
+    assert {entry.state for entry in send_log(folder).values()} == {DeliveryState.SENT}
 
 
 # Pauses judge the service, not a connection ------------------------------------------------------

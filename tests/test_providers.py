@@ -29,7 +29,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from mailer.delivery.base import BackendError, Outcome, Outgoing, Result
+from mailer.delivery.base import BackendError, Outcome, Outgoing, Reconciler, Result
 from mailer.delivery.http import HttpBackend
 from mailer.providers.generic.backend import GenericHttpBackend
 from mailer.providers.mailgun.backend import MailgunBackend
@@ -45,6 +45,8 @@ POSTMARK_TOKEN = "postmark-server-token"
 HTTP_TOKEN = "generic-token"
 SIGNING_SECRET = "generic-signing-secret"
 ONE_CLICK = "List-Unsubscribe=One-Click"
+LABEL = re.compile(r"mailer-[0-9a-f]{16}")
+"""What a batch's label looks like: the same for every service that takes one."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,7 @@ def mailgun_messages(request: Request) -> list[Delivered]:
     assert len(addresses) <= 1000
     variables = json.loads(form["recipient-variables"])
     assert sorted(variables) == sorted(addresses), "recipient-variables keyed by plain address"
+    mailgun_label(request)
     headers = {name[2:]: value for name, value in form.items(multi=True) if name.startswith("h:")}
     assert "Message-Id" not in headers and "Message-ID" not in headers
     delivered = []
@@ -113,6 +116,51 @@ def mailgun_messages(request: Request) -> list[Delivered]:
         filled = {name: header_text(fill(value)) for name, value in headers.items()}
         delivered.append(Delivered(address, filled, fill(form["text"]), fill(form["html"])))
     return delivered
+
+
+def mailgun_label(request: Request) -> str:
+    """The batch's label: its one tag, also its user variable mailer-batch."""
+    tags = request.form.getlist("o:tag")
+    assert len(tags) == 1 and LABEL.fullmatch(tags[0]), tags
+    assert request.form.getlist("v:mailer-batch") == tags
+    return tags[0]
+
+
+def mailgun_events(request: Request, taken: dict[str, list[str]]) -> Response:
+    """GET /v3/<domain>/events as Mailgun documents it, for the events of taking each recipient
+    of a tagged batch, two per page (fewer than `limit`, as Mailgun may give), then an empty
+    page. `taken`: the recipients the service took, by batch label."""
+    assert request.method == "GET"
+    assert request.path == "/v3/mg.example.org/events"
+    expected = base64.b64encode(f"api:{MAILGUN_KEY}".encode()).decode()
+    assert request.headers["Authorization"] == f"Basic {expected}"
+    query = request.args
+    assert query["event"] == "accepted OR delivered OR failed"
+    assert 1 <= int(query["limit"]) <= 300
+    label = query["tags"]
+    page = int(query.get("page", "0"))
+    recipients = taken.get(label, [])[page * 2 : page * 2 + 2]
+    items = [
+        {
+            "event": "accepted",
+            "recipient": address,
+            "tags": [label],
+            "user-variables": {"mailer-batch": label},
+            "timestamp": 1759312800.0 + number,
+            "message": {"headers": {"message-id": "20251001.1234@mg.example.org"}},
+        }
+        for number, address in enumerate(recipients)
+    ]
+    base = request.base_url
+    answer = {
+        "items": items,
+        "paging": {
+            "next": f"{base}?tags={label}&event=accepted+OR+delivered+OR+failed&limit=300"
+            f"&page={page + 1}",
+            "previous": f"{base}?page={max(page - 1, 0)}",
+        },
+    }
+    return Response(json.dumps(answer), status=200, content_type="application/json")
 
 
 def sendgrid_messages(request: Request) -> list[Delivered]:
@@ -158,6 +206,7 @@ def postmark_messages(request: Request) -> list[Delivered]:
     assert request.mimetype == "application/json"
     messages = json.loads(request.get_data())
     assert isinstance(messages, list) and 1 <= len(messages) <= 500
+    postmark_label(request)
     delivered = []
     for message in messages:
         assert message["From"] and message["Subject"] and message["ReplyTo"]
@@ -168,6 +217,48 @@ def postmark_messages(request: Request) -> list[Delivered]:
         address = email.utils.parseaddr(message["To"])[1]
         delivered.append(Delivered(address, headers, message["TextBody"], message["HtmlBody"]))
     return delivered
+
+
+def postmark_label(request: Request) -> str:
+    """The batch's label: the one Tag every message of the batch carries."""
+    tags = {message.get("Tag") for message in json.loads(request.get_data())}
+    assert len(tags) == 1, tags
+    label = tags.pop()
+    assert isinstance(label, str) and LABEL.fullmatch(label), label
+    return label
+
+
+def postmark_search(request: Request, taken: dict[str, list[str]]) -> Response:
+    """GET /messages/outbound as Postmark documents it: the messages of a tag, `count` from
+    `offset`, with the TotalCount. `taken`: the recipients the service took, by batch label."""
+    assert request.method == "GET"
+    assert request.path == "/messages/outbound"
+    assert request.headers["X-Postmark-Server-Token"] == POSTMARK_TOKEN
+    assert request.headers["Accept"] == "application/json"
+    query = request.args
+    count, offset = int(query["count"]), int(query["offset"])
+    assert 1 <= count <= 500 and offset >= 0 and count + offset <= 10_000
+    label = query["tag"]
+    everyone = taken.get(label, [])
+    messages = [
+        {
+            "Tag": label,
+            "MessageID": f"0a129aee-e1cd-480d-b08d-{number:012d}",
+            "To": [{"Email": address, "Name": None}],
+            "Cc": [],
+            "Bcc": [],
+            "Recipients": [address],
+            "ReceivedAt": "2025-10-01T12:00:00.0000000-04:00",
+            "From": "commentaries@example.org",
+            "Subject": "From stalemate to escalation",
+            "Attachments": [],
+            "Status": "Sent",
+            "MessageStream": "broadcast",
+        }
+        for number, address in enumerate(everyone)
+    ][offset : offset + count]
+    answer = {"TotalCount": len(everyone), "Messages": messages}
+    return Response(json.dumps(answer), status=200, content_type="application/json")
 
 
 def http_messages(request: Request) -> list[Delivered]:
@@ -246,6 +337,12 @@ class Provider:
     refusal: Response
     refusal_reason: str
     credentials: str
+    label: Callable[[Request], str] | None = None
+    """The label a request's batch carries, for a provider that can be asked about it later."""
+    search_path: str = ""
+    """Where the service is asked which recipients of a labelled batch it took."""
+    search: Callable[[Request, dict[str, list[str]]], Response] | None = None
+    """Its answer, from the recipients it took by batch label."""
 
 
 PROVIDERS = [
@@ -267,6 +364,9 @@ PROVIDERS = [
         ),
         "'to' parameter is not a valid address",
         "[delivery.mailgun] api_key",
+        mailgun_label,
+        "/v3/mg.example.org/events",
+        mailgun_events,
     ),
     Provider(
         "sendgrid",
@@ -314,6 +414,9 @@ PROVIDERS = [
         ),
         "300: Invalid 'From' address",
         "[delivery.postmark] server_token",
+        postmark_label,
+        "/messages/outbound",
+        postmark_search,
     ),
     Provider(
         "http",
@@ -588,7 +691,7 @@ def test_no_answer_in_time_is_uncertain_for_every_recipient(
         released.wait(10)
         return provider.accepts(request)
 
-    serve(server, provider, stall)
+    seen = serve(server, provider, stall)
     try:
         results = provider.backend(server.url_for("").rstrip("/"), 0.3).send(template, batch)
     finally:
@@ -597,6 +700,80 @@ def test_no_answer_in_time_is_uncertain_for_every_recipient(
     assert [r.outcome for r in results] == [Outcome.UNCERTAIN] * len(batch)
     assert [r.message_id for r in results] == [outgoing.message_id for outgoing in batch]
     assert all("no answer came within 0.3 s" in r.reason for r in results)
+    # The label the batch went under, for asking the service later; none where it cannot be.
+    label = provider.label(seen[0]) if provider.label else ""
+    assert {r.batch for r in results} == {label}
+
+
+# Asking the service afterwards which recipients of a batch it took.
+
+ASKABLE = [provider for provider in PROVIDERS if provider.search]
+
+
+def reconciler_for(server: HTTPServer, provider: Provider) -> Reconciler:
+    backend = backend_for(server, provider)
+    assert isinstance(backend, Reconciler)
+    return backend
+
+
+@pytest.mark.parametrize("provider", ASKABLE, ids=[p.name for p in ASKABLE])
+def test_asking_about_a_batch_finds_exactly_the_recipients_the_service_took(
+    server: HTTPServer, provider: Provider, batch: list[Outgoing]
+) -> None:
+    """Every page of the answer is read; an address the service writes in IDNA or in another
+    case is the recipient as mailer has it; another batch's recipients are not counted."""
+    assert provider.search
+    addresses = [outgoing.recipient.email for outgoing in batch]
+    taken = {
+        "mailer-00000000000000aa": [idna_address(a).upper() for a in addresses[1:]],
+        "mailer-00000000000000bb": [addresses[0]],
+    }
+    search = provider.search
+    server.expect_request(provider.search_path, method="GET").respond_with_handler(
+        lambda request: search(request, taken)
+    )
+    reconciler = reconciler_for(server, provider)
+
+    try:
+        found = reconciler.accepted("mailer-00000000000000aa", addresses)
+    finally:
+        reconciler.close()
+        server.check_assertions()
+
+    assert found == set(addresses[1:])
+
+
+@pytest.mark.parametrize("provider", ASKABLE, ids=[p.name for p in ASKABLE])
+def test_a_service_that_cannot_be_asked_says_why(
+    server: HTTPServer, provider: Provider, batch: list[Outgoing]
+) -> None:
+    server.expect_request(provider.search_path, method="GET").respond_with_data(
+        "internal error", status=500
+    )
+    reconciler = reconciler_for(server, provider)
+
+    with pytest.raises(BackendError) as raised:
+        reconciler.accepted("mailer-00000000000000aa", [batch[0].recipient.email])
+
+    assert "500" in str(raised.value) and raised.value.temporary
+
+
+def test_mailgun_never_follows_a_next_page_to_another_host(
+    server: HTTPServer, batch: list[Outgoing]
+) -> None:
+    """The API key goes with every page: a paging link elsewhere is refused, not followed."""
+    mailgun = PROVIDERS[0]
+    answer = {
+        "items": [{"event": "accepted", "recipient": "ada@example.net", "tags": ["x"]}],
+        "paging": {"next": "http://127.0.0.1:9/v3/mg.example.org/events?page=1"},
+    }
+    server.expect_request(mailgun.search_path, method="GET").respond_with_json(answer)
+    reconciler = reconciler_for(server, mailgun)
+
+    with pytest.raises(BackendError) as raised:
+        reconciler.accepted("x", ["ada@example.net"])
+
+    assert "not followed" in str(raised.value)
 
 
 def test_a_service_that_cannot_be_reached_is_temporary(
