@@ -17,6 +17,9 @@ RETRY = DeliveryRecord(
     not_before=dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC),
 )
 BOUNCED = DeliveryRecord(9, DeliveryState.FAILED, 1, error="550 5.1.1 no such user", bounced=True)
+UNCERTAIN = DeliveryRecord(
+    10, DeliveryState.UNCERTAIN, 1, error="no answer came", batch="mailer-00000000000000aa"
+)
 
 
 def folded(journal: Journal) -> list[tuple[int, str, list[DeliveryRecord]]]:
@@ -32,12 +35,12 @@ def test_a_live_senders_lines_are_left_to_it_and_a_dead_ones_are_folded_once(
 ) -> None:
     journal = Journal(tmp_path / "journal")
     with journal.entries("host:12/0") as entries:
-        for outcome in (SENT, RETRY, BOUNCED):
+        for outcome in (SENT, RETRY, BOUNCED, UNCERTAIN):
             entries.add(3, outcome)
 
         assert folded(journal) == [], "its sender is alive: it records them itself"
 
-    assert folded(journal) == [(3, "host:12/0", [SENT, RETRY, BOUNCED])]
+    assert folded(journal) == [(3, "host:12/0", [SENT, RETRY, BOUNCED, UNCERTAIN])]
     assert folded(journal) == [], "folded once, then forgotten"
     assert list((tmp_path / "journal").iterdir()) == []
 
@@ -64,3 +67,13 @@ def test_a_sender_that_recorded_everything_leaves_no_file(tmp_path: Path) -> Non
         entries.clear()
 
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_line_from_before_batches_were_journaled_is_still_folded(tmp_path: Path) -> None:
+    """A send killed by the previous version of mailer left lines without a batch's label."""
+    journal = Journal(tmp_path)
+    (tmp_path / "host%3A12%2F2.journal").write_bytes(
+        b'[5,9,"failed",1,"","550 5.1.1 no such user",null,true]\n'
+    )
+
+    assert folded(journal) == [(5, "host:12/2", [BOUNCED])]
