@@ -261,19 +261,18 @@ def _asked_first(newsletter: Newsletter, campaign: Campaign) -> Campaign:
 
 def _print_reconciled(reconciled: Reconciled) -> None:
     """What the service said of the uncertain deliveries it was asked about."""
-    asked = count(reconciled.asked, "uncertain message")
-    if reconciled.unanswered:
+    if reconciled.asked:
         click.echo(
-            f"Could not ask {reconciled.service} about {asked}: {reconciled.unanswered}; "
+            f"Asked {reconciled.service} about {count(reconciled.asked, 'uncertain message')}: "
+            f"it took {reconciled.taken:,} (logged as sent), never had {reconciled.again:,} "
+            f"(sent again), cannot tell yet of {reconciled.untold:,}."
+        )
+    if reconciled.unasked:
+        click.echo(
+            f"Could not ask {reconciled.service} about "
+            f"{count(reconciled.unasked, 'uncertain message')}: {reconciled.unanswered}; "
             "they stay uncertain.",
             err=True,
-        )
-    elif reconciled.asked:
-        untold = reconciled.asked - reconciled.taken - reconciled.again
-        click.echo(
-            f"Asked {reconciled.service} about {asked}: it took {reconciled.taken:,} (logged "
-            f"as sent), never had {reconciled.again:,} (sent again), cannot tell yet of "
-            f"{untold:,}."
         )
 
 

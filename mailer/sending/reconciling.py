@@ -26,19 +26,27 @@ class Reconciled:
     service: str = ""
     """Who was asked (the provider's name)."""
     asked: int = 0
-    """Uncertain deliveries the service was asked about."""
+    """Uncertain deliveries the service answered about."""
     taken: int = 0
     """Of those, the ones it took: now sent."""
     again: int = 0
     """The ones it never had: queued to be sent again."""
+    unasked: int = 0
+    """Uncertain deliveries the service could not be asked about: they stay uncertain."""
     unanswered: str = ""
-    """Why the service could not be asked, when it could not (they stay uncertain)."""
+    """Why the service could not be asked, when it could not."""
+
+    @property
+    def untold(self) -> int:
+        """Those it answered about but cannot tell of yet: they stay uncertain."""
+        return self.asked - self.taken - self.again
 
     def __iadd__(self, other: Reconciled) -> Reconciled:
         self.service = other.service or self.service
         self.asked += other.asked
         self.taken += other.taken
         self.again += other.again
+        self.unasked += other.unasked
         self.unanswered = other.unanswered or self.unanswered
         return self
 
@@ -54,11 +62,17 @@ class Reconciliation:
     """A delivery that had this many attempts is not queued again, whatever the service says."""
 
     def __call__(self, campaigns: Campaigns, campaign_id: int) -> Reconciled:
+        """Ask batch by batch; once the service could not be asked, the rest are not asked
+        either (a service that cannot be reached would hold the run one time-out per batch)."""
         found = Reconciled(self.reconciler.name)
         labelled = [u for u in campaigns.uncertain(campaign_id) if u.batch]
         try:
             for _, batch in itertools.groupby(labelled, key=lambda u: u.batch):
-                found += self._batch(campaigns, campaign_id, list(batch))
+                people = list(batch)
+                if found.unanswered:
+                    found.unasked += len(people)
+                else:
+                    found += self._batch(campaigns, campaign_id, people)
         finally:
             self.reconciler.close()
         return found
@@ -68,7 +82,7 @@ class Reconciliation:
         try:
             taken = service.accepted(people[0].batch, [person.email for person in people])
         except BackendError as error:
-            return Reconciled(service.name, len(people), unanswered=str(error))
+            return Reconciled(service.name, unasked=len(people), unanswered=str(error))
         complete = self.clock() - max(p.recorded_at for p in people) >= service.settle
         took = [p.subscriber_id for p in people if p.email in taken]
         never = [
