@@ -53,7 +53,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from mailer.app.campaigns import reconcile
+from mailer.app.campaigns import journal_of, pace, reconcile, run_campaign, template_of
 from mailer.app.newsletter import Newsletter
 from mailer.core.lifecycle import Status
 from mailer.delivery.outbox import OutboxBackend
@@ -1054,6 +1054,15 @@ def uncertain_start(
     return service, [address for address, _, _ in people]
 
 
+def taking_half(answer: Answer) -> Answer:
+    """Answer as `answer` does, the service having taken only the first half of the batch."""
+
+    def half(request: Request, addresses: list[str]) -> tuple[Response, list[str]]:
+        return answer(request, addresses)[0], addresses[: len(addresses) // 2]
+
+    return half
+
+
 def label_of(service: FakeService, addresses: set[str]) -> str:
     """The label of the batch these recipients went in."""
     return next(label for label, taken in service.taken.items() if addresses <= set(taken))
@@ -1100,12 +1109,7 @@ def test_recipients_the_service_never_had_stay_uncertain_until_its_record_settle
     incomplete: they stay uncertain, and the exit status says so. Asked again once the record has
     settled (the clock moved on), they are queued and go, each once."""
     service, people = uncertain_start(folder, run, threaded_http_server, monkeypatch, name)
-    stalled = late(3, service.provider)
-
-    def half(request: Request, addresses: list[str]) -> tuple[Response, list[str]]:
-        return stalled(request, addresses)[0], addresses[: len(addresses) // 2]
-
-    service.script.append(half)
+    service.script.append(taking_half(late(3, service.provider)))
 
     code, output = send(run)
 
@@ -1130,6 +1134,44 @@ def test_recipients_the_service_never_had_stay_uncertain_until_its_record_settle
     assert service.arrivals() == {address: 1 for address in people}
     assert {entry.state for entry in send_log(folder).values()} == {DeliveryState.SENT}
     assert campaign_status(folder)[0] == CampaignStatus.DONE
+
+
+@pytest.mark.parametrize("name", ASKABLE)
+def test_a_run_whose_clock_says_the_record_settled_sends_again_what_the_service_never_had(
+    folder: Folder,
+    run: Run,
+    threaded_http_server: HTTPServer,
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+) -> None:
+    """Asked at the end of the run, by a clock past the service's settling time, the service
+    says it took half the uncertain batch: the other half is queued again and the same run sends
+    it, once; the campaign ends done with nobody uncertain."""
+    service, people = uncertain_start(folder, run, threaded_http_server, monkeypatch, name)
+    service.script.append(taking_half(late(3, service.provider)))
+    later = dt.datetime.now(dt.UTC) + SETTLE[name] + dt.timedelta(minutes=1)
+    newsletter = Newsletter.load(folder.config_path, dict(os.environ), clock=lambda: later)
+    campaign = newsletter.store.campaigns.start(SLUG, "commentaries", "a subject")
+    journal, _ = journal_of(newsletter)
+
+    report = run_campaign(
+        newsletter,
+        template_of(newsletter, campaign),
+        campaign,
+        pace(newsletter),
+        newsletter.backend_factory(),
+        journal,
+    )
+
+    first = service.requests()[0].addresses
+    half = len(first) // 2
+    assert (report.reconciled.taken, report.reconciled.again) == (half, len(first) - half)
+    assert report.campaign.status == CampaignStatus.DONE
+    assert (
+        report.counts[DeliveryState.SENT] == len(people)
+        and not report.counts[DeliveryState.UNCERTAIN]
+    )
+    assert service.arrivals() == {address: 1 for address in people}
 
 
 @pytest.mark.parametrize("name", ASKABLE)
