@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from mailer.bounces.mailbox import Mailbox
 from mailer.bounces.reading import Report, Verdict, read_report
 from mailer.core.events import Event
-from mailer.core.lifecycle import Status
 from mailer.core.tokens import Links
 from mailer.store.database import Store
+from mailer.store.events import Applied
 from mailer.store.subscribers import Subscriber
 
 PROVIDER = "mailbox"
@@ -36,13 +36,12 @@ class Left:
 
 @dataclass
 class Pass:
-    recorded: int = 0
-    duplicates: int = 0
+    applied: Applied = field(default_factory=Applied)
+    """What the reports recorded did, as a webhook's events would."""
     delays: int = 0
     """Warnings that delivery is still being tried: taken out, nothing recorded."""
     gone: int = 0
     """Reports about somebody no longer held (erased): taken out, nothing recorded."""
-    changed: list[tuple[int, Status]] = field(default_factory=list)
     left: list[Left] = field(default_factory=list)
 
 
@@ -77,10 +76,7 @@ def _handle(report: Report, store: Store, links: Links, bounce_address: str, don
     if isinstance(subscriber, _Gone):
         done.gone += 1
         return ""
-    applied = store.events.apply([_event(report, subscriber)])
-    done.recorded += applied.recorded
-    done.duplicates += applied.duplicates
-    done.changed += applied.changed
+    done.applied += store.events.apply([_event(report, subscriber)])
     return ""
 
 

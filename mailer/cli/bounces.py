@@ -48,11 +48,12 @@ def check(invocation: Invocation) -> None:
         )
     mailbox = open_mailbox(settings, config.path)
     done = check_mailbox(mailbox, newsletter.store, newsletter.links, settings.address)
-    bounced = sum(1 for _, status in done.changed if status is Status.BOUNCED)
-    complained = sum(1 for _, status in done.changed if status is Status.COMPLAINED)
+    applied = done.applied
+    bounced = sum(1 for _, status in applied.changed if status is Status.BOUNCED)
+    complained = sum(1 for _, status in applied.changed if status is Status.COMPLAINED)
     click.echo(
-        f"{count(done.recorded, 'report')} recorded ({bounced} bounced, {complained} "
-        f"complained), {done.duplicates} seen before, {count(done.delays, 'delay warning')}, "
+        f"{count(applied.recorded, 'report')} recorded ({bounced} bounced, {complained} "
+        f"complained), {applied.duplicates} seen before, {count(done.delays, 'delay warning')}, "
         f"{done.gone} about subscribers no longer held, {len(done.left)} left in the mailbox."
     )
     for left in done.left:

@@ -60,6 +60,16 @@ class Applied:
     deliveries: int = 0
     """Send log entries failed or annotated."""
 
+    def __iadd__(self, other: Applied) -> Applied:
+        """What another request's events did, added to this."""
+        self.recorded += other.recorded
+        self.duplicates += other.duplicates
+        self.unknown += other.unknown
+        self.erased += other.erased
+        self.changed += other.changed
+        self.deliveries += other.deliveries
+        return self
+
 
 @dataclass(frozen=True)
 class StoredEvent:
