@@ -45,7 +45,7 @@ POSTMARK_TOKEN = "postmark-server-token"
 HTTP_TOKEN = "generic-token"
 SIGNING_SECRET = "generic-signing-secret"
 ONE_CLICK = "List-Unsubscribe=One-Click"
-LABEL = re.compile(r"mailer-[0-9a-f]{16}")
+LABEL = re.compile(r"mailer-(mailgun|postmark)-[0-9a-f]{16}")
 """What a batch's label looks like: the same for every service that takes one."""
 
 
@@ -724,10 +724,8 @@ def test_asking_about_a_batch_finds_exactly_the_recipients_the_service_took(
     case is the recipient as mailer has it; another batch's recipients are not counted."""
     assert provider.search
     addresses = [outgoing.recipient.email for outgoing in batch]
-    taken = {
-        "mailer-00000000000000aa": [idna_address(a).upper() for a in addresses[1:]],
-        "mailer-00000000000000bb": [addresses[0]],
-    }
+    ours, another = (f"mailer-{provider.name}-00000000000000{n}" for n in ("aa", "bb"))
+    taken = {ours: [idna_address(a).upper() for a in addresses[1:]], another: [addresses[0]]}
     search = provider.search
     server.expect_request(provider.search_path, method="GET").respond_with_handler(
         lambda request: search(request, taken)
@@ -735,12 +733,17 @@ def test_asking_about_a_batch_finds_exactly_the_recipients_the_service_took(
     reconciler = reconciler_for(server, provider)
 
     try:
-        found = reconciler.accepted("mailer-00000000000000aa", addresses)
+        found = reconciler.accepted(ours, addresses)
     finally:
         reconciler.close()
         server.check_assertions()
 
     assert found == set(addresses[1:])
+    others = [other.name for other in ASKABLE if other is not provider]
+    assert reconciler.sent_through(ours)
+    assert not any(reconciler.sent_through(f"mailer-{o}-00000000000000aa") for o in others), (
+        "a batch that went to another service is not asked about here"
+    )
 
 
 @pytest.mark.parametrize("provider", ASKABLE, ids=[p.name for p in ASKABLE])
@@ -753,7 +756,7 @@ def test_a_service_that_cannot_be_asked_says_why(
     reconciler = reconciler_for(server, provider)
 
     with pytest.raises(BackendError) as raised:
-        reconciler.accepted("mailer-00000000000000aa", [batch[0].recipient.email])
+        reconciler.accepted(f"mailer-{provider.name}-00000000000000aa", [batch[0].recipient.email])
 
     assert "500" in str(raised.value) and raised.value.temporary
 

@@ -107,6 +107,12 @@ class Backend(abc.ABC):
         self.close()
 
 
+def label_prefix(service: str) -> str:
+    """How the labels of a service's batches begin: a batch is asked about only of the service
+    it went to (the backend may have changed since)."""
+    return f"mailer-{service}-"
+
+
 class Reconciler(abc.ABC):
     """Asks the service, after the fact, which recipients of a labelled batch it took: what an
     UNCERTAIN result really was. A provider whose service can be asked declares one."""
@@ -115,6 +121,10 @@ class Reconciler(abc.ABC):
     settle: dt.timedelta
     """How long after a hand-over the service's record of it is complete: a recipient it does
     not know by then never reached it."""
+
+    def sent_through(self, batch: str) -> bool:
+        """Whether the batch labelled so went to this service (only then can it be asked)."""
+        return batch.startswith(label_prefix(self.name))
 
     @abc.abstractmethod
     def accepted(self, batch: str, addresses: Sequence[str]) -> set[str]:

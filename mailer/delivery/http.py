@@ -26,7 +26,16 @@ import requests
 import urllib3
 from urllib3 import encode_multipart_formdata
 
-from mailer.delivery.base import Backend, BackendError, Outcome, Outgoing, Result, Settled, unheard
+from mailer.delivery.base import (
+    Backend,
+    BackendError,
+    Outcome,
+    Outgoing,
+    Result,
+    Settled,
+    label_prefix,
+    unheard,
+)
 from mailer.render.message import HeaderInjection, MessageTemplate, header_safe
 
 TEMPORARY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -74,9 +83,10 @@ def form_payload(
     return Payload(url, body, content_type, headers, label)
 
 
-def batch_label() -> str:
-    """A label no other batch has: `mailer-` and 16 hex digits (a tag every service takes)."""
-    return f"mailer-{secrets.token_hex(8)}"
+def batch_label(service: str) -> str:
+    """A label no other batch has: `mailer-`, the service's name, `-` and 16 hex digits (a tag
+    every service takes)."""
+    return f"{label_prefix(service)}{secrets.token_hex(8)}"
 
 
 def basic_auth(user: str, password: str) -> dict[str, str]:
@@ -173,7 +183,7 @@ class HttpBackend(Backend):
         ready = [outgoing for outgoing, refusal in zip(batch, refusals, strict=True) if not refusal]
         answered: list[Result] = []
         if ready:
-            payload = self.payload(template, ready, batch_label())
+            payload = self.payload(template, ready, batch_label(self.name))
             try:
                 answered = self.results(self.post(payload), ready)
             except Unanswered as error:

@@ -64,8 +64,9 @@ class Reconciliation:
     def __call__(self, campaigns: Campaigns, campaign_id: int) -> Reconciled:
         """Ask batch by batch; once the service could not be asked, the rest are not asked
         either (a service that cannot be reached would hold the run one time-out per batch)."""
-        found = Reconciled(self.reconciler.name)
-        labelled = [u for u in campaigns.uncertain(campaign_id) if u.batch]
+        service = self.reconciler
+        found = Reconciled(service.name)
+        labelled = [u for u in campaigns.uncertain(campaign_id) if service.sent_through(u.batch)]
         try:
             for _, batch in itertools.groupby(labelled, key=lambda u: u.batch):
                 people = list(batch)
@@ -74,7 +75,7 @@ class Reconciliation:
                 else:
                     found += self._batch(campaigns, campaign_id, people)
         finally:
-            self.reconciler.close()
+            service.close()
         return found
 
     def _batch(self, campaigns: Campaigns, campaign_id: int, people: list[Uncertain]) -> Reconciled:
