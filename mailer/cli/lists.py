@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from mailer.cli.shared import Invocation, pass_invocation
+from mailer.cli.shared import Invocation, pass_invocation, table
 from mailer.core.errors import RequestError
 
 
@@ -38,14 +38,18 @@ def show(invocation: Invocation) -> None:
     if not summaries:
         click.echo("There are no lists yet; `mailer lists create NAME` makes one.")
         return
-    width = max(len(s.name) for s in summaries)
-    click.echo(f"{'LIST'.ljust(width)}  {'ACTIVE':>9}  {'TOTAL':>9}  CREATED     OFFERED  TITLE")
-    for s in summaries:
-        offered = "archived" if s.archived else "public" if s.public else "private"
-        click.echo(
-            f"{s.name.ljust(width)}  {s.active:>9,}  {s.total:>9,}  {s.created_at:%Y-%m-%d}  "
-            f"{offered:<8} {s.title}".rstrip()
+    rows = [
+        (
+            s.name,
+            f"{s.active:,}",
+            f"{s.total:,}",
+            f"{s.created_at:%Y-%m-%d}",
+            "archived" if s.archived else "public" if s.public else "private",
+            s.title,
         )
+        for s in summaries
+    ]
+    click.echo(table(("LIST", "ACTIVE", "TOTAL", "CREATED", "OFFERED", "TITLE"), rows, {1, 2}))
 
 
 _TITLE = click.option("--title", help="What subscribers see instead of the name.")

@@ -20,7 +20,14 @@ from mailer.app.campaigns import (
     worker_name,
 )
 from mailer.app.newsletter import Newsletter
-from mailer.cli.shared import Invocation, confirm, count, pass_invocation, progress_bar
+from mailer.cli.shared import (
+    Invocation,
+    confirm,
+    count,
+    pass_invocation,
+    progress_bar,
+    table,
+)
 from mailer.content.commentary import Issue
 from mailer.core.addresses import AddressBook, InvalidAddress
 from mailer.core.clock import parse_time
@@ -449,18 +456,23 @@ def list_campaigns(invocation: Invocation) -> None:
         click.echo("No campaign yet; `mailer send` starts one.")
         return
     zone = newsletter.config.newsletter.zone
-    click.echo(
-        f"{'ID':>4}  {'STATUS':9}  {'SENT':>9}  {'FAILED':>7}  {'OF':>9}  "
-        f"{'WHEN (' + zone.key + ')':16}  ISSUE → LIST"
-    )
+    rows = []
     for campaign in found:
         counts = store.campaigns.counts(campaign.id)
         when = campaign.scheduled_at or campaign.created_at
-        click.echo(
-            f"{campaign.id:>4}  {campaign.status.value:9}  {counts[DeliveryState.SENT]:>9,}  "
-            f"{counts[DeliveryState.FAILED]:>7,}  {campaign.recipients:>9,}  "
-            f"{when.astimezone(zone):%Y-%m-%d %H:%M}  {_issue_of(campaign)} → {campaign.list_name}"
+        rows.append(
+            (
+                str(campaign.id),
+                campaign.status.value,
+                f"{counts[DeliveryState.SENT]:,}",
+                f"{counts[DeliveryState.FAILED]:,}",
+                f"{campaign.recipients:,}",
+                f"{when.astimezone(zone):%Y-%m-%d %H:%M}",
+                f"{_issue_of(campaign)} → {campaign.list_name}",
+            )
         )
+    header = ("ID", "STATUS", "SENT", "FAILED", "OF", f"WHEN ({zone.key})", "ISSUE → LIST")
+    click.echo(table(header, rows, {0, 2, 3, 4}))
 
 
 def _issue_of(campaign: Campaign) -> str:

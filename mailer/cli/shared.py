@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Collection, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,27 @@ pass_invocation = click.make_pass_decorator(Invocation)
 def count(number: int, singular: str, plural: str = "") -> str:
     """`1 commentary`, `3 commentaries`."""
     return f"{number:,} {singular if number == 1 else plural or singular + 's'}"
+
+
+WIDEST = 40
+"""The most characters a column of a table shows, but the last."""
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]], right: Collection[int] = ()) -> str:
+    """Rows under their header in columns two spaces apart, each as wide as its widest cell (at
+    most WIDEST; the last column is neither padded nor cut); the columns numbered in `right`
+    (numbers) are aligned to the right."""
+    last = len(header) - 1
+    widths = [min(max(len(row[i]) for row in [header, *rows]), WIDEST) for i in range(last)]
+
+    def line(row: Sequence[str]) -> str:
+        cells = [
+            cell[:width].rjust(width) if i in right else cell[:width].ljust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=False))
+        ]
+        return "  ".join([*cells, row[last]]).rstrip()
+
+    return "\n".join(line(row) for row in [header, *rows])
 
 
 def confirm(question: str, yes: bool) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from mailer.cli.shared import Invocation, confirm, pass_invocation
+from mailer.cli.shared import Invocation, confirm, pass_invocation, table
 from mailer.console.accounts import Accounts
 from mailer.console.service import console_url
 from mailer.store.staff import Role
@@ -77,10 +77,17 @@ def list_staff(invocation: Invocation) -> None:
     accounts = invocation.newsletter.store.staff.all()
     if not accounts:
         click.echo("No staff accounts yet; `mailer staff add EMAIL --role admin` makes one.")
-    for account in accounts:
-        state = "password set" if account.password_hash else "waiting for the password link"
-        second = ", two-factor" if account.totp_secret else ""
-        click.echo(f"{account.email}\t{account.role.value}\t{state}{second}")
+        return
+    rows = [
+        (
+            account.email,
+            account.role.value,
+            ("password set" if account.password_hash else "waiting for the password link")
+            + (", two-factor" if account.totp_secret else ""),
+        )
+        for account in accounts
+    ]
+    click.echo(table(("EMAIL", "ROLE", "SIGN-IN"), rows))
 
 
 @group.command()

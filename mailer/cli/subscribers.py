@@ -8,13 +8,20 @@ import datetime as dt
 import json
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 import click
 
-from mailer.cli.shared import Invocation, confirm, count, pass_invocation, progress_bar
+from mailer.cli.shared import (
+    Invocation,
+    confirm,
+    count,
+    pass_invocation,
+    progress_bar,
+    table,
+)
 from mailer.core.addresses import (
     AddressBook,
     Candidate,
@@ -288,16 +295,7 @@ def list_(
     if not rows:
         click.echo("No subscribers match.")
         return
-    click.echo(_table(("EMAIL", "NAME", "STATUS", "LISTS", "SINCE"), rows))
-
-
-def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
-    widths = [min(max(len(r[i]) for r in [header, *rows]), 40) for i in range(len(header))]
-    lines = [
-        "  ".join(cell[: widths[i]].ljust(widths[i]) for i, cell in enumerate(row)).rstrip()
-        for row in [header, *rows]
-    ]
-    return "\n".join(lines)
+    click.echo(table(("EMAIL", "NAME", "STATUS", "LISTS", "SINCE"), rows))
 
 
 @group.command()
@@ -489,8 +487,8 @@ def _weeks_table(audience: ListAudience) -> str:
         for w in audience.weeks
     ]
     shares = ", ".join(f"{s.value} {audience.share(s.value):.1%}" for s in Status)
-    table = _table(("WEEK OF", "ACTIVE", "SIGN-UPS", "UNSUBSCRIBES", "BOUNCES"), rows)
-    return f"{audience.name}\n{table}\nnow: {shares}\n"
+    weeks = table(("WEEK OF", "ACTIVE", "SIGN-UPS", "UNSUBSCRIBES", "BOUNCES"), rows)
+    return f"{audience.name}\n{weeks}\nnow: {shares}\n"
 
 
 def _file_name(list_name: str) -> str:
@@ -509,4 +507,4 @@ def _counts_table(invocation: Invocation) -> None:
         rows.append(
             (name, *(f"{counts.get(s, 0):,}" for s in statuses), f"{sum(counts.values()):,}")
         )
-    click.echo(_table(("LIST", *(s.upper() for s in statuses), "TOTAL"), rows))
+    click.echo(table(("LIST", *(s.upper() for s in statuses), "TOTAL"), rows))
