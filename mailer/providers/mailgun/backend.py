@@ -46,8 +46,8 @@ UNSUBSCRIBE_VARIABLE = "list_unsubscribe"
 """The recipient variable holding the whole List-Unsubscribe value."""
 BATCH_VARIABLE = "mailer-batch"
 """The user variable (`v:`) carrying the batch's label, beside its tag."""
-TAKEN = "accepted OR delivered OR failed"
-"""The events saying that Mailgun took a message (a filter expression of the events API)."""
+TAKEN = ("accepted", "delivered", "failed")
+"""The events saying that Mailgun took a message."""
 PAGE = 300
 """Events per page: the most the events API gives."""
 MOST_PAGES = 20
@@ -113,7 +113,8 @@ class MailgunBackend(HttpBackend, Reconciler):
         by_address = {idna_address(address).lower(): address for address in addresses}
         taken: set[str] = set()
         url = self.events_url
-        params: dict[str, str] | None = {"tags": batch, "event": TAKEN, "limit": str(PAGE)}
+        taking = " OR ".join(TAKEN)  # a filter expression of the events API
+        params: dict[str, str] | None = {"tags": batch, "event": taking, "limit": str(PAGE)}
         for _ in range(MOST_PAGES):
             answer = self.ask(url, params, self.auth)
             items = answer.get("items") if isinstance(answer, dict) else None
@@ -150,7 +151,7 @@ def _taken_by(event: Any, batch: str) -> str:
     ours = (isinstance(tags, list) and batch in tags) or text_at(
         event, "user-variables", BATCH_VARIABLE
     ) == batch
-    if not ours or text_at(event, "event") not in ("accepted", "delivered", "failed"):
+    if not ours or text_at(event, "event") not in TAKEN:
         return ""
     return text_at(event, "recipient").lower()
 
