@@ -220,6 +220,13 @@ class Newsletter:
 
         return backend_factory(self.config)
 
+    def service_can_be_asked(self) -> bool:
+        """Whether the configured service can be asked about uncertain deliveries (no secret
+        is read to tell)."""
+        from mailer.providers import registry
+
+        return registry.with_backend(self.config.delivery.backend).reconciler is not None
+
     def reconciler(self) -> Reconciler | None:
         """What asks the configured service about uncertain deliveries; None when it cannot be
         asked (see mailer.sending.reconciling)."""

@@ -34,7 +34,6 @@ from mailer.core.clock import parse_time
 from mailer.core.errors import RequestError
 from mailer.core.lifecycle import Frequency, Status
 from mailer.delivery.base import Backend, BackendError, Outcome, Outgoing
-from mailer.providers import registry
 from mailer.render.message import MessageTemplate
 from mailer.sending.dispatch import Pace, RunReport, Tally
 from mailer.sending.journal import Journal
@@ -531,7 +530,7 @@ def show(invocation: Invocation, campaign_id: int, failures: int) -> None:
         service = invocation.newsletter.config.delivery.backend
         asked = (
             f"`mailer campaigns resume {campaign.id}` first asks {service} which it took; "
-            if registry.with_backend(service).reconciler is not None
+            if invocation.newsletter.service_can_be_asked()
             else ""
         )
         click.echo(
