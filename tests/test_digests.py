@@ -34,10 +34,16 @@ def write_piece(folder: Folder, slug: str, title: str, at: dt.datetime) -> None:
     )
 
 
-def choose(newsletter: Newsletter, address: str, frequency: Frequency, at: dt.datetime) -> None:
+def choose(
+    newsletter: Newsletter,
+    address: str,
+    frequency: Frequency,
+    at: dt.datetime,
+    list_name: str = "commentaries",
+) -> None:
     subscriber = newsletter.store.subscribers.find(address)
     assert subscriber is not None
-    newsletter.store.subscribers.set_frequency(subscriber.id, "commentaries", frequency, at)
+    newsletter.store.subscribers.set_frequency(subscriber.id, list_name, frequency, at)
 
 
 def subjects(folder: Folder) -> list[str]:
@@ -113,6 +119,78 @@ def test_a_subscriber_switching_frequency_between_two_digests(db_folder: Folder,
     assert len(outbox(folder)) == 3
     assert recipients(folder).count("reader1@example.net") == 2
     assert recipients(folder).count("reader0@example.net") == 1
+
+
+def test_every_list_with_weekly_readers_gets_its_digest_and_nobody_gets_two(
+    db_folder: Folder, run: Run
+) -> None:
+    folder = db_folder  # on SQLite and PostgreSQL
+    people = folder.write(
+        "people.csv",
+        "email,name,lists\n"
+        "both@example.net,Bo,commentaries;events\n"
+        "events@example.net,Eve,events\n"
+        "mixed@example.net,Mia,commentaries;events\n"
+        "late@example.net,Lee,commentaries;events\n"
+        "every@example.net,Ed,commentaries;events\n",
+    )
+    assert run("subscribers", "import", str(people), "--create-lists").exit_code == 0
+    clock = FakeClock(MONDAY)
+    with scheduler_of(folder, clock) as scheduler:
+        newsletter = scheduler.newsletter
+        for list_name in ("commentaries", "events"):
+            choose(newsletter, "both@example.net", Frequency.WEEKLY, MONDAY, list_name)
+        choose(newsletter, "events@example.net", Frequency.WEEKLY, MONDAY, "events")
+        choose(newsletter, "mixed@example.net", Frequency.WEEKLY, MONDAY, "events")
+        choose(newsletter, "late@example.net", Frequency.WEEKLY, MONDAY)
+        scheduler.tick()  # the first look, for both lists
+        write_piece(folder, "tuesday-piece", "Tuesday Piece", TUESDAY)
+        write_piece(folder, "thursday-piece", "Thursday Piece", THURSDAY)
+        # on events, late@ chose weekly after Tuesday's piece: alone, they would get Thursday's
+        choose(newsletter, "late@example.net", Frequency.WEEKLY, WEDNESDAY, "events")
+        clock.set(NEXT_MONDAY)
+        scheduler.tick()
+        made = {
+            (c.list_name, c.issue): c.recipients
+            for c in newsletter.store.campaigns.all()
+            if c.kind == CampaignKind.DIGEST
+        }
+        # both@ and late@ get the whole week once, through commentaries (the [delivery] list)
+        assert made == {
+            ("commentaries", "thursday-piece tuesday-piece"): 2,
+            ("events", "thursday-piece tuesday-piece"): 2,
+        }
+        assert recipients(folder) == [
+            "both@example.net",
+            "events@example.net",
+            "late@example.net",
+            "mixed@example.net",
+        ]
+        clock.set(NEXT_MONDAY + dt.timedelta(days=7))
+        done = scheduler.tick()  # a week with nothing new, on either list
+    assert len(outbox(folder)) == 4
+    assert [n.text for n in done.notes if "nothing new" in n.text] == [
+        "No digest for 2030-01-28 08:00 (Europe/Rome): nothing new that week."
+    ]
+
+
+def test_a_list_made_after_the_first_look_has_its_digest_the_next_week(
+    folder: Folder, run: Run
+) -> None:
+    subscribe(folder, run)
+    clock = FakeClock(MONDAY)
+    with scheduler_of(folder, clock) as scheduler:
+        newsletter = scheduler.newsletter
+        scheduler.tick()
+        clock.set(TUESDAY)
+        people = folder.write("later.csv", "email,lists,frequency\nnew@example.net,events,weekly\n")
+        assert run("subscribers", "import", str(people), "--create-lists").exit_code == 0
+        scheduler.tick()  # events is seen: its week starts at the last digest time
+        write_piece(folder, "thursday-piece", "Thursday Piece", THURSDAY)
+        clock.set(NEXT_MONDAY)
+        scheduler.tick()
+        assert digests(newsletter) == ["thursday-piece"]
+    assert recipients(folder) == ["new@example.net"]
 
 
 def test_immediate_sends_skip_weekly_subscribers(folder: Folder, run: Run) -> None:

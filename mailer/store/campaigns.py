@@ -326,7 +326,8 @@ class Campaigns:
         weekly_since: tuple[dt.datetime | None, dt.datetime | None],
     ) -> Campaign | None:
         """A digest due at `due`, to the list's active weekly subscribers who chose weekly in
-        [from, until) of `weekly_since` (None: no bound); None when there is nobody."""
+        [from, until) of `weekly_since` (None: no bound) and are in no other digest due then
+        (one per person, however many lists they read weekly); None when there is nobody."""
         with self.engine.begin() as connection:
             campaign_id = self._insert(connection, issue, list_name, subject, due)
             connection.execute(
@@ -336,7 +337,19 @@ class Campaigns:
             )
             after, before = weekly_since
             chosen = memberships.c.frequency_since
-            window = [memberships.c.frequency == Frequency.WEEKLY]
+            due_then = select(campaigns.c.id).where(
+                campaigns.c.kind == CampaignKind.DIGEST,
+                campaigns.c.scheduled_at == due,
+            )
+            in_another = (
+                select(deliveries.c.subscriber_id)
+                .where(
+                    deliveries.c.campaign_id.in_(due_then),
+                    deliveries.c.subscriber_id == memberships.c.subscriber_id,
+                )
+                .exists()
+            )
+            window = [memberships.c.frequency == Frequency.WEEKLY, ~in_another]
             if after is not None:
                 window.append(chosen >= after)
             if before is not None:
