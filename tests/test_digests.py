@@ -205,6 +205,25 @@ def test_immediate_sends_skip_weekly_subscribers(folder: Folder, run: Run) -> No
     assert len(outbox(folder)) == 5
 
 
+def test_a_dry_run_and_the_confirmation_count_whom_the_send_goes_to(
+    db_folder: Folder, run: Run
+) -> None:
+    folder = db_folder  # on SQLite and PostgreSQL
+    subscribe(folder, run)
+    newsletter = folder.newsletter()
+    for n in (1, 4):
+        choose(newsletter, f"reader{n}@example.net", Frequency.WEEKLY, MONDAY)
+    dry = run("send", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert "built 4 messages for the active subscribers of 'commentaries', weekly ones" in (
+        dry.output
+    )
+    assert "to 4 active subscribers of 'commentaries' (weekly ones aside)" in run("send").output
+    assert run("send", "--yes").exit_code == 0
+    assert len(outbox(folder)) == 4
+    newsletter.store.close()
+
+
 def test_a_digest_missed_past_the_grace_is_reported_and_the_next_one_holds_its_week(
     folder: Folder, run: Run
 ) -> None:

@@ -50,7 +50,7 @@ from mailer.store.schema import (
     subscribers,
     utcnow,
 )
-from mailer.store.subscribers import change_status
+from mailer.store.subscribers import EVERY_ISSUE, change_status, reading
 
 _STATUSES = {status.value: status for status in Status}
 PRESENCE = 0x6D61696C
@@ -451,12 +451,12 @@ class Campaigns:
     def _fix_recipients(
         connection: Connection,
         campaign_id: int,
-        which: Any = memberships.c.frequency == Frequency.IMMEDIATE,
+        which: Any = EVERY_ISSUE,
         languages: Sequence[str] | None = None,
     ) -> int:
-        """Copy the active members of the campaign's list, as they are now, into its log: by
-        default those who get every issue; `which` chooses others (a digest's); with
-        `languages`, only those whose language is one of them ("" is the newsletter's)."""
+        """Copy the campaign's readers (`reading`) among the members of its list, as they are
+        now, into its log: by default those who get every issue; `which` chooses others (a
+        digest's)."""
         now = utcnow()
         list_id = connection.execute(
             select(campaigns.c.list_id).where(campaigns.c.id == campaign_id)
@@ -470,10 +470,8 @@ class Campaigns:
                 literal(now, UtcDateTime),
             )
             .join(subscribers, subscribers.c.id == memberships.c.subscriber_id)
-            .where(memberships.c.list_id == list_id, subscribers.c.status == Status.ACTIVE, which)
+            .where(memberships.c.list_id == list_id, *reading(languages, which))
         )
-        if languages is not None:
-            recipients = recipients.where(subscribers.c.language.in_(list(languages)))
         connection.execute(
             insert(deliveries).from_select(
                 ["subscriber_id", "campaign_id", "state", "attempts", "updated_at"], recipients

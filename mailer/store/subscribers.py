@@ -12,7 +12,19 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Select,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 
 from mailer.core.addresses import Candidate, SuppressionHash, as_stored, key
 from mailer.core.lifecycle import CONSENT, LEFT, Frequency, Reason, Status, can_become
@@ -126,6 +138,38 @@ def _subscriber(row: Any, list_names: Sequence[str] = ()) -> Subscriber:
     )
 
 
+EVERY_ISSUE = memberships.c.frequency == Frequency.IMMEDIATE
+"""A list's members who get every issue as it goes (the others get the weekly digest)."""
+
+
+def reading(
+    languages: Sequence[str] | None, which: ColumnElement[bool] = EVERY_ISSUE
+) -> list[ColumnElement[bool]]:
+    """Whom of a list's members (memberships joined to subscribers) a campaign goes to: the
+    active ones `which` chooses (by default those who get every issue), and with `languages`
+    only those reading one of them ("" is the newsletter's). One definition for the campaign,
+    its dry run and the count staff are asked to confirm."""
+    where = [subscribers.c.status == Status.ACTIVE, which]
+    if languages is not None:
+        where.append(subscribers.c.language.in_(list(languages)))
+    return where
+
+
+def _on_list(query: Select[Any], list_name: str) -> Select[Any]:
+    """`query` of subscribers joined to their membership of the list (the join is walked along
+    the (list_id, subscriber_id) index from the last page on; an IN (subquery) was evaluated
+    whole for every page)."""
+    return query.join_from(
+        subscribers,
+        memberships,
+        and_(
+            memberships.c.subscriber_id == subscribers.c.id,
+            memberships.c.list_id
+            == select(lists.c.id).where(lists.c.name_key == list_key(list_name)).scalar_subquery(),
+        ),
+    )
+
+
 class Subscribers:
     def __init__(self, engine: Engine, hashes: SuppressionHash) -> None:
         self.engine = engine
@@ -185,24 +229,29 @@ class Subscribers:
         page: int = 2000,
     ) -> Iterator[Subscriber]:
         """Every subscriber matching the filters, by id, a page at a time (memory stays flat)."""
-        query = select(*_COLUMNS).order_by(subscribers.c.id).limit(page)
+        query = select(*_COLUMNS)
         if statuses:
             query = query.where(subscribers.c.status.in_([s.value for s in statuses]))
         if list_name is not None:
-            # A join, walked along the (list_id, subscriber_id) index from the last page on; an
-            # IN (subquery) was evaluated whole for every page.
-            query = query.join(
-                memberships,
-                and_(
-                    memberships.c.subscriber_id == subscribers.c.id,
-                    memberships.c.list_id
-                    == select(lists.c.id)
-                    .where(lists.c.name_key == list_key(list_name))
-                    .scalar_subquery(),
-                ),
-            )
+            query = _on_list(query, list_name)
         if search:
             query = query.where(subscribers.c.email_key.contains(key(search), autoescape=True))
+        return self._paged(query, page)
+
+    def readers(
+        self, list_name: str, languages: Sequence[str] | None = None, page: int = 2000
+    ) -> Iterator[Subscriber]:
+        """Whom an issue to the list would go to now (see `reading`), by id, a page at a time."""
+        return self._paged(_on_list(select(*_COLUMNS), list_name).where(*reading(languages)), page)
+
+    def count_readers(self, list_name: str, languages: Sequence[str] | None = None) -> int:
+        """How many an issue to the list would go to now (see `reading`)."""
+        query = _on_list(select(func.count()), list_name)
+        with self.engine.connect() as connection:
+            return int(connection.execute(query.where(*reading(languages))).scalar_one())
+
+    def _paged(self, query: Select[Any], page: int) -> Iterator[Subscriber]:
+        query = query.order_by(subscribers.c.id).limit(page)
         last = 0
         while True:
             with self.engine.connect() as connection:
@@ -213,21 +262,6 @@ class Subscribers:
             for row in rows:
                 yield _subscriber(row, names[row.id])
             last = rows[-1].id
-
-    def count(self, status: Status, list_name: str, frequency: Frequency | None = None) -> int:
-        """How many subscribers of a list have this status (and this frequency, if given: an
-        issue's recipients are the active, immediate ones)."""
-        query = (
-            select(func.count())
-            .select_from(memberships)
-            .join(lists, lists.c.id == memberships.c.list_id)
-            .join(subscribers, subscribers.c.id == memberships.c.subscriber_id)
-            .where(lists.c.name_key == list_key(list_name), subscribers.c.status == status.value)
-        )
-        if frequency is not None:
-            query = query.where(memberships.c.frequency == frequency.value)
-        with self.engine.connect() as connection:
-            return int(connection.execute(query).scalar_one())
 
     def counts(self) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
         """(subscribers by status, and by list then status)."""
