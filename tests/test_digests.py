@@ -17,6 +17,7 @@ from mailer.store.campaigns import CampaignKind, CampaignStatus
 from tests.conftest import Folder, Run
 from tests.test_campaigns import outbox, subscribe
 from tests.test_scheduler import FakeClock, recipients, scheduler_of
+from tests.test_web import frequencies
 
 ROME = dt.timezone(dt.timedelta(hours=1))  # Europe/Rome in January
 MONDAY = dt.datetime(2030, 1, 14, 8, 0, tzinfo=ROME)
@@ -252,28 +253,28 @@ def test_a_frequency_column_in_an_import_makes_weekly_subscribers(folder: Folder
         "email,name,lists,frequency\n"
         "weekly@example.net,Wendy,commentaries,weekly\n"
         "daily@example.net,Dan,commentaries,\n"
-        "wrong@example.net,Walt,commentaries,monthly\n",
+        "wrong@example.net,Walt,commentaries,monthly\n"
+        "pair@example.net,Pat,commentaries,weekly;immediate\n",
     )
     result = run("subscribers", "import", str(path))
     assert result.exit_code == 1
     assert "people.csv:4: the frequency 'monthly' is not one of: immediate, weekly" in (
         result.output
     )
+    assert (
+        "people.csv:5: the frequency 'weekly;immediate' gives 2 frequencies but the lists column "
+        "names 1; give one for all the lists, or one per list in the order of the lists column"
+    ) in " ".join(result.output.split())
     newsletter = folder.newsletter()
-    weekly = newsletter.store.subscribers.find("weekly@example.net")
-    daily = newsletter.store.subscribers.find("daily@example.net")
-    assert weekly is not None and daily is not None
-    assert newsletter.store.subscribers.frequencies(weekly.id) == {"commentaries": Frequency.WEEKLY}
-    assert newsletter.store.subscribers.frequencies(daily.id) == {
-        "commentaries": Frequency.IMMEDIATE
-    }
+    assert frequencies(newsletter, "weekly@example.net") == {"commentaries": Frequency.WEEKLY}
+    assert frequencies(newsletter, "daily@example.net") == {"commentaries": Frequency.IMMEDIATE}
     shown = json.loads(run("subscribers", "show", "weekly@example.net").output)
     assert shown["frequencies"] == {"commentaries": "weekly"}
     again = folder.write(
-        "again.csv", "email,name,lists,frequency\ndaily@example.net,Dan,commentaries,weekly\n"
+        "again.csv", "email,name,lists,frequency\ndaily@example.net,Dan,Commentaries,weekly\n"
     )
     assert run("subscribers", "import", str(again)).exit_code == 0
-    assert newsletter.store.subscribers.frequencies(daily.id) == {"commentaries": Frequency.WEEKLY}
+    assert frequencies(newsletter, "daily@example.net") == {"commentaries": Frequency.WEEKLY}
     assert run("send", "--yes").exit_code == 0
     assert outbox(folder) == []  # both weekly now: the immediate issue has nobody to go to
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -31,8 +31,6 @@ from mailer.core.lifecycle import CONSENT, LEFT, Frequency, Reason, Status, can_
 from mailer.store.bulk import bulk_insert, inserted_ids, one_of
 from mailer.store.lists import Lists, list_key
 from mailer.store.schema import (
-    campaigns,
-    deliveries,
     driver_time,
     history,
     lists,
@@ -59,16 +57,16 @@ class Subscriber:
     lists: tuple[str, ...] = ()
     language: str = ""
     """The language they read; empty: the newsletter's."""
+    weekly: tuple[str, ...] = ()
+    """Those of `lists` they get as the weekly digest; the others, every issue as it goes."""
 
+    def frequency(self, list_name: str) -> Frequency:
+        return Frequency.WEEKLY if list_name in self.weekly else Frequency.IMMEDIATE
 
-class SendLogEntry(NamedTuple):
-    campaign_id: int
-    issue: str
-    state: str
-    attempts: int
-    message_id: str | None
-    error: str | None
-    updated_at: dt.datetime
+    @property
+    def frequencies(self) -> dict[str, Frequency]:
+        """Their frequency on each of their lists, by list name."""
+        return {name: self.frequency(name) for name in self.lists}
 
 
 @dataclass
@@ -123,7 +121,8 @@ _COLUMNS = (
 )
 
 
-def _subscriber(row: Any, list_names: Sequence[str] = ()) -> Subscriber:
+def _subscriber(row: Any, member_of: Sequence[tuple[str, str]] = ()) -> Subscriber:
+    """The subscriber of a row of _COLUMNS, on the lists `member_of` (name, frequency)."""
     return Subscriber(
         id=row.id,
         email=row.email,
@@ -133,8 +132,9 @@ def _subscriber(row: Any, list_names: Sequence[str] = ()) -> Subscriber:
         created_at=row.created_at,
         updated_at=row.updated_at,
         link_secret=row.link_secret,
-        lists=tuple(sorted(list_names)),
+        lists=tuple(sorted(name for name, _ in member_of)),
         language=row.language,
+        weekly=tuple(sorted(name for name, chosen in member_of if chosen == Frequency.WEEKLY)),
     )
 
 
@@ -201,25 +201,6 @@ class Subscribers:
         )
         with self.engine.connect() as connection:
             return [Change(*row) for row in connection.execute(query)]
-
-    def send_log(self, subscriber_id: int) -> list[SendLogEntry]:
-        """Every delivery of an issue to this subscriber, oldest campaign first."""
-        query = (
-            select(
-                deliveries.c.campaign_id,
-                campaigns.c.issue,
-                deliveries.c.state,
-                deliveries.c.attempts,
-                deliveries.c.message_id,
-                deliveries.c.error,
-                deliveries.c.updated_at,
-            )
-            .join(campaigns, campaigns.c.id == deliveries.c.campaign_id)
-            .where(deliveries.c.subscriber_id == subscriber_id)
-            .order_by(deliveries.c.campaign_id)
-        )
-        with self.engine.connect() as connection:
-            return [SendLogEntry(*row) for row in connection.execute(query)]
 
     def each(
         self,
@@ -379,16 +360,6 @@ class Subscribers:
             _set_lists(connection, subscriber_id, set(ids.values()))
             return True
 
-    def frequencies(self, subscriber_id: int) -> dict[str, Frequency]:
-        """The subscriber's frequency on each list they belong to, by list name."""
-        query = (
-            select(lists.c.name, memberships.c.frequency)
-            .join(lists, lists.c.id == memberships.c.list_id)
-            .where(memberships.c.subscriber_id == subscriber_id)
-        )
-        with self.engine.connect() as connection:
-            return {name: Frequency(value) for name, value in connection.execute(query)}
-
     def set_frequency(
         self, subscriber_id: int, list_name: str, frequency: Frequency, at: dt.datetime
     ) -> bool:
@@ -481,16 +452,21 @@ class _Consent:
             if Status(row.status) in LEFT:
                 merged.kept_out += 1
                 continue
-            missing = {list_ids[n] for n in candidate.lists} - member_of[row.id]
+            missing = {
+                list_ids[n]: n
+                for n in sorted(candidate.lists)
+                if list_ids[n] not in member_of[row.id]
+            }
             new_members += [
-                _membership(row.id, list_id, self.stamp, candidate.frequency)
-                for list_id in sorted(missing)
+                _membership(row.id, list_id, self.stamp, candidate.frequency_on(n))
+                for list_id, n in sorted(missing.items())
             ]
-            rechosen = candidate.frequency is not None and any(
+            rechosen = any(
                 [  # a list, not a generator: every list is changed, not just the first
-                    set_frequency(connection, row.id, n, candidate.frequency, self.now)
+                    set_frequency(connection, row.id, n, chosen, self.now)
                     for n in sorted(candidate.lists)
                     if list_ids[n] in member_of[row.id]
+                    and (chosen := candidate.frequency_on(n)) is not None
                 ]
             )
             rename = candidate.name != row.name and (
@@ -567,7 +543,7 @@ class _Consent:
         )
         ids = inserted_ids(self.connection, subscribers, subscribers.c.email_key, list(by_key))
         return [
-            _membership(ids[k], list_ids[name], stamp, candidate.frequency)
+            _membership(ids[k], list_ids[name], stamp, candidate.frequency_on(name))
             for k, candidate in by_key.items()
             for name in sorted(candidate.lists)
         ]
@@ -591,7 +567,7 @@ def set_frequency(
     frequency: Frequency,
     at: dt.datetime,
 ) -> bool:
-    list_id = connection.scalar(select(lists.c.id).where(lists.c.name == list_name))
+    list_id = connection.scalar(select(lists.c.id).where(lists.c.name_key == list_key(list_name)))
     member = and_(memberships.c.subscriber_id == subscriber_id, memberships.c.list_id == list_id)
     current = connection.scalar(select(memberships.c.frequency).where(member))
     if current is None:
@@ -651,14 +627,15 @@ def _list_ids_of(connection: Connection, ids: Sequence[int]) -> dict[int, set[in
     return result
 
 
-def _lists_of(connection: Connection, ids: Sequence[int]) -> dict[int, list[str]]:
-    result: dict[int, list[str]] = {i: [] for i in ids}
+def _lists_of(connection: Connection, ids: Sequence[int]) -> dict[int, list[tuple[str, str]]]:
+    """The (list name, frequency) of each membership of these subscribers."""
+    result: dict[int, list[tuple[str, str]]] = {i: [] for i in ids}
     if ids:
         rows = connection.execute(
-            select(memberships.c.subscriber_id, lists.c.name)
+            select(memberships.c.subscriber_id, lists.c.name, memberships.c.frequency)
             .join(lists, lists.c.id == memberships.c.list_id)
             .where(memberships.c.subscriber_id.in_(ids))
         )
-        for subscriber_id, name in rows:
-            result[subscriber_id].append(name)
+        for subscriber_id, name, frequency in rows:
+            result[subscriber_id].append((name, frequency))
     return result

@@ -539,11 +539,7 @@ def preferences(token: str) -> Response:
         chosen=found.lists,
         languages=current.newsletter.config.newsletter.languages,
         chosen_language=found.language,
-        weekly=[
-            name
-            for name, frequency in store.subscribers.frequencies(found.id).items()
-            if frequency == Frequency.WEEKLY
-        ],
+        weekly=found.weekly,
         digest=current.newsletter.config.schedule.digest,
         notice=notice,
         action=url_for(".preferences", token=token),
