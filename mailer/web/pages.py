@@ -361,12 +361,11 @@ def confirm(token: str) -> Response:
             link_text="Subscribe",
         )
     links = current.newsletter.links
-    titles = {o.name: o.title for o in current.newsletter.store.lists.offered(private=True)}
     return current.page(
         "confirm.html",
         confirmed=found.status == Status.ACTIVE,
         email=found.email,
-        lists=[titles.get(name, name) for name in found.lists],
+        lists=current.newsletter.store.lists.titles(found.lists),
         action=action,
         csrf_token=current.csrf.token(),
         preferences_url=url_for(
