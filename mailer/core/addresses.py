@@ -145,6 +145,7 @@ class Candidate(NamedTuple):
 
     def frequency_on(self, list_name: str) -> Frequency | None:
         """How often they get this list of theirs; None: immediate when new, else unchanged."""
-        if isinstance(self.frequency, Mapping):
-            return self.frequency.get(list_name)
-        return self.frequency
+        chosen = self.frequency
+        if chosen is None or isinstance(chosen, Frequency):  # most people: no ABC check
+            return chosen
+        return chosen.get(list_name)

@@ -35,7 +35,7 @@ from mailer.store.schema import (
     history,
     lists,
     memberships,
-    new_link_secret,
+    new_link_secrets,
     subscribers,
     utcnow,
 )
@@ -536,9 +536,11 @@ class _Consent:
                     ip,
                     stamp,
                     stamp,
-                    new_link_secret(),
+                    link_secret,
                 )
-                for k, c in by_key.items()
+                for (k, c), link_secret in zip(
+                    by_key.items(), new_link_secrets(len(by_key)), strict=True
+                )
             ],
         )
         ids = inserted_ids(self.connection, subscribers, subscribers.c.email_key, list(by_key))
@@ -550,14 +552,16 @@ class _Consent:
 
 
 _MEMBERSHIP_COLUMNS = ("subscriber_id", "list_id", "created_at", "frequency", "frequency_since")
+_IMMEDIATE = Frequency.IMMEDIATE.value
 
 
 def _membership(
     subscriber_id: int, list_id: int, stamp: Any, frequency: Frequency | None
 ) -> tuple[Any, ...]:
     """A row of memberships for bulk_insert; `stamp` is the time as the driver takes it."""
-    chosen = frequency or Frequency.IMMEDIATE
-    return (subscriber_id, list_id, stamp, chosen.value, stamp if frequency else None)
+    if frequency is None:
+        return (subscriber_id, list_id, stamp, _IMMEDIATE, None)
+    return (subscriber_id, list_id, stamp, frequency.value, stamp)
 
 
 def set_frequency(
