@@ -269,7 +269,7 @@ def test_a_frequency_column_in_an_import_makes_weekly_subscribers(folder: Folder
     assert frequencies(newsletter, "weekly@example.net") == {"commentaries": Frequency.WEEKLY}
     assert frequencies(newsletter, "daily@example.net") == {"commentaries": Frequency.IMMEDIATE}
     shown = json.loads(run("subscribers", "show", "weekly@example.net").output)
-    assert shown["frequencies"] == {"commentaries": "weekly"}
+    assert (shown["frequencies"], shown["language"]) == ({"commentaries": "weekly"}, "")
     again = folder.write(
         "again.csv", "email,name,lists,frequency\ndaily@example.net,Dan,Commentaries,weekly\n"
     )
