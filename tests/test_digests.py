@@ -17,6 +17,7 @@ from mailer.store.campaigns import CampaignKind, CampaignStatus
 from tests.conftest import Folder, Run
 from tests.test_campaigns import outbox, subscribe
 from tests.test_scheduler import FakeClock, recipients, scheduler_of
+from tests.test_web import frequencies
 
 ROME = dt.timezone(dt.timedelta(hours=1))  # Europe/Rome in January
 MONDAY = dt.datetime(2030, 1, 14, 8, 0, tzinfo=ROME)
@@ -34,10 +35,16 @@ def write_piece(folder: Folder, slug: str, title: str, at: dt.datetime) -> None:
     )
 
 
-def choose(newsletter: Newsletter, address: str, frequency: Frequency, at: dt.datetime) -> None:
+def choose(
+    newsletter: Newsletter,
+    address: str,
+    frequency: Frequency,
+    at: dt.datetime,
+    list_name: str = "commentaries",
+) -> None:
     subscriber = newsletter.store.subscribers.find(address)
     assert subscriber is not None
-    newsletter.store.subscribers.set_frequency(subscriber.id, "commentaries", frequency, at)
+    newsletter.store.subscribers.set_frequency(subscriber.id, list_name, frequency, at)
 
 
 def subjects(folder: Folder) -> list[str]:
@@ -115,6 +122,78 @@ def test_a_subscriber_switching_frequency_between_two_digests(db_folder: Folder,
     assert recipients(folder).count("reader0@example.net") == 1
 
 
+def test_every_list_with_weekly_readers_gets_its_digest_and_nobody_gets_two(
+    db_folder: Folder, run: Run
+) -> None:
+    folder = db_folder  # on SQLite and PostgreSQL
+    people = folder.write(
+        "people.csv",
+        "email,name,lists\n"
+        "both@example.net,Bo,commentaries;events\n"
+        "events@example.net,Eve,events\n"
+        "mixed@example.net,Mia,commentaries;events\n"
+        "late@example.net,Lee,commentaries;events\n"
+        "every@example.net,Ed,commentaries;events\n",
+    )
+    assert run("subscribers", "import", str(people), "--create-lists").exit_code == 0
+    clock = FakeClock(MONDAY)
+    with scheduler_of(folder, clock) as scheduler:
+        newsletter = scheduler.newsletter
+        for list_name in ("commentaries", "events"):
+            choose(newsletter, "both@example.net", Frequency.WEEKLY, MONDAY, list_name)
+        choose(newsletter, "events@example.net", Frequency.WEEKLY, MONDAY, "events")
+        choose(newsletter, "mixed@example.net", Frequency.WEEKLY, MONDAY, "events")
+        choose(newsletter, "late@example.net", Frequency.WEEKLY, MONDAY)
+        scheduler.tick()  # the first look, for both lists
+        write_piece(folder, "tuesday-piece", "Tuesday Piece", TUESDAY)
+        write_piece(folder, "thursday-piece", "Thursday Piece", THURSDAY)
+        # on events, late@ chose weekly after Tuesday's piece: alone, they would get Thursday's
+        choose(newsletter, "late@example.net", Frequency.WEEKLY, WEDNESDAY, "events")
+        clock.set(NEXT_MONDAY)
+        scheduler.tick()
+        made = {
+            (c.list_name, c.issue): c.recipients
+            for c in newsletter.store.campaigns.all()
+            if c.kind == CampaignKind.DIGEST
+        }
+        # both@ and late@ get the whole week once, through commentaries (the [delivery] list)
+        assert made == {
+            ("commentaries", "thursday-piece tuesday-piece"): 2,
+            ("events", "thursday-piece tuesday-piece"): 2,
+        }
+        assert recipients(folder) == [
+            "both@example.net",
+            "events@example.net",
+            "late@example.net",
+            "mixed@example.net",
+        ]
+        clock.set(NEXT_MONDAY + dt.timedelta(days=7))
+        done = scheduler.tick()  # a week with nothing new, on either list
+    assert len(outbox(folder)) == 4
+    assert [n.text for n in done.notes if "nothing new" in n.text] == [
+        "No digest for 2030-01-28 08:00 (Europe/Rome): nothing new that week."
+    ]
+
+
+def test_a_list_made_after_the_first_look_has_its_digest_the_next_week(
+    folder: Folder, run: Run
+) -> None:
+    subscribe(folder, run)
+    clock = FakeClock(MONDAY)
+    with scheduler_of(folder, clock) as scheduler:
+        newsletter = scheduler.newsletter
+        scheduler.tick()
+        clock.set(TUESDAY)
+        people = folder.write("later.csv", "email,lists,frequency\nnew@example.net,events,weekly\n")
+        assert run("subscribers", "import", str(people), "--create-lists").exit_code == 0
+        scheduler.tick()  # events is seen: its week starts at the last digest time
+        write_piece(folder, "thursday-piece", "Thursday Piece", THURSDAY)
+        clock.set(NEXT_MONDAY)
+        scheduler.tick()
+        assert digests(newsletter) == ["thursday-piece"]
+    assert recipients(folder) == ["new@example.net"]
+
+
 def test_immediate_sends_skip_weekly_subscribers(folder: Folder, run: Run) -> None:
     subscribe(folder, run)
     newsletter = folder.newsletter()
@@ -125,6 +204,25 @@ def test_immediate_sends_skip_weekly_subscribers(folder: Folder, run: Run) -> No
     assert result.exit_code == 0, result.output
     assert "reader3@example.net" not in recipients(folder)
     assert len(outbox(folder)) == 5
+
+
+def test_a_dry_run_and_the_confirmation_count_whom_the_send_goes_to(
+    db_folder: Folder, run: Run
+) -> None:
+    folder = db_folder  # on SQLite and PostgreSQL
+    subscribe(folder, run)
+    newsletter = folder.newsletter()
+    for n in (1, 4):
+        choose(newsletter, f"reader{n}@example.net", Frequency.WEEKLY, MONDAY)
+    dry = run("send", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert "built 4 messages for the active subscribers of 'commentaries', weekly ones" in (
+        dry.output
+    )
+    assert "to 4 active subscribers of 'commentaries' (weekly ones aside)" in run("send").output
+    assert run("send", "--yes").exit_code == 0
+    assert len(outbox(folder)) == 4
+    newsletter.store.close()
 
 
 def test_a_digest_missed_past_the_grace_is_reported_and_the_next_one_holds_its_week(
@@ -155,28 +253,28 @@ def test_a_frequency_column_in_an_import_makes_weekly_subscribers(folder: Folder
         "email,name,lists,frequency\n"
         "weekly@example.net,Wendy,commentaries,weekly\n"
         "daily@example.net,Dan,commentaries,\n"
-        "wrong@example.net,Walt,commentaries,monthly\n",
+        "wrong@example.net,Walt,commentaries,monthly\n"
+        "pair@example.net,Pat,commentaries,weekly;immediate\n",
     )
     result = run("subscribers", "import", str(path))
     assert result.exit_code == 1
     assert "people.csv:4: the frequency 'monthly' is not one of: immediate, weekly" in (
         result.output
     )
+    assert (
+        "people.csv:5: the frequency 'weekly;immediate' gives 2 frequencies but the lists column "
+        "names 1; give one for all the lists, or one per list in the order of the lists column"
+    ) in " ".join(result.output.split())
     newsletter = folder.newsletter()
-    weekly = newsletter.store.subscribers.find("weekly@example.net")
-    daily = newsletter.store.subscribers.find("daily@example.net")
-    assert weekly is not None and daily is not None
-    assert newsletter.store.subscribers.frequencies(weekly.id) == {"commentaries": Frequency.WEEKLY}
-    assert newsletter.store.subscribers.frequencies(daily.id) == {
-        "commentaries": Frequency.IMMEDIATE
-    }
+    assert frequencies(newsletter, "weekly@example.net") == {"commentaries": Frequency.WEEKLY}
+    assert frequencies(newsletter, "daily@example.net") == {"commentaries": Frequency.IMMEDIATE}
     shown = json.loads(run("subscribers", "show", "weekly@example.net").output)
-    assert shown["frequencies"] == {"commentaries": "weekly"}
+    assert (shown["frequencies"], shown["language"]) == ({"commentaries": "weekly"}, "")
     again = folder.write(
-        "again.csv", "email,name,lists,frequency\ndaily@example.net,Dan,commentaries,weekly\n"
+        "again.csv", "email,name,lists,frequency\ndaily@example.net,Dan,Commentaries,weekly\n"
     )
     assert run("subscribers", "import", str(again)).exit_code == 0
-    assert newsletter.store.subscribers.frequencies(daily.id) == {"commentaries": Frequency.WEEKLY}
+    assert frequencies(newsletter, "daily@example.net") == {"commentaries": Frequency.WEEKLY}
     assert run("send", "--yes").exit_code == 0
     assert outbox(folder) == []  # both weekly now: the immediate issue has nobody to go to
 

@@ -7,7 +7,7 @@ import datetime as dt
 
 from mailer.core.addresses import Candidate
 from mailer.core.events import Event, Kind, Severity
-from mailer.core.lifecycle import Reason, Status
+from mailer.core.lifecycle import Frequency, Reason, Status
 from mailer.store.database import Store
 
 PEOPLE = [
@@ -115,3 +115,29 @@ def test_paging_goes_from_the_address_matches_on_to_the_name_matches(store: Stor
     second = store.directory.search("ad", page=1, after=first.after)
     assert [s.email for s in second.subscribers] == ["zed@example.org"]  # "ada tester"
     assert second.after is None
+
+
+def test_a_record_says_the_language_and_the_frequency_on_each_list(store: Store) -> None:
+    store.subscribers.merge(
+        [
+            Candidate(
+                "ida@example.org",
+                "Ida",
+                frozenset({"news", "briefings"}),
+                language="it",
+                frequency={"briefings": Frequency.WEEKLY},
+            )
+        ],
+        status=Status.ACTIVE,
+        reason=Reason.IMPORT,
+    )
+    ida = store.subscribers.find("ida@example.org")
+    assert ida is not None
+
+    record = store.directory.record(ida.id)
+
+    assert record is not None
+    assert record.language == "it"
+    assert record.frequencies == {"briefings": Frequency.WEEKLY, "news": Frequency.IMMEDIATE}
+    (found,) = store.directory.search("ida").subscribers
+    assert found.weekly == ("briefings",)

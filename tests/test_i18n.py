@@ -295,8 +295,8 @@ def test_an_issue_with_a_translation_goes_to_the_readers_of_its_language(
     exported = run("subscribers", "export").output
     assert "anna@example.org,Anna,active,commentaries," in exported and exported.splitlines()[
         0
-    ].endswith(",language")
-    assert [line.rsplit(",", 1)[1] for line in exported.splitlines()[1:]] == ["it", "en-GB", ""]
+    ].endswith(",language,frequency")
+    assert [line.split(",")[-2] for line in exported.splitlines()[1:]] == ["it", "en-GB", ""]
 
     assert run("send", "dallo-stallo-all-escalation", "--yes").exit_code == 0
     assert recipients(folder) == {"anna@example.org"}

@@ -460,6 +460,9 @@ def test_a_large_file_is_streamed_and_committed_in_batches(store: Store, tmp_pat
     assert by_status == {"active": LARGE}
     assert sum(by_list["news"].values()) == LARGE // 2
     assert sum(by_list["commentaries"].values()) == LARGE // 2
+    with store.engine.connect() as connection:  # drawn a batch at a time, each their own
+        secrets = list(connection.scalars(select(subscribers_table.c.link_secret)))
+    assert len(set(secrets)) == LARGE and all(re.fullmatch("[0-9a-f]{32}", s) for s in secrets)
 
 
 def test_an_exported_list_imported_again_keeps_who_left_out(

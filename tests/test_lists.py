@@ -12,7 +12,17 @@ from mailer.app.newsletter import Newsletter
 from mailer.core.lifecycle import Status
 from mailer.core.tokens import Purpose
 from tests.conftest import Folder, Run
-from tests.test_web import BASE, add, app, client, csrf_token, local, newsletter  # noqa: F401
+from tests.test_web import (  # noqa: F401
+    BASE,
+    add,
+    app,
+    client,
+    csrf_token,
+    local,
+    newsletter,
+    outbox,
+    subscribe,
+)
 
 
 def test_lists_are_created_described_renamed_and_archived_from_the_command_line(
@@ -134,3 +144,37 @@ def test_the_confirmation_page_names_the_lists_by_their_titles(
 
     assert "(Weekly commentaries)" in page
     assert "(commentaries)" not in page
+
+
+def test_the_confirmation_email_names_the_lists_by_their_titles(
+    client: FlaskClient,  # noqa: F811
+    newsletter: Newsletter,  # noqa: F811
+    folder: Folder,
+) -> None:
+    newsletter.store.lists.create("commentaries", title="Weekly commentaries")
+    newsletter.store.lists.create("briefings", title="Policy briefings")
+
+    answer = subscribe(client, "ada@example.org", lists=["commentaries", "briefings"])
+
+    assert answer.status_code == 200
+    (message,) = outbox(folder)
+    for kind in ("plain", "html"):
+        part = message.get_body((kind,))
+        assert part is not None
+        text = " ".join(str(part.get_content()).split())
+        assert "(Policy briefings and Weekly commentaries)" in text, kind
+
+
+def test_the_confirmation_page_names_an_archived_list_by_its_title(
+    client: FlaskClient,  # noqa: F811
+    newsletter: Newsletter,  # noqa: F811
+) -> None:
+    newsletter.store.lists.create("old", title="Old series")
+    pending = add(newsletter, "pending@example.org", Status.PENDING)
+    newsletter.store.subscribers.set_lists(pending.id, ["old"])
+    newsletter.store.lists.archive("old")
+    token = newsletter.links.token(Purpose.CONFIRM, pending.id, pending.link_secret)
+
+    page = client.get(f"{BASE}/confirm/{token}").text
+
+    assert "(Old series)" in page

@@ -29,7 +29,7 @@ from sqlalchemy import MetaData, create_engine, inspect, select, text
 
 from mailer.cli import main
 from mailer.core.addresses import AddressBook, Candidate, SuppressionHash
-from mailer.core.lifecycle import Reason, Status
+from mailer.core.lifecycle import Frequency, Reason, Status
 from mailer.core.tokens import InvalidLink, Links, Purpose
 from mailer.store import database
 from mailer.store.database import Store
@@ -499,14 +499,28 @@ def other_database(database_url: str, tmp_path: Path) -> Iterator[str]:
 
 def test_an_export_imports_back_into_an_empty_database_as_the_same_people(
     people: None,
+    store: Store,
     db_folder: Folder,
     database_url: str,
     run: Run,
     other_database: str,
     tmp_path: Path,
 ) -> None:
+    bob = store.subscribers.find("bob@example.org")
+    alice = store.subscribers.find("alice@example.org")
+    assert bob is not None and alice is not None
+    now = dt.datetime.now(dt.UTC)
+    store.subscribers.set_frequency(bob.id, "b", Frequency.WEEKLY, now)
+    store.subscribers.set_frequency(alice.id, "news", Frequency.WEEKLY, now)
     exported = tmp_path / "export.csv"
     run("subscribers", "export", str(exported))
+    frequencies = {r["email"]: r["frequency"] for r in rows_of(exported.read_text())}
+    assert frequencies == {
+        "Alice@example.org": "weekly",
+        "bob@example.org": "weekly;immediate",  # b, news
+        "carl@example.org": "immediate",
+        "anna@bücher.example": "immediate",
+    }
     other = Folder(tmp_path / "other")
     shutil.copytree(db_folder.path, other.path)
     other.configure(f'url = "{database_url}"', f'url = "{other_database}"')
@@ -526,8 +540,9 @@ def test_an_export_imports_back_into_an_empty_database_as_the_same_people(
     again = runner.invoke(main, ["--config", str(other.config_path), "subscribers", "export"])
 
     assert imported.exit_code == 0, imported.output
-    people_before = {(r["email"], r["name"], r["lists"]) for r in rows_of(exported.read_text())}
-    people_after = {(r["email"], r["name"], r["lists"]) for r in rows_of(again.stdout)}
+    fields = ("email", "name", "status", "lists", "language", "frequency")
+    people_before = {tuple(r[f] for f in fields) for r in rows_of(exported.read_text())}
+    people_after = {tuple(r[f] for f in fields) for r in rows_of(again.stdout)}
     assert people_after == people_before
 
 

@@ -1339,7 +1339,7 @@ def test_a_reader_chooses_a_language_when_subscribing_and_changes_it_in_preferen
 def frequencies(newsletter: Newsletter, address: str) -> dict[str, Frequency]:
     found = newsletter.store.subscribers.find(address)
     assert found is not None
-    return newsletter.store.subscribers.frequencies(found.id)
+    return found.frequencies
 
 
 def test_the_subscribe_form_offers_the_weekly_digest_and_keeps_the_choice(

@@ -56,7 +56,7 @@ class ConfirmationMail(PersonalMail):
             newsletter.theme,
             newsletter.config.newsletter,
             self.link(Purpose.CONFIRM, subscriber),
-            subscriber.lists,
+            newsletter.store.lists.titles(subscriber.lists),
             MAX_AGE_DAYS[Purpose.CONFIRM],
         )
 

@@ -32,7 +32,6 @@ from mailer.content.commentary import Issue
 from mailer.core.addresses import AddressBook, InvalidAddress
 from mailer.core.clock import parse_time
 from mailer.core.errors import RequestError
-from mailer.core.lifecycle import Frequency, Status
 from mailer.delivery.base import Backend, BackendError, Outcome, Outgoing
 from mailer.render.message import MessageTemplate
 from mailer.sending.dispatch import Pace, RunReport, Tally
@@ -120,7 +119,7 @@ def send(
     if names and list_name not in names:
         raise RequestError(f"there is no list '{list_name}'; `mailer lists` shows them")
     if dry_run:
-        _dry_run(newsletter, template, list_name)
+        _dry_run(newsletter, template, list_name, newsletter.readers(issue))
         return
     make_backend = newsletter.backend_factory()  # a missing secret stops us before a campaign
     if at is not None or public_at(issue) > newsletter.clock():
@@ -212,7 +211,7 @@ def _campaign_to_send(
             campaign = _resend_uncertain(newsletter, campaign)
         click.echo(f"Resuming campaign {campaign.id}: {count(left, 'message')} left.")
         return campaign
-    recipients = store.subscribers.count(Status.ACTIVE, list_name, Frequency.IMMEDIATE)
+    recipients = store.subscribers.count_readers(list_name, newsletter.readers(issue))
     confirm(
         f"Send “{issue.subject}” to {count(recipients, 'active subscriber')} of "
         f"'{list_name}' (weekly ones aside) through {newsletter.config.delivery.backend}?",
@@ -400,12 +399,17 @@ def _send_tests(
         raise click.exceptions.Exit(1)
 
 
-def _dry_run(newsletter: Newsletter, template: MessageTemplate, list_name: str) -> None:
+def _dry_run(
+    newsletter: Newsletter,
+    template: MessageTemplate,
+    list_name: str,
+    languages: Sequence[str] | None,
+) -> None:
+    """Build the message of each subscriber the send would go to (weekly ones aside, and those
+    reading another language than the issue's), sending nothing."""
     started = time.monotonic()
     built = size = 0
-    for subscriber in newsletter.store.subscribers.each(
-        statuses=[Status.ACTIVE], list_name=list_name
-    ):
+    for subscriber in newsletter.store.subscribers.readers(list_name, languages):
         recipient = newsletter.recipient(
             subscriber.id, subscriber.link_secret, subscriber.email, subscriber.name
         )
@@ -414,8 +418,8 @@ def _dry_run(newsletter: Newsletter, template: MessageTemplate, list_name: str) 
     elapsed = time.monotonic() - started
     average = size / built / 1024 if built else 0
     click.echo(
-        f"Dry run: built {count(built, 'message')} for the active subscribers of '{list_name}' "
-        f"({average:.0f} KB each) in {elapsed:.1f} s; nothing was sent."
+        f"Dry run: built {count(built, 'message')} for the active subscribers of '{list_name}', "
+        f"weekly ones aside ({average:.0f} KB each), in {elapsed:.1f} s; nothing was sent."
     )
 
 

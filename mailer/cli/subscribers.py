@@ -40,7 +40,16 @@ from mailer.store.importing.writer import import_csv
 from mailer.store.subscribers import Subscriber
 
 STATUSES = click.Choice([s.value for s in Status])
-EXPORT_COLUMNS = ("email", "name", "status", "lists", "created_at", "updated_at", "language")
+EXPORT_COLUMNS = (
+    "email",
+    "name",
+    "status",
+    "lists",
+    "created_at",
+    "updated_at",
+    "language",
+    "frequency",
+)
 
 
 @click.group("subscribers")
@@ -218,9 +227,12 @@ def export(
 ) -> None:
     """Write subscribers as CSV (every status unless --status narrows it), to FILE or stdout.
 
-    The columns are email,name,status,lists,created_at,updated_at,language, so the file can be
-    imported again. A cell a spreadsheet would run as a formula (beginning with =, +, -, @, a
-    tab or a carriage return) is written with a leading ', which import takes off again.
+    The columns are email,name,status,lists,created_at,updated_at,language,frequency, so the
+    file can be imported again. The frequency is immediate (every issue) or weekly (the
+    digest): one word when it is the same on all the person's lists, else one per list, in the
+    order of the lists column (immediate;weekly). A cell a spreadsheet would run as a formula
+    (beginning with =, +, -, @, a tab or a carriage return) is written with a leading ', which
+    import takes off again.
 
     \b
     Example:
@@ -251,10 +263,17 @@ def _write_csv(stream: IO[str], subscribers: Iterator[Subscriber]) -> int:
                 subscriber.created_at.isoformat(timespec="seconds"),
                 subscriber.updated_at.isoformat(timespec="seconds"),
                 subscriber.language,
+                _frequency_cell(subscriber),
             ]
         )
         written += 1
     return written
+
+
+def _frequency_cell(subscriber: Subscriber) -> str:
+    """One frequency for all the person's lists, or one per list in the order of `lists`."""
+    chosen = [subscriber.frequency(name).value for name in subscriber.lists]
+    return chosen[0] if len(set(chosen)) == 1 else ";".join(chosen)
 
 
 @group.command("list")
@@ -308,25 +327,22 @@ def show(invocation: Invocation, email: str) -> None:
     Example:
       mailer subscribers show alice@example.org > alice.json
     """
-    subscriber = _find(invocation, email)
-    store = invocation.newsletter.store
-    history = store.subscribers.history(subscriber.id)
+    record = invocation.newsletter.store.directory.record(_find(invocation, email).id)
+    if record is None:  # erased in between
+        raise RequestError(f"no subscriber has the address {email.strip()}")
+    subscriber = record.subscriber
     data: dict[str, Any] = {
         "email": subscriber.email,
         "name": subscriber.name,
         "status": subscriber.status.value,
+        "language": record.language,
         "lists": list(subscriber.lists),
-        "frequencies": {
-            name: frequency.value
-            for name, frequency in sorted(
-                invocation.newsletter.store.subscribers.frequencies(subscriber.id).items()
-            )
-        },
+        "frequencies": {name: frequency.value for name, frequency in record.frequencies.items()},
         "created_at": subscriber.created_at.isoformat(),
         "updated_at": subscriber.updated_at.isoformat(),
         "consent": [
             {"at": c.at.isoformat(), "source": c.reason, "detail": c.detail, "ip": c.ip}
-            for c in [subscriber.joined, *history]
+            for c in [subscriber.joined, *record.history]
             if c.is_consent
         ],
         "history": [
@@ -338,19 +354,20 @@ def show(invocation: Invocation, email: str) -> None:
                 "detail": h.detail,
                 "ip": h.ip,
             }
-            for h in history
+            for h in record.history
         ],
         "deliveries": [
             {
                 "campaign": d.campaign_id,
                 "issue": d.issue,
+                "subject": d.subject,
                 "state": d.state,
                 "attempts": d.attempts,
                 "message_id": d.message_id,
                 "error": d.error,
                 "updated_at": d.updated_at.isoformat(),
             }
-            for d in store.subscribers.send_log(subscriber.id)
+            for d in record.sent
         ],
         "webhook_events": [
             {
@@ -364,7 +381,7 @@ def show(invocation: Invocation, email: str) -> None:
                 "received_at": e.received_at.isoformat(),
                 "raw": e.raw,
             }
-            for e in store.events.of_subscriber(subscriber.id)
+            for e in record.events
         ],
     }
     click.echo(json.dumps(data, ensure_ascii=False, indent=2))

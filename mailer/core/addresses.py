@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -139,5 +139,13 @@ class Candidate(NamedTuple):
     """The status a row of an exported list carries; None takes the import's."""
     language: str = ""
     """The language they read; empty: the newsletter's (or, for someone known, unchanged)."""
-    frequency: Frequency | None = None
-    """How often they get these lists; None: immediate when new, else unchanged."""
+    frequency: Frequency | Mapping[str, Frequency] | None = None
+    """How often they get these lists (or each list by name, an export's row whose lists differ);
+    None: immediate when new, else unchanged."""
+
+    def frequency_on(self, list_name: str) -> Frequency | None:
+        """How often they get this list of theirs; None: immediate when new, else unchanged."""
+        chosen = self.frequency
+        if chosen is None or isinstance(chosen, Frequency):  # most people: no ABC check
+            return chosen
+        return chosen.get(list_name)

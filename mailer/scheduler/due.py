@@ -228,31 +228,23 @@ class Scheduler:
     # Digests ---------------------------------------------------------------------------------
 
     def _digest(self, done: Tick) -> None:
-        """At [schedule] digest, the week's commentaries to the list's weekly subscribers."""
+        """At [schedule] digest, the week's commentaries to the weekly subscribers of each list
+        (commentaries are not per list: each list's digest holds what came out since its last
+        one). Someone weekly on several lists gets one digest: the biggest they are due, then
+        the [delivery] list's, then the first list by name."""
         newsletter = self.newsletter
         when = newsletter.config.schedule.digest
         if not when:
             return
         now = newsletter.clock()
         slot = digests.latest_slot(when, newsletter.config.newsletter.zone, now)
-        list_name = newsletter.config.delivery.list
+        weeks = self._digests_due(slot)
+        if not weeks:
+            return
         marks = newsletter.store.schedule
-        handled = marks.mark(DIGEST_HANDLED + list_name)
-        if handled is None:  # the first look: digests start with the next one, a week's worth
-            marks.set_mark(DIGEST_HANDLED + list_name, slot)
-            marks.set_mark(DIGEST_SENT + list_name, slot)
-            return
-        if handled >= slot:
-            return
-        if any(
-            c.kind == CampaignKind.DIGEST and c.scheduled_at == slot and c.list_name == list_name
-            for c in newsletter.store.campaigns.all()
-        ):  # made before a crash: the campaigns above continue it
-            marks.set_mark(DIGEST_HANDLED + list_name, slot)
-            return
-        since = marks.mark(DIGEST_SENT + list_name) or slot
         if now - slot > self.grace:
-            marks.set_mark(DIGEST_HANDLED + list_name, slot)
+            for list_name in weeks:
+                marks.set_mark(DIGEST_HANDLED + list_name, slot)
             done.say(
                 f"The digest due {newsletter.local_time(slot)} was not sent: no scheduler ran "
                 f"until {newsletter.local_time(now)}, past the grace of {self.grace}. The next "
@@ -262,36 +254,64 @@ class Scheduler:
             return
         collection = newsletter.commentaries()
         collection.raise_errors()
-        week = [c for c in collection.public(slot) if c.public_at > since]
-        if not week:
+        released = collection.public(slot)
+        planned = [
+            (group, list_name)
+            for list_name, since in weeks.items()
+            for group in digests.groups([c for c in released if c.public_at > since])
+        ]
+        planned.sort(key=lambda plan: -len(plan[0].commentaries))  # stable: lists keep order
+        made = [self._start_digest(group, list_name, slot) for group, list_name in planned]
+        for list_name in weeks:
             marks.set_mark(DIGEST_HANDLED + list_name, slot)
             marks.set_mark(DIGEST_SENT + list_name, slot)
+        if not planned:
             done.say(f"No digest for {newsletter.local_time(slot)}: nothing new that week.")
-            return
-        subject = newsletter.config.schedule.digest_subject
-        made = []
-        for group in digests.groups(week):
-            lead = group.commentaries[0]
-            made.append(
-                newsletter.store.campaigns.start_digest(
-                    " ".join(c.slug for c in group.commentaries),
-                    list_name,
-                    subject.format(
-                        name=newsletter.config.newsletter.name,
-                        title=lead.title,
-                        count=len(group.commentaries),
-                    ),
-                    slot,
-                    (group.chosen_from, group.chosen_until),
-                )
-            )
-        marks.set_mark(DIGEST_HANDLED + list_name, slot)
-        marks.set_mark(DIGEST_SENT + list_name, slot)
         for campaign in made:
             if campaign is None:  # nobody chose weekly at that point of the week
                 continue
             done.say(
                 f"Digest campaign {campaign.id} (“{campaign.subject}”): "
-                f"{campaign.recipients:,} weekly subscribers of '{list_name}'."
+                f"{campaign.recipients:,} weekly subscribers of '{campaign.list_name}'."
             )
             self._attempt(self._send, campaign, done)
+
+    def _digests_due(self, slot: dt.datetime) -> dict[str, dt.datetime]:
+        """The lists whose digest at `slot` is still to be made, each with the time its week
+        starts, [delivery] list first. A list seen for the first time starts counting at
+        `slot`; one whose digest was made before a crash is left to the campaigns above."""
+        newsletter = self.newsletter
+        marks = newsletter.store.schedule
+        first = newsletter.config.delivery.list
+        names = sorted(newsletter.store.lists.names(), key=lambda name: name != first)
+        weeks = {}
+        for list_name in names:
+            handled = marks.mark(DIGEST_HANDLED + list_name)
+            if handled is None:
+                marks.set_mark(DIGEST_HANDLED + list_name, slot)
+                marks.set_mark(DIGEST_SENT + list_name, slot)
+            elif handled < slot:
+                weeks[list_name] = marks.mark(DIGEST_SENT + list_name) or slot
+        if weeks:
+            for campaign in newsletter.store.campaigns.all():
+                if campaign.kind == CampaignKind.DIGEST and campaign.scheduled_at == slot:
+                    marks.set_mark(DIGEST_HANDLED + campaign.list_name, slot)
+                    weeks.pop(campaign.list_name, None)
+        return weeks
+
+    def _start_digest(
+        self, group: digests.Group, list_name: str, slot: dt.datetime
+    ) -> Campaign | None:
+        newsletter = self.newsletter
+        lead = group.commentaries[0]
+        return newsletter.store.campaigns.start_digest(
+            " ".join(c.slug for c in group.commentaries),
+            list_name,
+            newsletter.config.schedule.digest_subject.format(
+                name=newsletter.config.newsletter.name,
+                title=lead.title,
+                count=len(group.commentaries),
+            ),
+            slot,
+            (group.chosen_from, group.chosen_until),
+        )

@@ -50,7 +50,7 @@ from mailer.store.schema import (
     subscribers,
     utcnow,
 )
-from mailer.store.subscribers import change_status
+from mailer.store.subscribers import EVERY_ISSUE, change_status, reading
 
 _STATUSES = {status.value: status for status in Status}
 PRESENCE = 0x6D61696C
@@ -340,7 +340,8 @@ class Campaigns:
         weekly_since: tuple[dt.datetime | None, dt.datetime | None],
     ) -> Campaign | None:
         """A digest due at `due`, to the list's active weekly subscribers who chose weekly in
-        [from, until) of `weekly_since` (None: no bound); None when there is nobody."""
+        [from, until) of `weekly_since` (None: no bound) and are in no other digest due then
+        (one per person, however many lists they read weekly); None when there is nobody."""
         with self.engine.begin() as connection:
             campaign_id = self._insert(connection, issue, list_name, subject, due)
             connection.execute(
@@ -350,7 +351,19 @@ class Campaigns:
             )
             after, before = weekly_since
             chosen = memberships.c.frequency_since
-            window = [memberships.c.frequency == Frequency.WEEKLY]
+            due_then = select(campaigns.c.id).where(
+                campaigns.c.kind == CampaignKind.DIGEST,
+                campaigns.c.scheduled_at == due,
+            )
+            in_another = (
+                select(deliveries.c.subscriber_id)
+                .where(
+                    deliveries.c.campaign_id.in_(due_then),
+                    deliveries.c.subscriber_id == memberships.c.subscriber_id,
+                )
+                .exists()
+            )
+            window = [memberships.c.frequency == Frequency.WEEKLY, ~in_another]
             if after is not None:
                 window.append(chosen >= after)
             if before is not None:
@@ -452,12 +465,12 @@ class Campaigns:
     def _fix_recipients(
         connection: Connection,
         campaign_id: int,
-        which: Any = memberships.c.frequency == Frequency.IMMEDIATE,
+        which: Any = EVERY_ISSUE,
         languages: Sequence[str] | None = None,
     ) -> int:
-        """Copy the active members of the campaign's list, as they are now, into its log: by
-        default those who get every issue; `which` chooses others (a digest's); with
-        `languages`, only those whose language is one of them ("" is the newsletter's)."""
+        """Copy the campaign's readers (`reading`) among the members of its list, as they are
+        now, into its log: by default those who get every issue; `which` chooses others (a
+        digest's)."""
         now = utcnow()
         list_id = connection.execute(
             select(campaigns.c.list_id).where(campaigns.c.id == campaign_id)
@@ -471,10 +484,8 @@ class Campaigns:
                 literal(now, UtcDateTime),
             )
             .join(subscribers, subscribers.c.id == memberships.c.subscriber_id)
-            .where(memberships.c.list_id == list_id, subscribers.c.status == Status.ACTIVE, which)
+            .where(memberships.c.list_id == list_id, *reading(languages, which))
         )
-        if languages is not None:
-            recipients = recipients.where(subscribers.c.language.in_(list(languages)))
         connection.execute(
             insert(deliveries).from_select(
                 ["subscriber_id", "campaign_id", "state", "attempts", "updated_at"], recipients

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, Engine, Select, and_, func, select, tuple_
 
 from mailer.core.addresses import key
-from mailer.core.lifecycle import Status
+from mailer.core.lifecycle import Frequency, Status
 from mailer.store.events import Events, StoredEvent
 from mailer.store.lists import list_key
 from mailer.store.schema import campaigns, deliveries, lists, memberships, subscribers
@@ -63,6 +63,16 @@ class Record:
     history: Sequence[Change]
     events: Sequence[StoredEvent]
     sent: Sequence[Sent]
+
+    @property
+    def language(self) -> str:
+        """The language they read; empty: the newsletter's."""
+        return self.subscriber.language
+
+    @property
+    def frequencies(self) -> dict[str, Frequency]:
+        """Every issue (`immediate`) or the weekly digest, on each of their lists by name."""
+        return self.subscriber.frequencies
 
 
 class Directory:

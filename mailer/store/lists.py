@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, func, insert, select, update
@@ -81,6 +81,14 @@ class Lists:
                 for name, title, description, public in connection.execute(query)
             ]
         return sorted(found, key=lambda offered: offered.title.casefold())
+
+    def titles(self, names: Sequence[str]) -> list[str]:
+        """What subscribers see of these lists, in their order: each one's title, or its name
+        when it has none (or is unknown)."""
+        query = select(lists.c.name, lists.c.title).where(lists.c.name.in_(list(names)))
+        with self.engine.connect() as connection:
+            found = {name: title for name, title in connection.execute(query) if title}
+        return [found.get(name, name) for name in names]
 
     def names(self) -> list[str]:
         """Every list's name, alphabetically (without counting anybody, unlike summaries)."""

@@ -10,22 +10,32 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Select,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 
 from mailer.core.addresses import Candidate, SuppressionHash, as_stored, key
 from mailer.core.lifecycle import CONSENT, LEFT, Frequency, Reason, Status, can_become
 from mailer.store.bulk import bulk_insert, inserted_ids, one_of
 from mailer.store.lists import Lists, list_key
 from mailer.store.schema import (
-    campaigns,
-    deliveries,
     driver_time,
     history,
     lists,
     memberships,
-    new_link_secret,
+    new_link_secrets,
     subscribers,
     utcnow,
 )
@@ -47,16 +57,16 @@ class Subscriber:
     lists: tuple[str, ...] = ()
     language: str = ""
     """The language they read; empty: the newsletter's."""
+    weekly: tuple[str, ...] = ()
+    """Those of `lists` they get as the weekly digest; the others, every issue as it goes."""
 
+    def frequency(self, list_name: str) -> Frequency:
+        return Frequency.WEEKLY if list_name in self.weekly else Frequency.IMMEDIATE
 
-class SendLogEntry(NamedTuple):
-    campaign_id: int
-    issue: str
-    state: str
-    attempts: int
-    message_id: str | None
-    error: str | None
-    updated_at: dt.datetime
+    @property
+    def frequencies(self) -> dict[str, Frequency]:
+        """Their frequency on each of their lists, by list name."""
+        return {name: self.frequency(name) for name in self.lists}
 
 
 @dataclass
@@ -111,7 +121,8 @@ _COLUMNS = (
 )
 
 
-def _subscriber(row: Any, list_names: Sequence[str] = ()) -> Subscriber:
+def _subscriber(row: Any, member_of: Sequence[tuple[str, str]] = ()) -> Subscriber:
+    """The subscriber of a row of _COLUMNS, on the lists `member_of` (name, frequency)."""
     return Subscriber(
         id=row.id,
         email=row.email,
@@ -121,8 +132,41 @@ def _subscriber(row: Any, list_names: Sequence[str] = ()) -> Subscriber:
         created_at=row.created_at,
         updated_at=row.updated_at,
         link_secret=row.link_secret,
-        lists=tuple(sorted(list_names)),
+        lists=tuple(sorted(name for name, _ in member_of)),
         language=row.language,
+        weekly=tuple(sorted(name for name, chosen in member_of if chosen == Frequency.WEEKLY)),
+    )
+
+
+EVERY_ISSUE = memberships.c.frequency == Frequency.IMMEDIATE
+"""A list's members who get every issue as it goes (the others get the weekly digest)."""
+
+
+def reading(
+    languages: Sequence[str] | None, which: ColumnElement[bool] = EVERY_ISSUE
+) -> list[ColumnElement[bool]]:
+    """Whom of a list's members (memberships joined to subscribers) a campaign goes to: the
+    active ones `which` chooses (by default those who get every issue), and with `languages`
+    only those reading one of them ("" is the newsletter's). One definition for the campaign,
+    its dry run and the count staff are asked to confirm."""
+    where = [subscribers.c.status == Status.ACTIVE, which]
+    if languages is not None:
+        where.append(subscribers.c.language.in_(list(languages)))
+    return where
+
+
+def _on_list(query: Select[Any], list_name: str) -> Select[Any]:
+    """`query` of subscribers joined to their membership of the list (the join is walked along
+    the (list_id, subscriber_id) index from the last page on; an IN (subquery) was evaluated
+    whole for every page)."""
+    return query.join_from(
+        subscribers,
+        memberships,
+        and_(
+            memberships.c.subscriber_id == subscribers.c.id,
+            memberships.c.list_id
+            == select(lists.c.id).where(lists.c.name_key == list_key(list_name)).scalar_subquery(),
+        ),
     )
 
 
@@ -158,25 +202,6 @@ class Subscribers:
         with self.engine.connect() as connection:
             return [Change(*row) for row in connection.execute(query)]
 
-    def send_log(self, subscriber_id: int) -> list[SendLogEntry]:
-        """Every delivery of an issue to this subscriber, oldest campaign first."""
-        query = (
-            select(
-                deliveries.c.campaign_id,
-                campaigns.c.issue,
-                deliveries.c.state,
-                deliveries.c.attempts,
-                deliveries.c.message_id,
-                deliveries.c.error,
-                deliveries.c.updated_at,
-            )
-            .join(campaigns, campaigns.c.id == deliveries.c.campaign_id)
-            .where(deliveries.c.subscriber_id == subscriber_id)
-            .order_by(deliveries.c.campaign_id)
-        )
-        with self.engine.connect() as connection:
-            return [SendLogEntry(*row) for row in connection.execute(query)]
-
     def each(
         self,
         statuses: Sequence[Status] = (),
@@ -185,24 +210,29 @@ class Subscribers:
         page: int = 2000,
     ) -> Iterator[Subscriber]:
         """Every subscriber matching the filters, by id, a page at a time (memory stays flat)."""
-        query = select(*_COLUMNS).order_by(subscribers.c.id).limit(page)
+        query = select(*_COLUMNS)
         if statuses:
             query = query.where(subscribers.c.status.in_([s.value for s in statuses]))
         if list_name is not None:
-            # A join, walked along the (list_id, subscriber_id) index from the last page on; an
-            # IN (subquery) was evaluated whole for every page.
-            query = query.join(
-                memberships,
-                and_(
-                    memberships.c.subscriber_id == subscribers.c.id,
-                    memberships.c.list_id
-                    == select(lists.c.id)
-                    .where(lists.c.name_key == list_key(list_name))
-                    .scalar_subquery(),
-                ),
-            )
+            query = _on_list(query, list_name)
         if search:
             query = query.where(subscribers.c.email_key.contains(key(search), autoescape=True))
+        return self._paged(query, page)
+
+    def readers(
+        self, list_name: str, languages: Sequence[str] | None = None, page: int = 2000
+    ) -> Iterator[Subscriber]:
+        """Whom an issue to the list would go to now (see `reading`), by id, a page at a time."""
+        return self._paged(_on_list(select(*_COLUMNS), list_name).where(*reading(languages)), page)
+
+    def count_readers(self, list_name: str, languages: Sequence[str] | None = None) -> int:
+        """How many an issue to the list would go to now (see `reading`)."""
+        query = _on_list(select(func.count()), list_name)
+        with self.engine.connect() as connection:
+            return int(connection.execute(query.where(*reading(languages))).scalar_one())
+
+    def _paged(self, query: Select[Any], page: int) -> Iterator[Subscriber]:
+        query = query.order_by(subscribers.c.id).limit(page)
         last = 0
         while True:
             with self.engine.connect() as connection:
@@ -213,21 +243,6 @@ class Subscribers:
             for row in rows:
                 yield _subscriber(row, names[row.id])
             last = rows[-1].id
-
-    def count(self, status: Status, list_name: str, frequency: Frequency | None = None) -> int:
-        """How many subscribers of a list have this status (and this frequency, if given: an
-        issue's recipients are the active, immediate ones)."""
-        query = (
-            select(func.count())
-            .select_from(memberships)
-            .join(lists, lists.c.id == memberships.c.list_id)
-            .join(subscribers, subscribers.c.id == memberships.c.subscriber_id)
-            .where(lists.c.name_key == list_key(list_name), subscribers.c.status == status.value)
-        )
-        if frequency is not None:
-            query = query.where(memberships.c.frequency == frequency.value)
-        with self.engine.connect() as connection:
-            return int(connection.execute(query).scalar_one())
 
     def counts(self) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
         """(subscribers by status, and by list then status)."""
@@ -345,16 +360,6 @@ class Subscribers:
             _set_lists(connection, subscriber_id, set(ids.values()))
             return True
 
-    def frequencies(self, subscriber_id: int) -> dict[str, Frequency]:
-        """The subscriber's frequency on each list they belong to, by list name."""
-        query = (
-            select(lists.c.name, memberships.c.frequency)
-            .join(lists, lists.c.id == memberships.c.list_id)
-            .where(memberships.c.subscriber_id == subscriber_id)
-        )
-        with self.engine.connect() as connection:
-            return {name: Frequency(value) for name, value in connection.execute(query)}
-
     def set_frequency(
         self, subscriber_id: int, list_name: str, frequency: Frequency, at: dt.datetime
     ) -> bool:
@@ -447,16 +452,21 @@ class _Consent:
             if Status(row.status) in LEFT:
                 merged.kept_out += 1
                 continue
-            missing = {list_ids[n] for n in candidate.lists} - member_of[row.id]
+            missing = {
+                list_ids[n]: n
+                for n in sorted(candidate.lists)
+                if list_ids[n] not in member_of[row.id]
+            }
             new_members += [
-                _membership(row.id, list_id, self.stamp, candidate.frequency)
-                for list_id in sorted(missing)
+                _membership(row.id, list_id, self.stamp, candidate.frequency_on(n))
+                for list_id, n in sorted(missing.items())
             ]
-            rechosen = candidate.frequency is not None and any(
+            rechosen = any(
                 [  # a list, not a generator: every list is changed, not just the first
-                    set_frequency(connection, row.id, n, candidate.frequency, self.now)
+                    set_frequency(connection, row.id, n, chosen, self.now)
                     for n in sorted(candidate.lists)
                     if list_ids[n] in member_of[row.id]
+                    and (chosen := candidate.frequency_on(n)) is not None
                 ]
             )
             rename = candidate.name != row.name and (
@@ -526,28 +536,32 @@ class _Consent:
                     ip,
                     stamp,
                     stamp,
-                    new_link_secret(),
+                    link_secret,
                 )
-                for k, c in by_key.items()
+                for (k, c), link_secret in zip(
+                    by_key.items(), new_link_secrets(len(by_key)), strict=True
+                )
             ],
         )
         ids = inserted_ids(self.connection, subscribers, subscribers.c.email_key, list(by_key))
         return [
-            _membership(ids[k], list_ids[name], stamp, candidate.frequency)
+            _membership(ids[k], list_ids[name], stamp, candidate.frequency_on(name))
             for k, candidate in by_key.items()
             for name in sorted(candidate.lists)
         ]
 
 
 _MEMBERSHIP_COLUMNS = ("subscriber_id", "list_id", "created_at", "frequency", "frequency_since")
+_IMMEDIATE = Frequency.IMMEDIATE.value
 
 
 def _membership(
     subscriber_id: int, list_id: int, stamp: Any, frequency: Frequency | None
 ) -> tuple[Any, ...]:
     """A row of memberships for bulk_insert; `stamp` is the time as the driver takes it."""
-    chosen = frequency or Frequency.IMMEDIATE
-    return (subscriber_id, list_id, stamp, chosen.value, stamp if frequency else None)
+    if frequency is None:
+        return (subscriber_id, list_id, stamp, _IMMEDIATE, None)
+    return (subscriber_id, list_id, stamp, frequency.value, stamp)
 
 
 def set_frequency(
@@ -557,7 +571,7 @@ def set_frequency(
     frequency: Frequency,
     at: dt.datetime,
 ) -> bool:
-    list_id = connection.scalar(select(lists.c.id).where(lists.c.name == list_name))
+    list_id = connection.scalar(select(lists.c.id).where(lists.c.name_key == list_key(list_name)))
     member = and_(memberships.c.subscriber_id == subscriber_id, memberships.c.list_id == list_id)
     current = connection.scalar(select(memberships.c.frequency).where(member))
     if current is None:
@@ -617,14 +631,15 @@ def _list_ids_of(connection: Connection, ids: Sequence[int]) -> dict[int, set[in
     return result
 
 
-def _lists_of(connection: Connection, ids: Sequence[int]) -> dict[int, list[str]]:
-    result: dict[int, list[str]] = {i: [] for i in ids}
+def _lists_of(connection: Connection, ids: Sequence[int]) -> dict[int, list[tuple[str, str]]]:
+    """The (list name, frequency) of each membership of these subscribers."""
+    result: dict[int, list[tuple[str, str]]] = {i: [] for i in ids}
     if ids:
         rows = connection.execute(
-            select(memberships.c.subscriber_id, lists.c.name)
+            select(memberships.c.subscriber_id, lists.c.name, memberships.c.frequency)
             .join(lists, lists.c.id == memberships.c.list_id)
             .where(memberships.c.subscriber_id.in_(ids))
         )
-        for subscriber_id, name in rows:
-            result[subscriber_id].append(name)
+        for subscriber_id, name, frequency in rows:
+            result[subscriber_id].append((name, frequency))
     return result

@@ -48,9 +48,10 @@ def request_subscription(
         elif found.status in COME_BACK:
             if not subscribers.come_back(found.id, candidate.lists, Reason.FORM, detail, ip):
                 return None
-            if candidate.frequency is not None:  # come_back made new memberships immediate
-                for list_name in sorted(candidate.lists):
-                    subscribers.set_frequency(found.id, list_name, candidate.frequency, utcnow())
+            for list_name in sorted(candidate.lists):  # come_back made them immediate
+                chosen = candidate.frequency_on(list_name)
+                if chosen is not None:
+                    subscribers.set_frequency(found.id, list_name, chosen, utcnow())
         else:
             return None
         return subscribers.get(found.id)

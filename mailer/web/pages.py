@@ -361,12 +361,11 @@ def confirm(token: str) -> Response:
             link_text="Subscribe",
         )
     links = current.newsletter.links
-    titles = {o.name: o.title for o in current.newsletter.store.lists.offered(private=True)}
     return current.page(
         "confirm.html",
         confirmed=found.status == Status.ACTIVE,
         email=found.email,
-        lists=[titles.get(name, name) for name in found.lists],
+        lists=current.newsletter.store.lists.titles(found.lists),
         action=action,
         csrf_token=current.csrf.token(),
         preferences_url=url_for(
@@ -539,11 +538,7 @@ def preferences(token: str) -> Response:
         chosen=found.lists,
         languages=current.newsletter.config.newsletter.languages,
         chosen_language=found.language,
-        weekly=[
-            name
-            for name, frequency in store.subscribers.frequencies(found.id).items()
-            if frequency == Frequency.WEEKLY
-        ],
+        weekly=found.weekly,
         digest=current.newsletter.config.schedule.digest,
         notice=notice,
         action=url_for(".preferences", token=token),

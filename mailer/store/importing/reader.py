@@ -72,7 +72,7 @@ class Batch:
     lines: list[int] = field(default_factory=list)
     statuses: list[Status | None] = field(default_factory=list)
     languages: list[str] = field(default_factory=list)
-    frequencies: list[Frequency | None] = field(default_factory=list)
+    frequencies: list[Frequency | Mapping[str, Frequency] | None] = field(default_factory=list)
     list_sets: dict[frozenset[str], int] = field(default_factory=dict)
     rejected: list[Problem] = field(default_factory=list)
     rows: int = 0
@@ -271,7 +271,7 @@ def _candidate(
         named = _list_names(row.lists) if row.lists else frozenset()
         status = _status(row.status) if row.status else None
         language = language_code(row.language.strip()) if row.language.strip() else ""
-        frequency = _frequency(row.frequency) if row.frequency.strip() else None
+        frequency = _frequency(row.frequency, row.lists) if row.frequency.strip() else None
     except (InvalidAddress, ValueError) as error:
         return str(error)
     return Candidate(
@@ -294,8 +294,25 @@ def _status(cell: str) -> Status:
         raise ValueError(f"the status '{cell.strip()}' is not one of: {choices}") from None
 
 
-def _frequency(cell: str) -> Frequency:
-    """A `frequency` cell: how often the row's person gets the row's lists."""
+@functools.lru_cache(maxsize=1024)
+def _frequency(cell: str, lists: str) -> Frequency | Mapping[str, Frequency]:
+    """A `frequency` cell: how often the row's person gets the row's lists, or, separated by
+    `;`, each list of the `lists` cell in its order (as an export writes someone whose lists
+    differ). Most rows of a file repeat a few, hence the cache (nobody changes what it gives)."""
+    chosen = [_one_frequency(part) for part in cell.split(";")]
+    if len(chosen) == 1:
+        return chosen[0]
+    names = [clean_list_name(name) for name in lists.split(";") if name.strip()]
+    if len(names) != len(chosen):
+        raise ValueError(
+            f"the frequency '{cell.strip()}' gives {len(chosen)} frequencies but the lists "
+            f"column names {len(names)}; give one for all the lists, or one per list in the "
+            "order of the lists column"
+        )
+    return dict(zip(names, chosen, strict=True))
+
+
+def _one_frequency(cell: str) -> Frequency:
     try:
         return Frequency(cell.strip().lower())
     except ValueError:

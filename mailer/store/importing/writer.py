@@ -2,7 +2,7 @@
 
 The file needs an email column; a name (or a first and a last name), `lists` (names separated
 by `;`) `status` (as an export writes it) and `frequency` (`immediate` or `weekly`, for the row's
-lists) are optional; columns.py knows their spellings,
+lists, or one per list in the order of `lists`) are optional; columns.py knows their spellings,
 detection.py how the file's encoding and separator are found. Rows are checked by a reader
 process (reader.py) and committed here in batches; a bad row is skipped and reported as
 `FILE:LINE: reason`, the good ones go in. A file that cannot be used at all (not text, not CSV,
