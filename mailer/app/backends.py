@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from mailer.core.config import Config, DkimSettings
 from mailer.core.errors import ConfigError, Problem
-from mailer.delivery.base import Backend
+from mailer.delivery.base import Backend, unsigned
 from mailer.providers import registry
 
 
@@ -27,7 +27,7 @@ def backend_factory(config: Config) -> Callable[[], Backend]:
 def signer(settings: DkimSettings) -> Callable[[bytes], bytes]:
     """DKIM signing when [dkim] names a domain, else messages go as they are."""
     if not settings.domain:
-        return lambda data: data
+        return unsigned
     if not settings.selector or settings.private_key_file is None:
         raise ConfigError(
             [

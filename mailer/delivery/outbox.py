@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from mailer.core.output import write_atomically
-from mailer.delivery.base import Backend, Outcome, Outgoing, Result, Settled, unheard
+from mailer.delivery.base import Backend, Outcome, Outgoing, Result, Settled, unheard, unsigned
 from mailer.render.message import MessageTemplate
 
 STALE_SECONDS = 600
@@ -23,7 +23,7 @@ class OutboxBackend(Backend):
     name = "outbox"
     batch_size = 100
 
-    def __init__(self, folder: Path, sign: Callable[[bytes], bytes] = lambda data: data) -> None:
+    def __init__(self, folder: Path, sign: Callable[[bytes], bytes] = unsigned) -> None:
         self.folder = folder
         self.sign = sign
 

@@ -19,16 +19,22 @@ import socket
 import ssl
 from collections.abc import Callable, Sequence
 from email.utils import parseaddr
-from typing import TYPE_CHECKING
 
-from mailer.delivery.base import Backend, BackendError, Outcome, Outgoing, Result, Settled, unheard
-from mailer.render.message import MessageTemplate, idna_address
-
-if TYPE_CHECKING:
-    from _typeshed import ReadableBuffer
+from mailer.delivery.base import (
+    Backend,
+    BackendError,
+    Outcome,
+    Outgoing,
+    Result,
+    Settled,
+    unheard,
+    unsigned,
+)
+from mailer.render.message import END_OF_DATA, MessageTemplate, dot_stuffed, idna_address
 
 _ENHANCED = re.compile(rb"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
-_LEADING_DOT = re.compile(rb"(?m)^\.")
+_LONGEST_LINE = 8192
+"""The longest reply line read (as smtplib): a longer one is no SMTP server's."""
 DATA_TIMEOUT = 600.0
 """RFC 5321 section 4.5.3.2.6: the wait for the reply to the final dot, 10 minutes."""
 
@@ -51,30 +57,102 @@ def _reason(code: int, reply: bytes | str) -> str:
 
 
 class _Connection(smtplib.SMTP):
-    """smtplib's connection, telling a message whose final dot went (the server may have it)
-    from one that never reached the server whole, and waiting RFC 5321's time for the reply."""
+    """smtplib's connection for what comes before the messages (EHLO, STARTTLS, AUTH) and after
+    them (QUIT). Messages go through `transact`, which writes MAIL, RCPT and DATA in one go where
+    the server offers PIPELINING (RFC 2920), takes the message already dot-stuffed, reads replies
+    with a line or two of work, tells a message whose final dot went (the server may have it)
+    from one that never reached the server whole, and waits RFC 5321's time for the last reply."""
 
     data_timeout: float = DATA_TIMEOUT
     dot_sent: bool = False
 
-    def data(self, msg: ReadableBuffer | str) -> tuple[int, bytes]:
+    def transact(
+        self, sender: bytes, recipient: bytes, options: bytes, message: bytes
+    ) -> tuple[str, int, bytes]:
+        """Hand one message over; (stage, code, reply) of the reply that decides its fate: the
+        first refusal ("mail", "rcpt" or "data", nothing of the message sent), else the reply
+        to the final dot ("end"). Raises OSError or SMTPServerDisconnected when the connection
+        fails; `dot_sent` then tells whether the whole message had gone."""
         self.dot_sent = False
-        self.putcmd("data")
-        code, reply = self.getreply()
-        if code != 354:
-            raise smtplib.SMTPDataError(code, reply)
-        quoted = _LEADING_DOT.sub(b"..", msg.encode() if isinstance(msg, str) else bytes(msg))
-        if not quoted.endswith(b"\r\n"):
-            quoted += b"\r\n"
-        self.send(quoted + b".\r\n")
+        commands = (
+            ("mail", b"MAIL FROM:<%s>%s\r\n" % (sender, options)),
+            ("rcpt", b"RCPT TO:<%s>\r\n" % recipient),
+            ("data", b"DATA\r\n"),
+        )
+        pipelined = "pipelining" in self.esmtp_features
+        if pipelined:
+            self._write(b"".join(command for _, command in commands))
+        refusal: tuple[str, int, bytes] | None = None
+        code = 0
+        for stage, command in commands:
+            if not pipelined:
+                if refusal is not None:
+                    break
+                self._write(command)
+            try:
+                code, reply = self._reply()
+            except (OSError, smtplib.SMTPServerDisconnected):
+                if refusal is None:
+                    raise
+                self.close()  # gone after refusing (a 421): what it said stands
+                return refusal
+            accepted = code == 354 if stage == "data" else 200 <= code < 300
+            if refusal is None and not accepted:
+                if code < 400:
+                    self.close()
+                    raise smtplib.SMTPServerDisconnected(f"{code} is no answer to {stage}")
+                refusal = (stage, code, reply)
+        if refusal is not None:
+            if code == 354:  # asked for a message with nobody to take it: end it empty
+                self._write(END_OF_DATA)
+                self._reply()
+            self._reset(refusal[1])
+            return refusal
+        self._write(message)
         self.dot_sent = True
-        if self.sock is not None:
-            self.sock.settimeout(self.data_timeout)
+        code, reply = self._reply(self.data_timeout)
+        return "end", code, reply
+
+    def _write(self, data: bytes) -> None:
+        if self.sock is None:
+            raise smtplib.SMTPServerDisconnected("not connected")
+        self.sock.sendall(data)
+
+    def _reply(self, timeout: float | None = None) -> tuple[int, bytes]:
+        """The server's next reply: its code and its text (lines joined by LF)."""
+        if self.sock is None:
+            raise smtplib.SMTPServerDisconnected("not connected")
+        if self.file is None:
+            self.file = self.sock.makefile("rb")
+        waiting = timeout is not None and timeout != self.timeout
+        if waiting:
+            self.sock.settimeout(timeout)
         try:
-            return self.getreply()
+            line = self.file.readline(_LONGEST_LINE + 1)
+            lines = [line]
+            while line[3:4] == b"-" and len(line) <= _LONGEST_LINE:
+                line = self.file.readline(_LONGEST_LINE + 1)
+                lines.append(line)
         finally:
-            if self.sock is not None:
+            if waiting and self.sock is not None:
                 self.sock.settimeout(self.timeout)
+        code = line[:3]
+        if not code.isdigit() or len(line) > _LONGEST_LINE or line[3:4] not in (b" ", b"\r"):
+            self.close()
+            raise smtplib.SMTPServerDisconnected(
+                f"the connection closed or the server said something unreadable: {line[:80]!r}"
+            )
+        return int(code), b"\n".join(part[4:].rstrip(b"\r\n") for part in lines)
+
+    def _reset(self, code: int) -> None:
+        """Back to a clean state after a refusal, unless the server is closing (421)."""
+        if code == 421:
+            return
+        try:
+            self._write(b"RSET\r\n")
+            self._reply()
+        except (OSError, smtplib.SMTPServerDisconnected):
+            self.close()
 
 
 class _TlsConnection(smtplib.SMTP_SSL, _Connection):
@@ -96,7 +174,7 @@ class SmtpBackend(Backend):
         timeout: float = 30.0,
         data_timeout: float = DATA_TIMEOUT,
         ssl_context: ssl.SSLContext | None = None,
-        sign: Callable[[bytes], bytes] = lambda data: data,
+        sign: Callable[[bytes], bytes] = unsigned,
         local_hostname: str | None = None,
     ) -> None:
         self.host = host
@@ -233,34 +311,23 @@ class SmtpBackend(Backend):
         connection = self.connection
         if connection is None:  # send() opens it first; a caller skipping that gets this
             raise BackendError("smtp: not connected", temporary=True)
+        if outgoing.envelope_sender:
+            sender = idna_address(outgoing.envelope_sender)
         address = outgoing.recipient.email
-        options: list[str] = []
+        options = b""
         if not address.rpartition("@")[0].isascii():
             if not connection.has_extn("smtputf8"):
                 return Result(
                     Outcome.FAILED,
                     reason="the address needs SMTPUTF8, which the server does not offer",
                 )
-            options = ["SMTPUTF8", "BODY=8BITMIME"]
+            options = b" SMTPUTF8 BODY=8BITMIME"
         else:
             address = idna_address(address)
-        data = self.sign(template.personalise(outgoing.recipient, outgoing.message_id))
-        connection.dot_sent = False
-        try:  # with one recipient, sendmail raises for every refusal
-            connection.sendmail(sender, [address], data, mail_options=options)
-        except smtplib.SMTPRecipientsRefused as error:
-            code, reply = error.recipients[address]
-            return self._refused(code, reply)
-        except smtplib.SMTPSenderRefused as error:
-            if error.smtp_code >= 500:
-                raise BackendError(
-                    f"smtp: the server refused the sender {sender} "
-                    f"({_reason(error.smtp_code, error.smtp_error)})",
-                    temporary=False,
-                ) from None
-            return self._refused(error.smtp_code, error.smtp_error)
-        except smtplib.SMTPDataError as error:
-            return self._refused(error.smtp_code, error.smtp_error)
+        try:
+            stage, code, reply = connection.transact(
+                sender.encode(), address.encode(), options, self._data(template, outgoing)
+            )
         except (TimeoutError, smtplib.SMTPServerDisconnected, OSError) as error:
             self._drop()
             if connection.dot_sent:
@@ -270,9 +337,25 @@ class SmtpBackend(Backend):
                     reason=f"the whole message went, but no reply came: {error}",
                 )
             return Result(Outcome.RETRY, reason=f"the connection was lost: {error}")
-        except smtplib.SMTPResponseException as error:
-            return self._refused(error.smtp_code, error.smtp_error)
-        return Result(Outcome.SENT, message_id=outgoing.message_id)
+        if connection.sock is None:  # it hung up after its reply
+            self._drop()
+        if stage == "mail" and code >= 500:
+            raise BackendError(
+                f"smtp: the server refused the sender {sender} ({_reason(code, reply)})",
+                temporary=False,
+            )
+        if code < 400:
+            return Result(Outcome.SENT, message_id=outgoing.message_id)
+        return self._refused(code, reply)
+
+    def _data(self, template: MessageTemplate, outgoing: Outgoing) -> bytes:
+        """The message as DATA carries it. Unsigned, its static text was dot-stuffed once for
+        the whole issue; a signature covers the message as it is, so a signed one is stuffed
+        whole."""
+        if self.sign is unsigned:
+            return template.transmitted(outgoing.recipient, outgoing.message_id)
+        signed = self.sign(template.personalise(outgoing.recipient, outgoing.message_id))
+        return dot_stuffed(signed) + END_OF_DATA
 
     def _refused(self, code: int, reply: bytes | str) -> Result:
         if code == 421:  # the server is closing this connection: open a new one next time
