@@ -528,7 +528,8 @@ def smtp_server_fixture(certificates: Certificates) -> Iterator[StartServer]:
     """Starts real SMTP servers on loopback ports; every one is stopped after the test.
 
     `smtp_server()` offers STARTTLS on the throwaway certificate; pass `auth=(user, password)`
-    to require a login, `smtputf8=False` to withhold SMTPUTF8, `pipelining=False` PIPELINING, `starttls=False` for plain SMTP.
+    to require a login, `smtputf8=False` to withhold SMTPUTF8 (`pipelining=False`, PIPELINING),
+    `starttls=False` for plain SMTP.
     """
     started: list[SmtpServer] = []
 

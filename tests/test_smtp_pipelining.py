@@ -52,10 +52,13 @@ def backend(server: SmtpServer) -> SmtpBackend:
 
 
 def send(server: SmtpServer, letter: MessageTemplate, batch: list[Outgoing]) -> list[Result]:
-    settled: list[tuple[int, Outcome]] = []
+    """The batch sent; each result was also settled, in order, as it came."""
+    settled: list[tuple[Outgoing, Result]] = []
     with backend(server) as smtp:
-        results = smtp.send(letter, batch, lambda o, r: settled.append((o.subscriber_id, r.outcome)))
-    assert settled == [(o.subscriber_id, r.outcome) for o, r in zip(batch, results, strict=True)]
+        results = smtp.send(
+            letter, batch, lambda message, result: settled.append((message, result))
+        )
+    assert settled == list(zip(batch, results, strict=True))
     return results
 
 

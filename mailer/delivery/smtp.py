@@ -19,6 +19,7 @@ import socket
 import ssl
 from collections.abc import Callable, Sequence
 from email.utils import parseaddr
+from typing import NamedTuple
 
 from mailer.delivery.base import (
     Backend,
@@ -51,40 +52,76 @@ def outcome_of(code: int, reply: bytes | str) -> Outcome:
     return Outcome.FAILED
 
 
+def _envelope(connection: _Connection, outgoing: Outgoing, sender: str) -> _Envelope | Result:
+    """The message's MAIL FROM (its own envelope sender, else the issue's) and RCPT TO; or its
+    failure when the server cannot take its address."""
+    if outgoing.envelope_sender:
+        sender = idna_address(outgoing.envelope_sender)
+    address = outgoing.recipient.email
+    options = b""
+    if not address.rpartition("@")[0].isascii():
+        if not connection.has_extn("smtputf8"):
+            return Result(
+                Outcome.FAILED, reason="the address needs SMTPUTF8, which the server does not offer"
+            )
+        options = b" SMTPUTF8 BODY=8BITMIME"
+    else:
+        address = idna_address(address)
+    return _Envelope(
+        sender,
+        b"MAIL FROM:<%s>%s\r\n" % (sender.encode(), options),
+        b"RCPT TO:<%s>\r\n" % address.encode(),
+    )
+
+
 def _reason(code: int, reply: bytes | str) -> str:
     text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
     return f"{code} {' '.join(text.split())}"
 
 
+class _Envelope(NamedTuple):
+    """One message's MAIL FROM and RCPT TO, as written."""
+
+    sender: str
+    mail: bytes
+    rcpt: bytes
+
+    @property
+    def commands(self) -> tuple[tuple[str, bytes], ...]:
+        return ("mail", self.mail), ("rcpt", self.rcpt), ("data", b"DATA\r\n")
+
+
 class _Connection(smtplib.SMTP):
     """smtplib's connection for what comes before the messages (EHLO, STARTTLS, AUTH) and after
-    them (QUIT). Messages go through `transact`, which writes MAIL, RCPT and DATA in one go where
-    the server offers PIPELINING (RFC 2920), takes the message already dot-stuffed, reads replies
-    with a line or two of work, tells a message whose final dot went (the server may have it)
-    from one that never reached the server whole, and waits RFC 5321's time for the last reply."""
+    them (QUIT). Messages go through `transact`, which, where the server offers PIPELINING
+    (RFC 2920), writes MAIL, RCPT and DATA in one go, and the next message's with this one's
+    final dot; it takes the message already dot-stuffed, reads replies with a line or two of
+    work, tells a message whose final dot went (the server may have it) from one that never
+    reached the server whole, and waits RFC 5321's time for the reply to the dot."""
 
     data_timeout: float = DATA_TIMEOUT
     dot_sent: bool = False
+    announced: _Envelope | None = None
+    """The envelope already written behind the last final dot, its replies still unread."""
 
     def transact(
-        self, sender: bytes, recipient: bytes, options: bytes, message: bytes
+        self, envelope: _Envelope, message: bytes, following: _Envelope | None = None
     ) -> tuple[str, int, bytes]:
         """Hand one message over; (stage, code, reply) of the reply that decides its fate: the
         first refusal ("mail", "rcpt" or "data", nothing of the message sent), else the reply
-        to the final dot ("end"). Raises OSError or SMTPServerDisconnected when the connection
-        fails; `dot_sent` then tells whether the whole message had gone."""
+        to the final dot ("end"). The `following` message's envelope goes with the final dot
+        where the server pipelines; its body waits for its own transact, so that this message's
+        fate is known (and recorded) before the next one is handed over. Raises OSError or
+        SMTPServerDisconnected when the connection fails; `dot_sent` then tells whether the
+        whole message had gone."""
         self.dot_sent = False
-        commands = (
-            ("mail", b"MAIL FROM:<%s>%s\r\n" % (sender, options)),
-            ("rcpt", b"RCPT TO:<%s>\r\n" % recipient),
-            ("data", b"DATA\r\n"),
-        )
         pipelined = "pipelining" in self.esmtp_features
-        if pipelined:
-            self._write(b"".join(command for _, command in commands))
+        if pipelined and self.announced != envelope:
+            self._write(b"".join(command for _, command in envelope.commands))
+        self.announced = None
         refusal: tuple[str, int, bytes] | None = None
         code = 0
-        for stage, command in commands:
+        for stage, command in envelope.commands:
             if not pipelined:
                 if refusal is not None:
                     break
@@ -108,7 +145,13 @@ class _Connection(smtplib.SMTP):
                 self._reply()
             self._reset(refusal[1])
             return refusal
-        self._write(message)
+        if pipelined and following is not None:
+            # After the reply to the dot a new transaction begins whatever that reply says, so
+            # the next envelope may follow the dot in the same write (RFC 2920 section 3.1).
+            self._write(message + b"".join(command for _, command in following.commands))
+            self.announced = following
+        else:
+            self._write(message)
         self.dot_sent = True
         code, reply = self._reply(self.data_timeout)
         return "end", code, reply
@@ -191,9 +234,10 @@ class SmtpBackend(Backend):
 
     # Connection --------------------------------------------------------------------------------
 
-    def connect(self) -> None:
+    def connect(self) -> _Connection:
+        """The open connection, opened first if there is none."""
         if self.connection is not None:
-            return
+            return self.connection
         where = f"{self.host}:{self.port}"
         try:
             connection = self._connect()
@@ -237,6 +281,7 @@ class SmtpBackend(Backend):
                 f"smtp: cannot connect to {where}: {error}", temporary=True
             ) from None
         self.connection = connection
+        return connection
 
     def _connect(self) -> _Connection:
         """A connection that has said EHLO, secured itself and logged in; closed on failure."""
@@ -291,10 +336,11 @@ class SmtpBackend(Backend):
     ) -> list[Result]:
         sender = idna_address(parseaddr(template.sender.address)[1])
         results: list[Result] = []
-        for outgoing in batch:
+        for index, outgoing in enumerate(batch):
+            following = batch[index + 1] if index + 1 < len(batch) else None
             try:
-                self.connect()
-                result = self._send_one(template, outgoing, sender)
+                connection = self.connect()
+                result = self._send_one(connection, template, outgoing, sender, following)
             except BackendError as error:
                 if not results:
                     raise  # nothing of this batch went: the engine decides
@@ -307,26 +353,23 @@ class SmtpBackend(Backend):
             results.append(result)
         return results
 
-    def _send_one(self, template: MessageTemplate, outgoing: Outgoing, sender: str) -> Result:
-        connection = self.connection
-        if connection is None:  # send() opens it first; a caller skipping that gets this
-            raise BackendError("smtp: not connected", temporary=True)
-        if outgoing.envelope_sender:
-            sender = idna_address(outgoing.envelope_sender)
-        address = outgoing.recipient.email
-        options = b""
-        if not address.rpartition("@")[0].isascii():
-            if not connection.has_extn("smtputf8"):
-                return Result(
-                    Outcome.FAILED,
-                    reason="the address needs SMTPUTF8, which the server does not offer",
-                )
-            options = b" SMTPUTF8 BODY=8BITMIME"
-        else:
-            address = idna_address(address)
+    def _send_one(
+        self,
+        connection: _Connection,
+        template: MessageTemplate,
+        outgoing: Outgoing,
+        sender: str,
+        following: Outgoing | None,
+    ) -> Result:
+        envelope = _envelope(connection, outgoing, sender)
+        if isinstance(envelope, Result):
+            return envelope
+        ahead = _envelope(connection, following, sender) if following else None
         try:
             stage, code, reply = connection.transact(
-                sender.encode(), address.encode(), options, self._data(template, outgoing)
+                envelope,
+                self._data(template, outgoing),
+                ahead if isinstance(ahead, _Envelope) else None,
             )
         except (TimeoutError, smtplib.SMTPServerDisconnected, OSError) as error:
             self._drop()
@@ -341,7 +384,7 @@ class SmtpBackend(Backend):
             self._drop()
         if stage == "mail" and code >= 500:
             raise BackendError(
-                f"smtp: the server refused the sender {sender} ({_reason(code, reply)})",
+                f"smtp: the server refused the sender {envelope.sender} ({_reason(code, reply)})",
                 temporary=False,
             )
         if code < 400:
