@@ -6,8 +6,10 @@ field to its converter. A Commentary owns its derived values (slug, links, prehe
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import difflib
+import hashlib
 import re
 import zoneinfo
 from collections.abc import Callable, Sequence
@@ -57,10 +59,21 @@ class Commentary:
     """When a correction was published, if one was (the `updated` field)."""
     source: str = field(default="", repr=False, compare=False)
     """The Markdown body as written, whose fingerprint tells a correction."""
+    fingerprint: str = field(default="", repr=False, compare=False)
+    """The SHA-256 of `source`, kept when the body is let go (see `without_body`)."""
     files: tuple[LocalFile, ...] = ()
     """The images and PDF beside it, which the build publishes with the archive."""
     publish_at: dt.datetime | None = None
     """When it may be published, if not at its date (`date` is what readers see)."""
+
+    @property
+    def has_body(self) -> bool:
+        return bool(self.html)
+
+    def without_body(self) -> Commentary:
+        """Its metadata alone: what indexes, feeds' lists and "latest" boxes need, in a fraction
+        of the memory (a build of thousands keeps only these; `with_body` reads one back)."""
+        return dataclasses.replace(self, html="", text=self.preheader, source="")
 
     @property
     def public_at(self) -> dt.datetime:
@@ -191,8 +204,9 @@ class Collection:
             raise ContentError(self.errors)
 
 
-def load_folder(folder: Path, site: Site) -> Collection:
-    """Read every `*.md` of the folder; a problem in one file does not hide the others'."""
+def load_folder(folder: Path, site: Site, bodies: bool = True) -> Collection:
+    """Read every `*.md` of the folder; a problem in one file does not hide the others'.
+    Without `bodies`, each commentary keeps its metadata alone once read and checked."""
     collection = Collection()
     if not folder.is_dir():
         collection.problems.append(
@@ -216,7 +230,7 @@ def load_folder(folder: Path, site: Site) -> Collection:
             )
             continue
         seen[commentary.slug] = path
-        collection.commentaries.append(commentary)
+        collection.commentaries.append(commentary if bodies else commentary.without_body())
     collection.problems.extend(_unknown_originals(collection.commentaries, folder))
     return collection
 
@@ -233,6 +247,18 @@ def _unknown_originals(commentaries: Sequence[Commentary], folder: Path) -> list
         for c in commentaries
         if c.translation_of and c.translation_of not in slugs
     ]
+
+
+def with_body(commentary: Commentary, site: Site) -> Commentary:
+    """The commentary whole again, its file read anew (a commentary that has its body is
+    returned as it is)."""
+    if commentary.has_body:
+        return commentary
+    found, problems = read(commentary.path, site)
+    errors = [p for p in problems if not p.warning]
+    if found is None or errors:
+        raise ContentError(errors or [Problem(commentary.path, None, "changed while in use")])
+    return found
 
 
 def slug_of(path: Path) -> str:
@@ -306,6 +332,7 @@ def read_bytes(raw: bytes, path: Path, site: Site) -> tuple[Commentary | None, l
             translation_of_line=translation_of_line,
             files=tuple(beside.found.values()),
             source=front.body,
+            fingerprint=hashlib.sha256(front.body.encode("utf-8")).hexdigest(),
             **values,
         ),
         problems,

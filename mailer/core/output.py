@@ -17,7 +17,7 @@ import itertools
 import os
 import secrets
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence, Set
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,8 +77,13 @@ def stage_unflushed(path: Path, data: bytes, private: bool = False) -> Path:
     what one file's fsync does instead of one each."""
     unique = f"{os.getpid():x}-{_UNIQUE}{next(_staged):x}"  # the process id: a fork's differs
     temporary = path.with_name(f".{path.name}.{unique}.tmp")
+    mode = 0o600 if private else 0o644
     try:
-        handle = os.open(temporary, _NEW_FILE, 0o600 if private else 0o644)
+        try:
+            handle = os.open(temporary, _NEW_FILE, mode)
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700 if private else 0o777)
+            handle = os.open(temporary, _NEW_FILE, mode)
     except OSError as error:
         raise _unwritten(path, error) from None
     try:
@@ -137,33 +142,44 @@ def _linux_sync_file_range() -> Callable[[int], object]:
 _start_writeback = _linux_sync_file_range()
 
 
-def write_folder(folder: Path, files: Mapping[str, bytes]) -> Written:
-    """Make `folder` hold `files` (relative path to bytes), touching only what changed: all of
-    them or, when one cannot be written, none."""
+def write_folder(folder: Path, files: Iterable[tuple[str, bytes]]) -> Written:
+    """Make `folder` hold `files` (relative path and bytes, taken one at a time: only the names
+    are kept), touching only what changed: all of them or, when one cannot be written (or the
+    files stop coming with an error), none. A name given twice keeps its first bytes."""
     written = Written()
     staged: list[tuple[Path, Path]] = []
+    names: set[str] = set()
+    name = ""
     try:
-        for name, data in sorted(files.items()):
+        for name, data in files:
+            if name in names:
+                continue
+            names.add(name)
             target = folder / name
             if target.is_file() and target.read_bytes() == data:
                 written.unchanged.append(name)
                 continue
-            staged.append((_stage(target, data), target))
+            staged.append((stage_unflushed(target, data), target))
             written.changed.append(name)
-    except OSError as error:
+        flush_together([temporary for temporary, _ in staged])
+    except BaseException as error:
         for temporary, _ in staged:
             with contextlib.suppress(FileNotFoundError):
                 temporary.unlink()
-        raise _unwritten(folder / name, error) from None
+        if isinstance(error, OSError):
+            raise _unwritten(folder / name, error) from None
+        raise
     for temporary, target in staged:  # a rename takes no room: the set goes in whole
         os.replace(temporary, target)
-    _remove_unlisted(folder, files, written)
+    written.changed.sort()
+    written.unchanged.sort()
+    _remove_unlisted(folder, names, written)
     if written.changed or written.removed or not (folder / GENERATION).is_file():
         write_atomically(folder / GENERATION, secrets.token_hex(16).encode("ascii") + b"\n")
     return written
 
 
-def _remove_unlisted(folder: Path, files: Mapping[str, bytes], written: Written) -> None:
+def _remove_unlisted(folder: Path, files: Set[str], written: Written) -> None:
     """Remove what a previous build wrote and this one does not, and list this one's files."""
     manifest = folder / MANIFEST
     previous = manifest.read_text(encoding="utf-8").splitlines() if manifest.is_file() else []
