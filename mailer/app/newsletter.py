@@ -268,7 +268,7 @@ class Newsletter:
         newsletter = self.config.newsletter
         entries = self.config.feeds.entries
         published = collection.published()
-        versions = {c.slug: collection.versions(c) for c in published}
+        versions = collection.every_version()
         record = self.published_record()
         ids = {c.slug: record.id(c) for c in published}
         channel = Channel(newsletter, newsletter.language, versions=versions, ids=ids)
@@ -279,7 +279,7 @@ class Newsletter:
             own = [self.whole(c) for c in [c for c in published if c.language == code][:entries]]
             folder = Channel(newsletter, code, f"{code}/", versions, ids)
             yield from render_feeds(own, folder, entries).items()
-        latest = {c.slug: collection.before(c, self.config.series.latest) for c in published}
+        latest = collection.every_before(self.config.series.latest)
         furniture = self.furniture
         yield from render_site(
             published, self.theme, newsletter, furniture, versions, latest, whole

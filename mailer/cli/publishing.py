@@ -99,12 +99,12 @@ def _render_problems(newsletter: Newsletter, collection: Collection) -> list[Pro
     """Render every page and email, one at a time, letting each go: template errors and
     oversized emails. Each commentary is read whole once, for its page and its email alike."""
     problems: list[Problem] = []
-    latest = newsletter.config.series.latest
+    latest = collection.every_before(newsletter.config.series.latest)
 
     def whole_and_emailed(commentary: Commentary) -> Commentary:
         whole = newsletter.whole(commentary)
-        issue = collection.issue([commentary.slug], latest)
-        warning = newsletter.render(Issue((whole,), issue.latest)).size_warning()
+        issue = Issue((whole,), tuple(latest[commentary.slug]))
+        warning = newsletter.render(issue).size_warning()
         if warning:
             problems.append(warning)
         return whole

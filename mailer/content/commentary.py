@@ -190,10 +190,23 @@ class Collection:
     def versions(self, commentary: Commentary) -> list[Commentary]:
         """The other published languages of the same piece: the one it translates, those that
         translate it, and their other translations; by language."""
-        live = {c.slug: c for c in self.published()}
-        original = live.get(commentary.translation_of, commentary)
-        family = [original, *(c for c in live.values() if c.translation_of == original.slug)]
-        return sorted((c for c in family if c.slug != commentary.slug), key=lambda c: c.language)
+        return _Families(self.published()).versions(commentary)
+
+    def every_version(self) -> dict[str, list[Commentary]]:
+        """`versions` of every published commentary by slug, found in one pass."""
+        published = self.published()
+        families = _Families(published)
+        return {c.slug: families.versions(c) for c in published}
+
+    def every_before(self, count: int) -> dict[str, list[Commentary]]:
+        """`before(c, count)` of every published commentary by slug, found in one pass."""
+        earlier: dict[str, list[Commentary]] = {}
+        found: dict[str, list[Commentary]] = {}
+        for commentary in reversed(self.published()):  # the oldest first
+            older = earlier.setdefault(commentary.language, [])
+            found[commentary.slug] = older[: -count - 1 : -1] if count > 0 else []
+            older.append(commentary)
+        return found
 
     def languages(self) -> list[str]:
         """Every language a published commentary is in."""
@@ -202,6 +215,22 @@ class Collection:
     def raise_errors(self) -> None:
         if self.errors:
             raise ContentError(self.errors)
+
+
+class _Families:
+    """Published commentaries grouped by the piece they are versions of."""
+
+    def __init__(self, published: Sequence[Commentary]) -> None:
+        self.live = {c.slug: c for c in published}
+        self.translations: dict[str, list[Commentary]] = {}
+        for commentary in published:
+            if commentary.translation_of:
+                self.translations.setdefault(commentary.translation_of, []).append(commentary)
+
+    def versions(self, commentary: Commentary) -> list[Commentary]:
+        original = self.live.get(commentary.translation_of, commentary)
+        family = [original, *self.translations.get(original.slug, [])]
+        return sorted((c for c in family if c.slug != commentary.slug), key=lambda c: c.language)
 
 
 def load_folder(folder: Path, site: Site, bodies: bool = True) -> Collection:
