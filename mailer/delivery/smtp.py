@@ -9,6 +9,12 @@ Once the final dot of a message has gone, the server may have taken it even if i
 comes: the wait for that reply is RFC 5321's (section 4.5.3.2.6, 10 minutes by default), longer
 than the wait for anything else, and a message whose reply does not come is UNCERTAIN, never
 retried on its own.
+
+Past smtplib, for speed: where the server offers PIPELINING (RFC 2920) a message's MAIL, RCPT and
+DATA go in one write, and the next message's with this one's final dot (one round trip a
+message); the issue's text is dot-stuffed once, not per recipient; replies are read with a line
+or two of work. Each message's fate is still known, and told to the engine, before the next
+message's body goes.
 """
 
 from __future__ import annotations
