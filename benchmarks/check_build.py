@@ -27,30 +27,37 @@ SECRET = "benchmark-secret-0123456789"
 
 def make_folder(root: Path, count: int) -> None:
     shutil.copyfile(REPOSITORY / "config.example.toml", root / "config.toml")
+    shutil.copyfile(REPOSITORY / "logo.png", root / "logo.png")
     (root / "subscribers").mkdir()
     folder = root / "commentaries"
     folder.mkdir()
     examples = [
-        p.read_text(encoding="utf-8") for p in sorted((REPOSITORY / "commentaries").glob("*.md"))
+        (path.read_text(encoding="utf-8"), REPOSITORY / "commentaries" / path.stem[11:])
+        for path in sorted((REPOSITORY / "commentaries").glob("*.md"))
     ]
-    published = [text for text in examples if "draft = true" not in text]
+    published = [(text, beside) for text, beside in examples if "draft = true" not in text]
     start = dt.date(2010, 1, 1)
     for number in range(count):
         day = start + dt.timedelta(days=number)
-        (folder / f"{day.isoformat()}-piece-{number}.md").write_text(
-            published[number % len(published)], encoding="utf-8"
-        )
+        text, beside = published[number % len(published)]
+        (folder / f"{day.isoformat()}-piece-{number}.md").write_text(text, encoding="utf-8")
+        if beside.is_dir():  # its images and PDF, which the build publishes beside its page
+            shutil.copytree(beside, folder / f"piece-{number}")
 
 
 def measure(command: list[str], root: Path) -> tuple[float, float]:
     """(seconds, peak resident megabytes) of one run of the command in the folder."""
     environment = {**os.environ, "MAILER_SECRET": SECRET}
     started = time.monotonic()
-    process = subprocess.Popen(command, cwd=root, env=environment, stdout=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        command, cwd=root, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    assert process.stderr is not None
+    problems = process.stderr.read().decode("utf-8", "replace")
     _, status, usage = os.wait4(process.pid, 0)
     elapsed = time.monotonic() - started
     if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{' '.join(command)} failed")
+        raise SystemExit(f"{' '.join(command)} failed:\n{problems[:2000]}")
     return elapsed, usage.ru_maxrss / 1024
 
 

@@ -2,17 +2,20 @@
 
 1. SMTP: a campaign through the `smtp` backend to Postfix's smtp-sink on loopback, against a
    bare smtplib loop sending the same pre-built messages to the same sink over the same number
-   of connections (the most any SMTP client could do here).
-2. HTTP: a campaign through a batch HTTP backend (mailgun, 1,000 recipients a request) to a
+   of connections, and against Postfix's `smtp-source` (C, connections kept) sending messages
+   of the same size: the ceiling of an SMTP client on this machine.
+2. Outbox: a campaign through the `outbox` backend (every message an .eml file, fsynced before
+   its batch is recorded), against personalising the same messages alone in one process.
+3. HTTP: a campaign through a batch HTTP backend (mailgun, 1,000 recipients a request) to a
    local HTTP sink that answers as Mailgun does.
-3. Memory: the peak memory (PSS of the `mailer send` process) of an HTTP campaign of
+4. Memory: the peak memory (PSS of the `mailer send` process) of an HTTP campaign of
    --small recipients and of --large recipients.
 
 Rates are the ones `mailer send` reports for its sending (claiming, building, handing over and
 recording every message), which leaves out the start of the process.
 
-    python benchmarks/send_campaign.py [--smtp 20000] [--http 100000] [--small 100000]
-        [--large 1000000] [--connections 4]
+    python benchmarks/send_campaign.py [--smtp 20000] [--outbox 100000] [--http 100000]
+        [--small 100000] [--large 1000000] [--connections 4] [--only smtp,outbox,http]
 """
 
 from __future__ import annotations
@@ -32,11 +35,13 @@ import time
 from pathlib import Path
 
 from mailer.app.newsletter import Newsletter
+from mailer.render.message import MessageTemplate
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 MAILER = Path(sys.executable).parent / "mailer"
 SECRET = "benchmark-secret-0123456789"
 SMTP_SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
+SMTP_SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
 HTTP_SINK = r"""
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -80,6 +85,7 @@ def folder_with(recipients: int, root: Path) -> Path:
     folder.mkdir()
     shutil.copytree(REPOSITORY / "commentaries", folder / "commentaries")
     shutil.copyfile(REPOSITORY / "config.example.toml", folder / "config.toml")
+    shutil.copyfile(REPOSITORY / "logo.png", folder / "logo.png")
     people = folder / "people.csv"
     with people.open("w") as stream:
         stream.write("email,name,lists\n")
@@ -130,20 +136,74 @@ def longest_slug() -> str:
     return max(letter.commentaries().published(), key=lambda c: len(c.text)).slug
 
 
+def template_and_letter(folder: Path, slug: str) -> tuple[MessageTemplate, Newsletter]:
+    letter = Newsletter.load(folder / "config.toml", {"MAILER_SECRET": SECRET})
+    return letter.message_template(letter.render(letter.issue([slug])), "commentaries"), letter
+
+
+def built_messages(folder: Path, slug: str, count: int) -> list[tuple[str, bytes]]:
+    """(address, message) for `count` readers, personalised as `mailer send` does."""
+    template, letter = template_and_letter(folder, slug)
+    return [
+        (
+            f"reader{n}@example.org",
+            template.personalise(
+                letter.recipient(n, "", f"reader{n}@example.org", ""), template.message_id()
+            ),
+        )
+        for n in range(count)
+    ]
+
+
+def personalising(folder: Path, slug: str, count: int) -> float:
+    """Messages per second that personalising alone makes (each let go once made, as a
+    backend does), in one process."""
+    template, letter = template_and_letter(folder, slug)
+    started = time.perf_counter()
+    for n in range(count):
+        recipient = letter.recipient(n, "", f"reader{n}@example.org", "")
+        template.personalise(recipient, template.message_id())
+    return count / (time.perf_counter() - started)
+
+
+def disk_ceiling(folder: Path, count: int, size: int, batch: int = 100) -> float:
+    """Files per second that a bare loop writes of `size` bytes each, each batch fsynced file by
+    file and then the folder: what this disk allows, whoever writes."""
+    folder.mkdir()
+    data = os.urandom(size)
+    started = time.perf_counter()
+    for first in range(0, count, batch):
+        names = [folder / f"{n:09d}.eml" for n in range(first, min(first + batch, count))]
+        for name in names:
+            name.write_bytes(data)
+        for name in names:
+            handle = os.open(name, os.O_RDONLY)
+            os.fsync(handle)
+            os.close(handle)
+        handle = os.open(folder, os.O_RDONLY)
+        os.fsync(handle)
+        os.close(handle)
+    rate = count / (time.perf_counter() - started)
+    shutil.rmtree(folder)
+    return rate
+
+
+def smtp_source(port: int, count: int, connections: int, size: int) -> float:
+    """Messages per second that Postfix's smtp-source (C) sends of `size` bytes, connections
+    kept (-d), over `connections` sessions."""
+    command = [SMTP_SOURCE, "-d", "-s", str(connections), "-m", str(count), "-l", str(size)]
+    command += ["-f", "commentaries@example.org", "-t", "reader@example.org"]
+    started = time.perf_counter()
+    subprocess.run([*command, f"127.0.0.1:{port}"], check=True, stdout=subprocess.DEVNULL)
+    return count / (time.perf_counter() - started)
+
+
 def bare_smtplib(
     folder: Path, slug: str, port: int, count: int, connections: int, nodelay: bool
 ) -> float:
     """Pre-built messages sent with nothing but smtplib, over `connections` connections
     (with `nodelay`, Nagle's algorithm off, as mailer's smtp backend has it)."""
-    letter = Newsletter.load(folder / "config.toml", {"MAILER_SECRET": SECRET})
-    template = letter.message_template(letter.render(letter.issue([slug])), "commentaries")
-    messages = [
-        (
-            f"reader{n}@example.org",
-            template.personalise(letter.recipient(n, "", f"reader{n}@example.org", "")),
-        )
-        for n in range(count)
-    ]
+    messages = built_messages(folder, slug, count)
     shares = [messages[n::connections] for n in range(connections)]
 
     def send(share: list[tuple[str, bytes]]) -> None:
@@ -165,82 +225,119 @@ def bare_smtplib(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smtp", type=int, default=20_000)
+    parser.add_argument("--outbox", type=int, default=100_000)
     parser.add_argument("--http", type=int, default=100_000)
     parser.add_argument("--small", type=int, default=100_000)
     parser.add_argument("--large", type=int, default=1_000_000)
     parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--only", default="smtp,outbox,http", help="the parts to run")
     args = parser.parse_args()
+    parts = set(args.only.split(","))
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    print(f"load average before: {' '.join(f'{n:.1f}' for n in os.getloadavg())}")
     slug = longest_slug()
     print(f"issue: {slug}")
     with tempfile.TemporaryDirectory() as temporary:
         root = Path(temporary)
+        if "smtp" in parts:
+            smtp_part(root, slug, args.smtp, args.connections)
+        if "outbox" in parts:
+            outbox_part(root, slug, args.outbox)
+        if "http" in parts:
+            http_part(root, slug, args)
 
-        port = free_port()
-        sink = subprocess.Popen(
-            [SMTP_SINK, "-u", "postfix", f"127.0.0.1:{port}", "256"], stdout=subprocess.DEVNULL
+
+def smtp_part(root: Path, slug: str, count: int, connections: int) -> None:
+    port = free_port()
+    sink = subprocess.Popen(
+        [SMTP_SINK, "-u", "postfix", f"127.0.0.1:{port}", "256"], stdout=subprocess.DEVNULL
+    )
+    try:
+        wait_for_port(port)
+        folder = folder_with(count, root)
+        configure(folder, "smtp", "")
+        path = folder / "config.toml"
+        path.write_text(
+            path.read_text()
+            .replace('host = "localhost"', 'host = "127.0.0.1"')
+            .replace("port = 587", f"port = {port}")
+            .replace('security = "starttls"', 'security = "none"')
+            .replace("concurrency = 4", f"concurrency = {connections}")
         )
-        try:
-            wait_for_port(port)
-            folder = folder_with(args.smtp, root)
-            configure(
-                folder,
-                "smtp",
-                "",
-            )
+        size = len(built_messages(folder, slug, 1)[0][1])
+        baseline = bare_smtplib(folder, slug, port, count, connections, False)
+        quick = bare_smtplib(folder, slug, port, count, connections, True)
+        ceiling = smtp_source(port, count, connections, size)
+        sent, rate, _ = send_measured(folder, slug)
+        print(
+            f"SMTP to smtp-sink, {connections} connections, {sent:,} messages of "
+            f"{size / 1000:.0f} KB:"
+        )
+        print(f"  bare smtplib loop, pre-built messages: {baseline:8,.0f} messages/s")
+        print(f"  the same with TCP_NODELAY:             {quick:8,.0f} messages/s")
+        print(f"  Postfix smtp-source (C), -d:           {ceiling:8,.0f} messages/s")
+        print(f"  mailer send (smtp backend):            {rate:8,.0f} messages/s")
+        print(
+            f"  mailer / bare: {rate / baseline:.0%}; mailer / bare with TCP_NODELAY: "
+            f"{rate / quick:.0%}; mailer / smtp-source: {rate / ceiling:.0%}"
+        )
+        shutil.rmtree(folder)
+    finally:
+        sink.terminate()
+        sink.wait()
+
+
+def outbox_part(root: Path, slug: str, count: int) -> None:
+    folder = folder_with(count, root)
+    size = len(built_messages(folder, slug, 1)[0][1])
+    alone = personalising(folder, slug, count)
+    disk = disk_ceiling(root / "disk", count, size)
+    sent, rate, _ = send_measured(folder, slug)
+    print(
+        f"outbox, {sent:,} messages of {size / 1000:.0f} KB, each an .eml file on disk before "
+        "its batch is recorded:"
+    )
+    print(f"  personalising alone, one process:      {alone:8,.0f} messages/s")
+    print(f"  the same bytes, bare files fsynced:    {disk:8,.0f} files/s")
+    print(f"  mailer send (outbox backend):          {rate:8,.0f} messages/s")
+    print(
+        f"  mailer / personalising alone: {rate / alone:.0%}; mailer / bare files: "
+        f"{rate / disk:.0%}"
+    )
+    shutil.rmtree(folder)
+
+
+def http_part(root: Path, slug: str, args: argparse.Namespace) -> None:
+    port = free_port()
+    http_sink = subprocess.Popen([sys.executable, "-c", HTTP_SINK, str(port)])
+    try:
+        wait_for_port(port)
+        endpoint = f'endpoint = "http://127.0.0.1:{port}/v3"'
+        peaks = {}
+        for recipients in sorted({args.http, args.small, args.large}):
+            folder = folder_with(recipients, root)
             path = folder / "config.toml"
+            configure(folder, "mailgun", "")
             path.write_text(
                 path.read_text()
-                .replace('host = "localhost"', 'host = "127.0.0.1"')
-                .replace("port = 587", f"port = {port}")
-                .replace('security = "starttls"', 'security = "none"')
-                .replace("concurrency = 4", f"concurrency = {args.connections}")
+                .replace('endpoint = "https://api.mailgun.net/v3"', endpoint)
+                .replace('api_key = "${MAILGUN_API_KEY}"', 'api_key = "key-benchmark"')
             )
-            baseline = bare_smtplib(folder, slug, port, args.smtp, args.connections, False)
-            quick = bare_smtplib(folder, slug, port, args.smtp, args.connections, True)
-            sent, rate, _ = send_measured(folder, slug)
-            print(f"SMTP to smtp-sink, {args.connections} connections, {sent:,} messages:")
-            print(f"  bare smtplib loop, pre-built messages: {baseline:8,.0f} messages/s")
-            print(f"  the same with TCP_NODELAY:             {quick:8,.0f} messages/s")
-            print(f"  mailer send (smtp backend):            {rate:8,.0f} messages/s")
+            sent, rate, peak = send_measured(folder, slug)
+            peaks[recipients] = peak
             print(
-                f"  mailer / bare: {rate / baseline:.0%}; mailer / bare with TCP_NODELAY: "
-                f"{rate / quick:.0%}"
+                f"HTTP batch backend (mailgun) to a local sink, {sent:,} recipients: "
+                f"{rate:,.0f} recipients/s, peak memory {peak / 1e6:.0f} MB"
             )
-        finally:
-            sink.terminate()
-            sink.wait()
-
-        port = free_port()
-        http_sink = subprocess.Popen([sys.executable, "-c", HTTP_SINK, str(port)])
-        try:
-            wait_for_port(port)
-            endpoint = f'endpoint = "http://127.0.0.1:{port}/v3"'
-            peaks = {}
-            for recipients in sorted({args.http, args.small, args.large}):
-                folder = folder_with(recipients, root)
-                path = folder / "config.toml"
-                configure(folder, "mailgun", "")
-                path.write_text(
-                    path.read_text()
-                    .replace('endpoint = "https://api.mailgun.net/v3"', endpoint)
-                    .replace('api_key = "${MAILGUN_API_KEY}"', 'api_key = "key-benchmark"')
-                )
-                sent, rate, peak = send_measured(folder, slug)
-                peaks[recipients] = peak
-                print(
-                    f"HTTP batch backend (mailgun) to a local sink, {sent:,} recipients: "
-                    f"{rate:,.0f} recipients/s, peak memory {peak / 1e6:.0f} MB"
-                )
-                shutil.rmtree(folder)
-            small, large = peaks[args.small], peaks[args.large]
-            print(
-                f"peak memory: {args.small:,} recipients {small / 1e6:.0f} MB, "
-                f"{args.large:,} recipients {large / 1e6:.0f} MB ({large / small - 1:+.0%})"
-            )
-        finally:
-            http_sink.terminate()
-            http_sink.wait()
+            shutil.rmtree(folder)
+        small, large = peaks[args.small], peaks[args.large]
+        print(
+            f"peak memory: {args.small:,} recipients {small / 1e6:.0f} MB, "
+            f"{args.large:,} recipients {large / 1e6:.0f} MB ({large / small - 1:+.0%})"
+        )
+    finally:
+        http_sink.terminate()
+        http_sink.wait()
 
 
 if __name__ == "__main__":

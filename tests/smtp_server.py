@@ -210,6 +210,12 @@ class _Session(SMTP):
                 self.server.connections += 1
         super().connection_made(transport)
 
+    async def smtp_MAIL(self, arg: str) -> None:
+        waiting = bytes(self._reader._buffer)  # type: ignore[attr-defined]
+        with self.server.lock:
+            self.server.behind_mail.append(waiting)
+        await super().smtp_MAIL(arg)
+
     async def smtp_DATA(self, arg: str) -> None:
         envelope = self.envelope
         if envelope is not None and envelope.rcpt_tos and not arg:
@@ -252,6 +258,7 @@ class SmtpServer:
         implicit_tls: bool = False,
         auth: tuple[str, str] | None = None,
         smtputf8: bool = True,
+        pipelining: bool = True,
         delay: float = 0.0,
         port: int = 0,
     ) -> None:
@@ -262,6 +269,12 @@ class SmtpServer:
         self.implicit_tls = implicit_tls
         self.auth = auth
         self.smtputf8 = smtputf8
+        self.pipelining = pipelining
+        """Offer PIPELINING (RFC 2920), as most servers do; aiosmtpd reads commands in order
+        however they arrive, so offering it is all it takes."""
+        self.behind_mail: list[bytes] = []
+        """For each MAIL FROM, what had arrived behind it before it was answered: a client that
+        pipelines has sent its RCPT TO and DATA already, one that waits nothing."""
         self.delay = delay
         """Seconds each accepted message takes (a slow server), waited with asyncio.sleep."""
         self.host = HOST
@@ -360,6 +373,8 @@ class SmtpServer:
         self, server: SMTP, session: Any, envelope: Any, hostname: str, responses: list[str]
     ) -> list[str]:
         session.host_name = hostname
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
         return responses
 
     async def handle_RCPT(
@@ -496,6 +511,7 @@ class StartServer(Protocol):
         implicit_tls: bool = False,
         auth: tuple[str, str] | None = None,
         smtputf8: bool = True,
+        pipelining: bool = True,
         delay: float = 0.0,
         port: int = 0,
     ) -> SmtpServer: ...
@@ -512,7 +528,8 @@ def smtp_server_fixture(certificates: Certificates) -> Iterator[StartServer]:
     """Starts real SMTP servers on loopback ports; every one is stopped after the test.
 
     `smtp_server()` offers STARTTLS on the throwaway certificate; pass `auth=(user, password)`
-    to require a login, `smtputf8=False` to withhold SMTPUTF8, `starttls=False` for plain SMTP.
+    to require a login, `smtputf8=False` to withhold SMTPUTF8 (`pipelining=False`, PIPELINING),
+    `starttls=False` for plain SMTP.
     """
     started: list[SmtpServer] = []
 

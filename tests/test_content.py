@@ -698,3 +698,18 @@ def test_an_image_without_a_description_is_a_warning_only(folder: Folder, run: R
     built = run("build")
     assert built.exit_code == 0, built.output
     assert "archive/chart/index.html" in folder.output_files()
+
+
+def test_without_bodies_a_commentary_keeps_its_metadata_and_its_body_is_read_back(
+    folder: Folder,
+) -> None:
+    """A build of thousands of commentaries holds their metadata only, reading each body back
+    for its page; what it reads back is what reading with bodies gives."""
+    whole = content.load_folder(folder.commentaries, SITE)
+    light = content.load_folder(folder.commentaries, SITE, bodies=False)
+    for full, metadata in zip(whole.commentaries, light.commentaries, strict=True):
+        assert (metadata.html, metadata.source) == ("", "")
+        assert metadata.title == full.title and metadata.preheader == full.preheader
+        assert metadata.fingerprint == full.fingerprint != ""
+        again = content.with_body(metadata, SITE)
+        assert (again.html, again.text, again.source) == (full.html, full.text, full.source)

@@ -67,5 +67,5 @@ def test_the_email_matches_its_golden_files(folder: Folder, update_golden: bool)
 @pytest.mark.parametrize("name", ["rss.xml", "atom.xml", "feed.json"])
 def test_the_feeds_match_their_golden_files(folder: Folder, update_golden: bool, name: str) -> None:
     newsletter = folder.newsletter()
-    files = newsletter.render_files(newsletter.commentaries())
+    files = dict(newsletter.render_files(newsletter.commentaries()))
     compare(name, files[name], update_golden)

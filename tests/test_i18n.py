@@ -313,3 +313,20 @@ def test_an_unknown_language_in_an_import_rejects_that_row_at_its_line(
     result = run("subscribers", "import", str(folder.path / "readers.csv"))
     assert result.exit_code == 1
     assert f"{folder.path / 'readers.csv'}:2: 'klingon-xx' is not a language code" in result.output
+
+
+def test_every_version_and_every_before_agree_with_asking_for_each(folder: Folder) -> None:
+    """The build finds translations and "latest" boxes for thousands of commentaries in one pass;
+    what it finds is what asking commentary by commentary gives."""
+    folder.write("commentaries/2025-09-18-dallo-stallo-all-escalation.md", ITALIAN)
+    later = ITALIAN.replace("date = 2025-09-17", "date = 2025-12-01").replace(
+        'translation_of = "stalemate-to-escalation"\n', ""
+    )
+    folder.write("commentaries/2025-12-01-un-altro-pezzo.md", later)
+    collection = folder.newsletter().commentaries()
+    published = collection.published()
+    assert any(collection.versions(c) for c in published)
+    assert collection.every_version() == {c.slug: collection.versions(c) for c in published}
+    for count in (0, 1, 2, 10):
+        expected = {c.slug: collection.before(c, count) for c in published}
+        assert collection.every_before(count) == expected

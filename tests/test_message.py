@@ -200,3 +200,20 @@ def test_a_service_gets_long_names_and_the_list_id_whole_and_unfolded(folder: Fo
     assert re.search(rf" <[a-z-]+\.{re.escape(compiled.domain)}>$", list_id), list_id
     assert str(make_header(decode_header(to))) == f"{name.strip()} <zoe@example.org>"
     assert "\r\n " in mailbox(name.strip(), "zoe@example.org")  # in a message, folded
+
+
+def test_the_date_follows_the_clock_to_the_second(folder: Folder) -> None:
+    """The Date string is made once a second for every message of that second, never older."""
+    newsletter = folder.newsletter()
+    rendered = newsletter.render(newsletter.issue([LONGEST]))
+    now = [1_764_633_600.2]
+    letter = MessageTemplate(rendered, newsletter.sender("commentaries"), clock=lambda: now[0])
+
+    def date() -> str:
+        return str(parse(letter.personalise(recipient()))["Date"])
+
+    first = date()
+    now[0] = 1_764_633_600.9
+    assert date() == first == "Tue, 02 Dec 2025 00:00:00 +0000"
+    now[0] = 1_764_633_601.0
+    assert date() == "Tue, 02 Dec 2025 00:00:01 +0000"

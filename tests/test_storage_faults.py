@@ -116,7 +116,7 @@ def test_a_disk_that_fills_up_part_way_through_a_build_leaves_the_old_site_whole
         encoding="utf-8",
     )
     staged: list[Path] = []
-    real_stage = output._stage
+    real_stage = output.stage_unflushed
 
     def stage_until_full(path: Path, data: bytes, private: bool = False) -> Path:
         if len(staged) == 2:  # two files on disk, then no more room
@@ -124,7 +124,7 @@ def test_a_disk_that_fills_up_part_way_through_a_build_leaves_the_old_site_whole
         staged.append(path)
         return real_stage(path, data, private)
 
-    monkeypatch.setattr(output, "_stage", stage_until_full)
+    monkeypatch.setattr(output, "stage_unflushed", stage_until_full)
 
     result = run("build")
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from mailer.core.config import Config, DkimSettings
 from mailer.core.errors import ConfigError, Problem
-from mailer.delivery.base import Backend, Reconciler
+from mailer.delivery.base import Backend, Reconciler, unsigned
 from mailer.providers import registry
 
 
@@ -36,7 +36,7 @@ def reconciler_of(config: Config) -> Reconciler | None:
 def signer(settings: DkimSettings) -> Callable[[bytes], bytes]:
     """DKIM signing when [dkim] names a domain, else messages go as they are."""
     if not settings.domain:
-        return lambda data: data
+        return unsigned
     if not settings.selector or settings.private_key_file is None:
         raise ConfigError(
             [

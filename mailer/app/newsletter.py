@@ -7,12 +7,19 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from mailer.content.commentary import Collection, Commentary, Issue, Site, load_folder
+from mailer.content.commentary import (
+    Collection,
+    Commentary,
+    Issue,
+    Site,
+    load_folder,
+    with_body,
+)
 from mailer.content.files import FileProblem, measure
 from mailer.content.published import Record
 from mailer.core import config as settings
@@ -116,9 +123,14 @@ class Newsletter:
             )
         return secret
 
-    def commentaries(self) -> Collection:
-        """Every commentary file, read and checked (problems are kept, not raised)."""
-        return load_folder(self.config.paths.commentaries, self.site)
+    def commentaries(self, bodies: bool = True) -> Collection:
+        """Every commentary file, read and checked (problems are kept, not raised); without
+        `bodies`, their metadata alone (`whole` reads one back)."""
+        return load_folder(self.config.paths.commentaries, self.site, bodies)
+
+    def whole(self, commentary: Commentary) -> Commentary:
+        """A commentary with its body, read again if it was let go."""
+        return with_body(commentary, self.site)
 
     def issue(self, slugs: Sequence[str]) -> Issue:
         """The issue of these commentaries; with no slugs, the newest released one alone."""
@@ -236,13 +248,13 @@ class Newsletter:
 
     def build(self) -> Built:
         """Feeds and web archive into the output folder, without what is still embargoed;
-        nothing is written if anything is wrong."""
-        collection = self.commentaries()
+        nothing is written if anything is wrong. Commentaries are held as metadata and read
+        whole one at a time, so memory does not grow with the archive."""
+        collection = self.commentaries(bodies=False)
         collection.raise_errors()
         now = self.clock()
         visible = collection.seen_at(now)
-        files = self.render_files(visible)
-        written = write_folder(self.config.paths.output, files)
+        written = write_folder(self.config.paths.output, self.render_files(visible))
         # Only once the feeds are out: an id is recorded as made when it has been published.
         record = self.published_record()
         after = record.with_published(visible.published())
@@ -254,8 +266,11 @@ class Newsletter:
         """Permanent ids and the fingerprints of published texts (commentaries/published.toml)."""
         return Record.read(self.config.paths.commentaries)
 
-    def render_files(self, collection: Collection) -> dict[str, bytes]:
-        """Feeds and archive pages by path in the output folder, in memory.
+    def render_files(
+        self, collection: Collection, whole: Callable[[Commentary], Commentary] | None = None
+    ) -> Iterator[tuple[str, bytes]]:
+        """Feeds and archive pages (path in the output folder, bytes), one at a time; each
+        commentary whose body is needed is read whole by `whole` (by default `self.whole`).
 
         When commentaries come in more than one language, each language also has feeds of its own
         in a folder named after it (`it/rss.xml`), beside the newsletter's, which carry them all.
@@ -263,28 +278,31 @@ class Newsletter:
         from mailer.render.feeds import Channel, render_feeds  # feedgen and lxml: when building
         from mailer.render.site import render_site
 
+        whole = whole or self.whole
         newsletter = self.config.newsletter
         entries = self.config.feeds.entries
         published = collection.published()
-        versions = {c.slug: collection.versions(c) for c in published}
+        versions = collection.every_version()
         record = self.published_record()
         ids = {c.slug: record.id(c) for c in published}
         channel = Channel(newsletter, newsletter.language, versions=versions, ids=ids)
-        files = render_feeds(published, channel, entries)
+        newest = [self.whole(c) for c in published[:entries]]
+        yield from render_feeds(newest, channel, entries).items()
         languages = collection.languages()
         for code in languages if len(languages) > 1 else ():
-            own = [c for c in published if c.language == code]
-            files.update(
-                render_feeds(own, Channel(newsletter, code, f"{code}/", versions, ids), entries)
-            )
-        latest = {c.slug: collection.before(c, self.config.series.latest) for c in published}
+            own = [self.whole(c) for c in [c for c in published if c.language == code][:entries]]
+            folder = Channel(newsletter, code, f"{code}/", versions, ids)
+            yield from render_feeds(own, folder, entries).items()
+        latest = collection.every_before(self.config.series.latest)
         furniture = self.furniture
-        files.update(render_site(published, self.theme, newsletter, furniture, versions, latest))
+        yield from render_site(
+            published, self.theme, newsletter, furniture, versions, latest, whole
+        )
         beside = [f for c in published for f in c.files] + (
             [furniture.logo] if furniture.logo else []
         )
-        files.update({f.published: f.source.read_bytes() for f in beside})
-        return files
+        for file in beside:
+            yield file.published, file.source.read_bytes()
 
 
 def list_label(list_name: str) -> str:

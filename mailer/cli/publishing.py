@@ -17,7 +17,7 @@ from mailer.app.newsletter import Newsletter
 from mailer.app.publishing import pending
 from mailer.cli.sending import print_report, run_with_progress
 from mailer.cli.shared import Invocation, confirm, count, pass_invocation
-from mailer.content.commentary import Collection, Issue
+from mailer.content.commentary import Collection, Commentary, Issue
 from mailer.core.errors import Problem, ProblemsError, RequestError, TemplateError
 from mailer.core.output import write_atomically
 
@@ -63,7 +63,7 @@ def check(invocation: Invocation) -> None:
       mailer check && mailer build
     """
     newsletter = invocation.newsletter
-    collection = newsletter.commentaries()
+    collection = newsletter.commentaries(bodies=False)
     problems = _checked(newsletter, collection)
     for commentary in collection.embargoed(newsletter.clock()):
         click.echo(f"{newsletter.embargo_note(commentary)}: out of the feeds until then.")
@@ -96,15 +96,22 @@ def _checked(newsletter: Newsletter, collection: Collection) -> list[Problem]:
 
 
 def _render_problems(newsletter: Newsletter, collection: Collection) -> list[Problem]:
-    """Render every email and page in memory: template errors and oversized emails."""
+    """Render every page and email, one at a time, letting each go: template errors and
+    oversized emails. Each commentary is read whole once, for its page and its email alike."""
     problems: list[Problem] = []
+    latest = collection.every_before(newsletter.config.series.latest)
+
+    def whole_and_emailed(commentary: Commentary) -> Commentary:
+        whole = newsletter.whole(commentary)
+        issue = Issue((whole,), tuple(latest[commentary.slug]))
+        warning = newsletter.render(issue).size_warning()
+        if warning:
+            problems.append(warning)
+        return whole
+
     try:
-        newsletter.render_files(collection)
-        for commentary in collection.published():
-            issue = collection.issue([commentary.slug], newsletter.config.series.latest)
-            warning = newsletter.render(issue).size_warning()
-            if warning:
-                problems.append(warning)
+        for _ in newsletter.render_files(collection, whole_and_emailed):
+            pass
     except TemplateError as error:
         problems.extend(error.problems)
     return problems

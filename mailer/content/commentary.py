@@ -6,8 +6,10 @@ field to its converter. A Commentary owns its derived values (slug, links, prehe
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import difflib
+import hashlib
 import re
 import zoneinfo
 from collections.abc import Callable, Sequence
@@ -57,10 +59,21 @@ class Commentary:
     """When a correction was published, if one was (the `updated` field)."""
     source: str = field(default="", repr=False, compare=False)
     """The Markdown body as written, whose fingerprint tells a correction."""
+    fingerprint: str = field(default="", repr=False, compare=False)
+    """The SHA-256 of `source`, kept when the body is let go (see `without_body`)."""
     files: tuple[LocalFile, ...] = ()
     """The images and PDF beside it, which the build publishes with the archive."""
     publish_at: dt.datetime | None = None
     """When it may be published, if not at its date (`date` is what readers see)."""
+
+    @property
+    def has_body(self) -> bool:
+        return bool(self.html)
+
+    def without_body(self) -> Commentary:
+        """Its metadata alone: what indexes, feeds' lists and "latest" boxes need, in a fraction
+        of the memory (a build of thousands keeps only these; `with_body` reads one back)."""
+        return dataclasses.replace(self, html="", text=self.preheader, source="")
 
     @property
     def public_at(self) -> dt.datetime:
@@ -177,10 +190,23 @@ class Collection:
     def versions(self, commentary: Commentary) -> list[Commentary]:
         """The other published languages of the same piece: the one it translates, those that
         translate it, and their other translations; by language."""
-        live = {c.slug: c for c in self.published()}
-        original = live.get(commentary.translation_of, commentary)
-        family = [original, *(c for c in live.values() if c.translation_of == original.slug)]
-        return sorted((c for c in family if c.slug != commentary.slug), key=lambda c: c.language)
+        return _Families(self.published()).versions(commentary)
+
+    def every_version(self) -> dict[str, list[Commentary]]:
+        """`versions` of every published commentary by slug, found in one pass."""
+        published = self.published()
+        families = _Families(published)
+        return {c.slug: families.versions(c) for c in published}
+
+    def every_before(self, count: int) -> dict[str, list[Commentary]]:
+        """`before(c, count)` of every published commentary by slug, found in one pass."""
+        earlier: dict[str, list[Commentary]] = {}
+        found: dict[str, list[Commentary]] = {}
+        for commentary in reversed(self.published()):  # the oldest first
+            older = earlier.setdefault(commentary.language, [])
+            found[commentary.slug] = older[: -count - 1 : -1] if count > 0 else []
+            older.append(commentary)
+        return found
 
     def languages(self) -> list[str]:
         """Every language a published commentary is in."""
@@ -191,8 +217,25 @@ class Collection:
             raise ContentError(self.errors)
 
 
-def load_folder(folder: Path, site: Site) -> Collection:
-    """Read every `*.md` of the folder; a problem in one file does not hide the others'."""
+class _Families:
+    """Published commentaries grouped by the piece they are versions of."""
+
+    def __init__(self, published: Sequence[Commentary]) -> None:
+        self.live = {c.slug: c for c in published}
+        self.translations: dict[str, list[Commentary]] = {}
+        for commentary in published:
+            if commentary.translation_of:
+                self.translations.setdefault(commentary.translation_of, []).append(commentary)
+
+    def versions(self, commentary: Commentary) -> list[Commentary]:
+        original = self.live.get(commentary.translation_of, commentary)
+        family = [original, *self.translations.get(original.slug, [])]
+        return sorted((c for c in family if c.slug != commentary.slug), key=lambda c: c.language)
+
+
+def load_folder(folder: Path, site: Site, bodies: bool = True) -> Collection:
+    """Read every `*.md` of the folder; a problem in one file does not hide the others'.
+    Without `bodies`, each commentary keeps its metadata alone once read and checked."""
     collection = Collection()
     if not folder.is_dir():
         collection.problems.append(
@@ -216,7 +259,7 @@ def load_folder(folder: Path, site: Site) -> Collection:
             )
             continue
         seen[commentary.slug] = path
-        collection.commentaries.append(commentary)
+        collection.commentaries.append(commentary if bodies else commentary.without_body())
     collection.problems.extend(_unknown_originals(collection.commentaries, folder))
     return collection
 
@@ -233,6 +276,18 @@ def _unknown_originals(commentaries: Sequence[Commentary], folder: Path) -> list
         for c in commentaries
         if c.translation_of and c.translation_of not in slugs
     ]
+
+
+def with_body(commentary: Commentary, site: Site) -> Commentary:
+    """The commentary whole again, its file read anew (a commentary that has its body is
+    returned as it is)."""
+    if commentary.has_body:
+        return commentary
+    found, problems = read(commentary.path, site)
+    errors = [p for p in problems if not p.warning]
+    if found is None or errors:
+        raise ContentError(errors or [Problem(commentary.path, None, "changed while in use")])
+    return found
 
 
 def slug_of(path: Path) -> str:
@@ -306,6 +361,7 @@ def read_bytes(raw: bytes, path: Path, site: Site) -> tuple[Commentary | None, l
             translation_of_line=translation_of_line,
             files=tuple(beside.found.values()),
             source=front.body,
+            fingerprint=hashlib.sha256(front.body.encode("utf-8")).hexdigest(),
             **values,
         ),
         problems,

@@ -103,7 +103,7 @@ def tag_uri(commentary: Commentary) -> str:
 
 
 def fingerprint(commentary: Commentary) -> str:
-    return hashlib.sha256(commentary.source.encode("utf-8")).hexdigest()
+    return commentary.fingerprint or hashlib.sha256(commentary.source.encode("utf-8")).hexdigest()
 
 
 def _updated(commentary: Commentary) -> str:

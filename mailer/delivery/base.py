@@ -49,11 +49,20 @@ class Outgoing(NamedTuple):
     recipient: Recipient
     message_id: str
     """The Message-ID header we give it: `<unique@sender-domain>`."""
+    envelope_sender: str = ""
+    """The address bounces of this message return to (SMTP's MAIL FROM); empty: the issue's
+    sender."""
 
 
 Settled = Callable[[Outgoing, Result], None]
 """Told each message's result as soon as it is known, before the next message is handed over
 (the engine writes it to the sending journal)."""
+
+
+def unsigned(data: bytes) -> bytes:
+    """What a backend's `sign` is when nothing signs messages: they go as they are (a backend
+    that knows this can skip building the message a signature would need)."""
+    return data
 
 
 def unheard(outgoing: Outgoing, result: Result) -> None:

@@ -2,18 +2,25 @@
 
 Useful to look at a whole campaign before it goes anywhere, to hand the files to another
 system, and as the default, so that a new newsletter can run its first send safely.
+
+A batch is written whole under hidden temporary names, its files are flushed to disk together,
+and only then is each renamed into place and its fate told (journaled), one after the other;
+the folder is flushed once before the batch is recorded. A send killed in the middle leaves at
+most the one message between its rename and its journal line to go again, as over SMTP.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from mailer.core.output import write_atomically
-from mailer.delivery.base import Backend, Outcome, Outgoing, Result, Settled, unheard
+from mailer.core.errors import OutputError
+from mailer.core.output import flush_folder, flush_together, stage_unflushed
+from mailer.delivery.base import Backend, Outcome, Outgoing, Result, Settled, unheard, unsigned
 from mailer.render.message import MessageTemplate
 
 STALE_SECONDS = 600
@@ -23,7 +30,7 @@ class OutboxBackend(Backend):
     name = "outbox"
     batch_size = 100
 
-    def __init__(self, folder: Path, sign: Callable[[bytes], bytes] = lambda data: data) -> None:
+    def __init__(self, folder: Path, sign: Callable[[bytes], bytes] = unsigned) -> None:
         self.folder = folder
         self.sign = sign
 
@@ -40,14 +47,29 @@ class OutboxBackend(Backend):
     def send(
         self, template: MessageTemplate, batch: Sequence[Outgoing], settled: Settled = unheard
     ) -> list[Result]:
+        staged: list[tuple[Outgoing, Path, Path]] = []
+        try:
+            for outgoing in batch:
+                data = self.sign(template.personalise(outgoing.recipient, outgoing.message_id))
+                target = self.folder / file_name(outgoing)
+                # Private: a message holds its reader's address and two-year unsubscribe link.
+                staged.append((outgoing, stage_unflushed(target, data, private=True), target))
+            flush_together([temporary for _, temporary, _ in staged])
+        except BaseException:
+            for _, temporary, _ in staged:
+                with contextlib.suppress(FileNotFoundError):
+                    temporary.unlink()
+            raise
         results = []
-        for outgoing in batch:
-            data = self.sign(template.personalise(outgoing.recipient, outgoing.message_id))
-            # Private: a message holds its reader's address and two-year unsubscribe link.
-            write_atomically(self.folder / file_name(outgoing), data, private=True)
+        for outgoing, temporary, target in staged:
+            try:
+                os.replace(temporary, target)
+            except OSError as error:
+                raise OutputError(f"cannot write {target}: {error.strerror or error}") from None
             result = Result(Outcome.SENT, message_id=outgoing.message_id)
             settled(outgoing, result)
             results.append(result)
+        flush_folder(self.folder)
         return results
 
 

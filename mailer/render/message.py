@@ -31,6 +31,8 @@ from mailer.render.email import PERSONAL_FIELDS, RenderedMessage
 
 CRLF = b"\r\n"
 SOFT_BREAK = b"=\r\n"
+END_OF_DATA = b".\r\n"
+"""What ends a message in SMTP's DATA, after its last line's CRLF."""
 MAX_LINE = 998
 """Octets a line may hold, CRLF aside (RFC 5322)."""
 MAX_WORD = 75
@@ -136,20 +138,32 @@ def quoted_printable(text: str) -> bytes:
     return binascii.b2a_qp(text.encode("utf-8"), istext=True).replace(b"\n", CRLF)
 
 
+def dot_stuffed(piece: bytes) -> bytes:
+    """A piece of a message that starts at the beginning of a line, as SMTP's DATA carries it:
+    a dot starting a line doubled (RFC 5321 section 4.5.2)."""
+    stuffed = piece.replace(b"\n.", b"\n..")
+    return b"." + stuffed if stuffed[:1] == b"." else stuffed
+
+
 class _Part:
     """One body part: static text encoded in advance, personal values spliced in per recipient."""
 
     def __init__(self, rendered: RenderedMessage, text: str, escape: Callable[[str], str]) -> None:
         pieces = rendered.placeholder_pattern.split(text)
         self.statics = [quoted_printable(piece) for piece in pieces[0::2]]
+        # Every static piece starts a line (after the part's head or a soft line break), and so
+        # does every value: each can be dot-stuffed on its own, the static ones once.
+        self.stuffed_statics = [dot_stuffed(static) for static in self.statics]
         self.fields = pieces[1::2]
         self.escape = escape
 
-    def fill(self, values: dict[str, str]) -> bytes:
-        out = [self.statics[0]]
-        for field, static in zip(self.fields, self.statics[1:], strict=True):
-            out += (SOFT_BREAK, quoted_printable(self.escape(values[field])), SOFT_BREAK, static)
-        return b"".join(out)
+    def fill(self, values: dict[str, str], out: list[bytes], stuffed: bool = False) -> None:
+        """The part for these values, appended to `out` as pieces (dot-stuffed if asked)."""
+        statics = self.stuffed_statics if stuffed else self.statics
+        out.append(statics[0])
+        for field, static in zip(self.fields, statics[1:], strict=True):
+            value = quoted_printable(self.escape(values[field]))
+            out += (SOFT_BREAK, dot_stuffed(value) if stuffed else value, SOFT_BREAK, static)
 
 
 class MessageTemplate:
@@ -170,6 +184,8 @@ class MessageTemplate:
         # counter (next() on itertools.count is atomic, so sending threads can share it).
         prefix, counter = secrets.token_hex(6), itertools.count()
         self.unique = unique or (lambda: f"{prefix}{next(counter):x}")
+        self._dated: tuple[int, str] = (-1, "")
+        """The Date header's value and its second: formatted once a second, not per message."""
         self.domain = sender.domain
         content = f"{rendered.html}\0{rendered.text}".replace(rendered.marker, "")
         digest = hashlib.sha256(content.encode()).hexdigest()
@@ -276,29 +292,39 @@ class MessageTemplate:
     def message_id(self) -> str:
         return f"<{int(self.clock())}.{self.unique()}@{self.domain}>"
 
+    def date(self) -> str:
+        """Now as a Date header value (RFC 5322), formatted once per second."""
+        second = int(self.clock())
+        dated = self._dated  # one read and one write: threads sharing the template may race
+        if dated[0] != second:
+            moment = dt.datetime.fromtimestamp(second, dt.UTC)
+            dated = self._dated = (second, format_datetime(moment))
+        return dated[1]
+
     def personalise(self, recipient: Recipient, message_id: str | None = None) -> bytes:
         """The complete message for one recipient, CRLF line endings, ready for SMTP."""
+        return b"".join(self._pieces(recipient, message_id, stuffed=False))
+
+    def transmitted(self, recipient: Recipient, message_id: str | None = None) -> bytes:
+        """The message as SMTP's DATA carries it: dot-stuffed, ending with the final dot. The
+        issue's static text was stuffed once; only the personal values are, per recipient."""
+        return b"".join(self._pieces(recipient, message_id, stuffed=True))
+
+    def _pieces(self, recipient: Recipient, message_id: str | None, stuffed: bool) -> list[bytes]:
+        # Header lines never start with a dot (a name, or the space of a fold): only the parts'
+        # pieces are stuffed.
         values = {field: getattr(recipient, field) for field in PERSONAL_FIELDS}
-        list_unsubscribe = self._list_unsubscribe(recipient)
-        date = format_datetime(dt.datetime.fromtimestamp(self.clock(), dt.UTC))
         to = f"To: {mailbox(recipient.name, recipient.email)}\r\n".encode()
         dated = (
-            f"Date: {date}\r\n"
+            f"Date: {self.date()}\r\n"
             f"Message-ID: {message_id or self.message_id()}\r\n"
-            f"List-Unsubscribe: {list_unsubscribe}\r\n"
+            f"List-Unsubscribe: {self._list_unsubscribe(recipient)}\r\n"
         ).encode("ascii")
-        return b"".join(
-            (
-                self.head_from,
-                to,
-                self.head_subject,
-                dated,
-                self.head_rest,
-                CRLF,
-                self.text_head,
-                self.text.fill(values),
-                self.html_head,
-                self.html.fill(values),
-                self.tail,
-            )
-        )
+        out = [self.head_from, to, self.head_subject, dated, self.head_rest, CRLF, self.text_head]
+        self.text.fill(values, out, stuffed)
+        out.append(self.html_head)
+        self.html.fill(values, out, stuffed)
+        out.append(self.tail)
+        if stuffed:
+            out.append(END_OF_DATA)
+        return out
