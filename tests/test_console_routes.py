@@ -49,6 +49,16 @@ EXPECTED: dict[tuple[str, str], Role | None] = {
     ("POST", "/staff/<int:account_id>/link"): A,
     ("POST", "/staff/<int:account_id>/remove"): A,
     ("GET", "/audit"): A,
+    ("GET", "/campaigns/<int:campaign_id>/progress"): E,
+    ("POST", "/campaigns/<int:campaign_id>/pause"): P,
+    ("POST", "/campaigns/<int:campaign_id>/resume"): P,
+    ("POST", "/campaigns/<int:campaign_id>/cancel"): P,
+    ("POST", "/commentaries/<slug>/approve"): P,
+    ("GET", "/commentaries/<slug>/send"): P,
+    ("POST", "/commentaries/<slug>/send"): P,
+    ("GET", "/test-addresses"): P,
+    ("POST", "/test-addresses"): P,
+    ("POST", "/test-addresses/remove"): P,
 }
 WHO = (ANYBODY, E, P, A)
 
@@ -138,3 +148,16 @@ def test_each_route_refuses_every_role_below_its_own(
             assert answer.status_code == 401 and "Please sign in" in answer.text
     else:
         assert answer.status_code == 403 and "Not for your role" in answer.text
+
+
+@pytest.mark.parametrize(
+    "rule",
+    sorted(rule for method, rule in EXPECTED if method == "POST"),
+)
+def test_each_post_without_the_form_token_is_refused(console: ConsoleApp, rule: str) -> None:
+    client, _ = _client(console, A)
+    path = console.console.path + _path(console, rule)
+    for token in (None, "forged"):
+        data = {} if token is None else {"csrf_token": token}
+        answer = client.post(path, data=data)  # type: ignore[attr-defined]
+        assert answer.status_code == 403 and "This form has expired" in answer.text, rule

@@ -15,10 +15,10 @@ from flask.typing import ResponseReturnValue
 
 from mailer.console.access import me, needs, page, record
 from mailer.console.drafting import Checked, Conflict, Draft, check, file_name, save, version
-from mailer.console.previews import checks, email_of
+from mailer.console.previews import TEST_MARK, checks, email_of
 from mailer.console.service import console
 from mailer.console.word import NotWord, import_docx
-from mailer.content.commentary import FIELDS, Commentary, slug_of
+from mailer.content.commentary import FIELDS, Commentary, Issue, slug_of
 from mailer.core.errors import MailerError, Problem
 from mailer.core.output import write_atomically
 from mailer.delivery.base import BackendError, Outcome, Outgoing, Result
@@ -42,7 +42,7 @@ def _folder() -> Path:
     return console().newsletter.config.paths.commentaries
 
 
-def _path(slug: str) -> Path:
+def commentary_path(slug: str) -> Path:
     found = [p for p in sorted(_folder().glob("*.md")) if slug_of(p) == slug]
     if not found:
         abort(404)
@@ -123,7 +123,7 @@ def create_commentary() -> ResponseReturnValue:
 
 @needs(Role.EDITOR, "/commentaries/<slug>")
 def commentary(slug: str) -> ResponseReturnValue:
-    path = _path(slug)
+    path = commentary_path(slug)
     text = path.read_bytes()
     draft = Draft.from_text(text.decode("utf-8", "replace"), path)
     if isinstance(draft, Problem):
@@ -133,7 +133,7 @@ def commentary(slug: str) -> ResponseReturnValue:
 
 @needs(Role.EDITOR, "/commentaries/<slug>", ("POST",))
 def save_commentary(slug: str) -> ResponseReturnValue:
-    path = _path(slug)
+    path = commentary_path(slug)
     draft = Draft.from_form(request.form)
     return _save(draft, path.name, path, request.form.get("version", ""), created=False)
 
@@ -163,6 +163,7 @@ def _save(
             )
         return _editor(draft, "" if created else name, started_from, 409, problem)
     record("created commentary" if created else "saved commentary", name)
+    console().newsletter.store.approvals.wrote(slug_of(path), me().email, console().clock())
     return redirect(f"{console().path}/commentaries/{slug_of(path)}?saved=1")
 
 
@@ -212,9 +213,9 @@ def _safe(name: str) -> str:
     return "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "-" for c in name)
 
 
-def _readable(slug: str) -> Commentary:
+def readable(slug: str) -> Commentary:
     """The commentary of this slug as the folder has it now, or a 409 naming its problems."""
-    commentary, problems = console().shelf.read(_path(slug))
+    commentary, problems = console().shelf.read(commentary_path(slug))
     if commentary is None:
         abort(409, "; ".join(str(p) for p in problems))
     return commentary
@@ -222,7 +223,7 @@ def _readable(slug: str) -> Commentary:
 
 @needs(Role.EDITOR, "/commentaries/<slug>/preview")
 def preview(slug: str) -> ResponseReturnValue:
-    commentary = _readable(slug)
+    commentary = readable(slug)
     newsletter = console().newsletter
     shown = email_of(newsletter, commentary, newsletter.preview_recipient())
     return page(
@@ -231,6 +232,7 @@ def preview(slug: str) -> ResponseReturnValue:
         email=shown,
         checks=checks(shown, commentary, console().clock()),
         backend=newsletter.config.delivery.backend,
+        test_addresses=newsletter.store.test_addresses.all(),
     )
 
 
@@ -239,7 +241,7 @@ def email_html(slug: str) -> ResponseReturnValue:
     """The HTML part alone, for the preview's frames; `?dark=1` as mail apps in dark mode show
     it (see dark)."""
     newsletter = console().newsletter
-    html = email_of(newsletter, _readable(slug), newsletter.preview_recipient()).html
+    html = email_of(newsletter, readable(slug), newsletter.preview_recipient()).html
     return Response(
         dark(html) if request.args.get("dark") else html, content_type="text/html; charset=utf-8"
     )
@@ -262,10 +264,39 @@ def dark(html: str) -> str:
 
 @needs(Role.EDITOR, "/commentaries/<slug>/test", ("POST",))
 def test_send(slug: str) -> ResponseReturnValue:
-    """Send the issue to the signed-in person, the subject marked as a test."""
-    commentary = _readable(slug)
+    """Send the issue to the signed-in person and the saved test addresses ticked, the subject
+    marked as a test."""
+    commentary = readable(slug)
     newsletter = console().newsletter
-    address = me().email
+    saved = newsletter.store.test_addresses.all()
+    ticked = set(request.form.getlist("to")[: len(saved) + 1])
+    addresses = ([me().email] if "me" in ticked or not saved else []) + [
+        a for a in saved if a in ticked
+    ]
+    if not addresses:
+        return page("message.html", 400, heading="No address", text="Tick at least one address.")
+    refused = {address: _test_to(commentary, address) for address in addresses}
+    went = [address for address, reason in refused.items() if not reason]
+    failures = [f"{address}: {reason}" for address, reason in refused.items() if reason]
+    backend = newsletter.config.delivery.backend
+    record("sent a test" if went else "test failed", f"{commentary.slug} to {', '.join(addresses)}")
+    subject = TEST_MARK + Issue((commentary,)).subject
+    text = f"Sent “{subject}” to {', '.join(went)} through {backend}." if went else ""
+    if failures:
+        text += f" The {backend} backend refused it for " + "; ".join(failures)
+    return page(
+        "message.html",
+        502 if failures else 200,
+        heading="The test was not sent" if not went else "Test sent",
+        text=text.strip(),
+        link=f"{console().path}/commentaries/{slug}/preview",
+        link_text="Back to the preview",
+    )
+
+
+def _test_to(commentary: Commentary, address: str) -> str:
+    """Send the test to `address`: what went wrong, or "" when it went."""
+    newsletter = console().newsletter
     recipient = newsletter.recipient(0, "", address, "")  # no subscriber: links name nobody
     shown = email_of(newsletter, commentary, recipient, test=True)
     try:
@@ -275,15 +306,4 @@ def test_send(slug: str) -> ResponseReturnValue:
             )
     except BackendError as error:
         result = Result(Outcome.FAILED, reason=str(error))
-    sent = result.outcome == Outcome.SENT
-    record("sent a test" if sent else "test failed", f"{commentary.slug} to {address}")
-    return page(
-        "message.html",
-        200 if sent else 502,
-        heading="Test sent" if sent else "The test was not sent",
-        text=f"Sent “{shown.subject}” to {address} through {newsletter.config.delivery.backend}."
-        if sent
-        else f"The {newsletter.config.delivery.backend} backend refused it: {result.reason}",
-        link=f"{console().path}/commentaries/{slug}/preview",
-        link_text="Back to the preview",
-    )
+    return "" if result.outcome == Outcome.SENT else result.reason or "refused"

@@ -13,6 +13,7 @@ from flask import current_app
 
 from mailer.app.newsletter import Newsletter
 from mailer.console.accounts import Accounts, Clock
+from mailer.console.counting import Counts
 from mailer.console.drafting import Shelf
 from mailer.core.config import Config
 
@@ -42,6 +43,7 @@ class Console:
     """Keys the CSRF tokens of console forms (derived from the newsletter's secret)."""
     clock: Clock
     shelf: Shelf
+    counts: Counts
 
     @classmethod
     def make(cls, newsletter: Newsletter, clock: Clock) -> Console:
@@ -54,6 +56,7 @@ class Console:
             key=hashlib.sha256(f"mailer-console-csrf\0{secret}".encode()).digest(),
             clock=clock,
             shelf=Shelf(newsletter.site),
+            counts=Counts(newsletter.store, clock),
         )
 
     @property

@@ -275,6 +275,9 @@ class ConsoleSettings(Section):
     starts with `/` (to keep it off the public pages' path)."""
     idle_minutes: int = setting(60, check=at_least(5))
     """A console session unused this long ends; the person signs in again."""
+    approval: bool = setting(False)
+    """An issue is sent or scheduled from the console only once a publisher who did not write
+    it has approved it as it is."""
 
 
 MAILBOX_SCHEMES = ("imaps", "pop3s")

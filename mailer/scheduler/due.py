@@ -37,6 +37,27 @@ DIGEST_HANDLED = "digest handled:"
 """+ a list's name: the last digest time dealt with (sent, found empty, or missed)."""
 DIGEST_SENT = "digest sent:"
 """+ a list's name: the last digest time that was sent; the next digest starts from it."""
+RESUMED = "campaign resumed:"
+"""+ a campaign's id: when staff last resumed it (the grace counts from then, not from its
+last delivery before the pause)."""
+
+
+def resume(newsletter: Newsletter, campaign_id: int) -> bool:
+    """Make a paused campaign running again, for the scheduler to go on with at its next look;
+    False when it is not paused."""
+    now = newsletter.clock()
+    campaign = newsletter.store.campaigns.get(campaign_id)
+    if campaign is None:
+        return False
+    resumed = newsletter.store.campaigns.move(
+        campaign_id,
+        (CampaignStatus.PAUSED,),
+        CampaignStatus.RUNNING,
+        scheduled_at=campaign.scheduled_at or now,  # the scheduler continues what it started
+    )
+    if resumed:
+        newsletter.store.schedule.set_mark(f"{RESUMED}{campaign_id}", now)
+    return resumed
 
 
 @dataclass(frozen=True)
@@ -154,7 +175,10 @@ class Scheduler:
         then pause it, saying so, for staff to resume (or not)."""
         newsletter = self.newsletter
         now = newsletter.clock()
-        stopped = newsletter.store.campaigns.last_activity(campaign.id) or campaign.created_at
+        stopped = max(
+            newsletter.store.campaigns.last_activity(campaign.id) or campaign.created_at,
+            newsletter.store.schedule.mark(f"{RESUMED}{campaign.id}") or campaign.created_at,
+        )
         if now - stopped > self.grace:
             detail = (
                 f"stopped {newsletter.local_time(stopped)} and no scheduler ran until "

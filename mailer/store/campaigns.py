@@ -45,6 +45,7 @@ from mailer.store.schema import (
     campaigns,
     deliveries,
     driver_time,
+    history,
     lists,
     memberships,
     subscribers,
@@ -507,6 +508,47 @@ class Campaigns:
             connection.execute(
                 update(campaigns).where(campaigns.c.id == campaign_id).values(**values)
             )
+
+    def move(
+        self,
+        campaign_id: int,
+        applies: Sequence[CampaignStatus],
+        status: CampaignStatus,
+        detail: str = "",
+        **values: Any,
+    ) -> bool:
+        """Set `status` (and `values`) if the campaign is in one of `applies` now; False when it
+        is not (it finished, or someone else moved it first)."""
+        if status in (CampaignStatus.DONE, CampaignStatus.CANCELLED, CampaignStatus.MISSED):
+            values["finished_at"] = self.clock()
+        with self.engine.begin() as connection:
+            return bool(
+                connection.execute(
+                    update(campaigns)
+                    .where(
+                        campaigns.c.id == campaign_id,
+                        campaigns.c.status.in_([a.value for a in applies]),
+                    )
+                    .values(status=status.value, status_detail=detail, **values)
+                ).rowcount
+            )
+
+    def left_since(self, campaign_id: int, since: dt.datetime) -> dict[Status, int]:
+        """Of the campaign's recipients, how many bounced and unsubscribed since `since`."""
+        left = (Status.BOUNCED, Status.UNSUBSCRIBED)
+        query = (
+            select(history.c.new_status, func.count(func.distinct(history.c.subscriber_id)))
+            .join(deliveries, deliveries.c.subscriber_id == history.c.subscriber_id)
+            .where(
+                deliveries.c.campaign_id == campaign_id,
+                history.c.at >= since,
+                history.c.new_status.in_([s.value for s in left]),
+            )
+            .group_by(history.c.new_status)
+        )
+        with self.engine.connect() as connection:
+            found = {_STATUSES[status]: count for status, count in connection.execute(query)}
+        return {status: found.get(status, 0) for status in left}
 
     def _change(self, where: Sequence[Any], **values: Any) -> int:
         """Set `values` on the deliveries matching every condition of `where`; how many."""

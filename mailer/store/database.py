@@ -24,6 +24,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from mailer.core.addresses import SuppressionHash
 from mailer.core.errors import DatabaseError
 from mailer.core.events import MAILMAN_DEFAULTS, SoftBounces
+from mailer.store.approvals import Approvals, SavedTestAddresses
 from mailer.store.audience import Audience
 from mailer.store.audit import AuditLog
 from mailer.store.campaigns import Campaigns
@@ -224,6 +225,8 @@ class Store:
         self.login_failures = LoginFailures(engine)
         self.audit = AuditLog(engine)
         self.clicks = Clicks(engine)
+        self.approvals = Approvals(engine)
+        self.test_addresses = SavedTestAddresses(engine)
 
     @classmethod
     def open(

@@ -377,3 +377,38 @@ audit_log = Table(
     Index("ix_audit_log_at", "at"),
     sqlite_autoincrement=True,
 )
+
+commentary_writers = Table(
+    # Who saved each commentary in the console (by slug): with [console] approval, none of them
+    # may approve it (store/approvals.py).
+    "commentary_writers",
+    metadata,
+    Column("slug", String(255), primary_key=True),
+    Column("email_key", String(320), primary_key=True),
+    Column("email", String(320), nullable=False),
+    Column("saved_at", UtcDateTime, nullable=False),
+)
+
+approvals = Table(
+    # A publisher's approval of a commentary as its file was then (its SHA-256): a later save
+    # is not approved until someone approves it again.
+    "approvals",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("slug", String(255), nullable=False),
+    Column("version", String(64), nullable=False),
+    Column("approved_by", String(320), nullable=False),
+    Column("approved_at", UtcDateTime, nullable=False),
+    Index("ix_approvals_slug_version", "slug", "version"),
+    sqlite_autoincrement=True,
+)
+
+test_addresses = Table(
+    # The addresses the console offers for test sends, beside the signed-in person's own.
+    "test_addresses",
+    metadata,
+    Column("email_key", String(320), primary_key=True),
+    Column("email", String(320), nullable=False),
+    Column("added_by", String(320), nullable=False),
+    Column("added_at", UtcDateTime, nullable=False),
+)

@@ -1,0 +1,58 @@
+"""the console's sending desk: who wrote each commentary, approvals, saved test addresses
+
+Revision ID: 0013_console_sending
+Revises: 0012_click_counts
+Create Date: 2026-12-02 01:20:00.000000
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+import mailer.store.schema
+
+revision = "0013_console_sending"
+down_revision = "0012_click_counts"
+branch_labels = None
+depends_on = None
+
+_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+_TIME = mailer.store.schema.UtcDateTime(timezone=True)
+
+
+def upgrade() -> None:
+    op.create_table(
+        "commentary_writers",
+        sa.Column("slug", sa.String(length=255), nullable=False),
+        sa.Column("email_key", sa.String(length=320), nullable=False),
+        sa.Column("email", sa.String(length=320), nullable=False),
+        sa.Column("saved_at", _TIME, nullable=False),
+        sa.PrimaryKeyConstraint("slug", "email_key", name=op.f("pk_commentary_writers")),
+    )
+    op.create_table(
+        "approvals",
+        sa.Column("id", _ID, autoincrement=True, nullable=False),
+        sa.Column("slug", sa.String(length=255), nullable=False),
+        sa.Column("version", sa.String(length=64), nullable=False),
+        sa.Column("approved_by", sa.String(length=320), nullable=False),
+        sa.Column("approved_at", _TIME, nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_approvals")),
+        sqlite_autoincrement=True,
+    )
+    op.create_index("ix_approvals_slug_version", "approvals", ["slug", "version"])
+    op.create_table(
+        "test_addresses",
+        sa.Column("email_key", sa.String(length=320), nullable=False),
+        sa.Column("email", sa.String(length=320), nullable=False),
+        sa.Column("added_by", sa.String(length=320), nullable=False),
+        sa.Column("added_at", _TIME, nullable=False),
+        sa.PrimaryKeyConstraint("email_key", name=op.f("pk_test_addresses")),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("test_addresses")
+    op.drop_index("ix_approvals_slug_version", table_name="approvals")
+    op.drop_table("approvals")
+    op.drop_table("commentary_writers")
