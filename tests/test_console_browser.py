@@ -1,39 +1,46 @@
 """The console end to end in a real browser (headless Chromium) against a real `mailer serve`:
 an admin makes an editor and a publisher; the editor signs in with the keyboard, starts a
 commentary from a Word document made from the example commentary's text, fixes the problem the
-check reports, previews it at 375 px and sends a test, which the SMTP test server receives. The
-audit log has every step. Screenshots of the main screens at 375 and 1280 px are kept in
+check reports, previews it at 375 px and sends a test, which the SMTP test server receives; the
+publisher approves it ([console] approval) and schedules it, the scheduler in `mailer serve`
+delivers it on time, and the campaign page shows its progress and final counts. The audit log
+has every step. Screenshots of the main screens at 375 and 1280 px are kept in
 $MAILER_TEST_SCREENSHOTS (a temporary folder unless set), for people to look at.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import email
 import email.policy
 import os
 import re
+import time
+import zoneinfo
 from pathlib import Path
 from typing import Any
 
 import docx
 import pytest
 
-from mailer.content.commentary import source
+from mailer.content.commentary import slug_of, source
 from tests.conftest import EXAMPLES, Folder, Run, skip_or_fail
 from tests.smtp_server import (
+    SmtpServer,
     StartServer,
     certificates_fixture,  # noqa: F401  (the fixture `certificates`)
     smtp_server_fixture,  # noqa: F401  (the fixture `smtp_server`)
 )
 from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
 from tests.test_sending import PASSWORD as SMTP_PASSWORD
-from tests.test_sending import use_server
+from tests.test_sending import add_people, many, use_server
 from tests.web_server import mailer_serve
 
 SITE = "https://www.example.org"
 CONSOLE = "/commentaries/console"
 EXAMPLE = EXAMPLES / "2025-10-02-writing-a-commentary.md"
 WIDTHS = (375, 1280)
+READERS = 6
 
 
 def word_document_of(path: Path, target: Path) -> None:
@@ -103,6 +110,42 @@ def sign_in_with_the_keyboard(page: Any, base: str, address: str, password: str)
     page.wait_for_selector("h1:text('Dashboard')")
 
 
+def approve_and_schedule(
+    publisher: Any, base: str, slug: str, shots: Shots, server: SmtpServer
+) -> None:
+    """The publisher approves the editor's issue and schedules it some seconds ahead; it
+    arrives, none of it before its time, and the campaign page follows it to the end."""
+    from playwright.sync_api import expect
+
+    publisher.goto(f"{base}{CONSOLE}/commentaries/{slug}/preview")
+    publisher.click("#send-link")
+    publisher.click("#approve")
+    publisher.wait_for_selector("text=Approved by pat@example.org")
+    zone = zoneinfo.ZoneInfo("Europe/Rome")
+    # The next whole minute at least 15 s away: the form takes minutes, as people write times.
+    at = (dt.datetime.now(zone) + dt.timedelta(seconds=75)).replace(second=0, microsecond=0)
+    due = time.monotonic() + (at - dt.datetime.now(zone)).total_seconds()
+    publisher.fill("#send-at", at.strftime("%Y-%m-%dT%H:%M"))
+    publisher.click("#choose")
+    publisher.wait_for_selector(f"text={at:%Y-%m-%d %H:%M} (Europe/Rome)")
+    assert publisher.text_content("#recipients") == str(READERS)
+    assert "smtp" in (publisher.text_content("#confirmation") or "")
+    shots.take(publisher, "confirm-send")
+    publisher.click("#confirm-send")
+    expect(publisher.locator("#campaign-state")).to_have_text("scheduled", timeout=30_000)
+    expect(publisher.locator("#campaign-state")).to_have_text("running", timeout=120_000)
+    expect(publisher.locator("#count-sent")).not_to_have_text("0", timeout=60_000)
+    shots.take(publisher, "campaign-running")
+    expect(publisher.locator("#campaign-state")).to_have_text("done", timeout=180_000)
+    assert publisher.text_content("#count-sent") == str(READERS)
+    assert publisher.text_content("#count-failed") == "0"
+    publisher.wait_for_selector("#left-since")  # the report, once it is done
+    shots.take(publisher, "campaign-done")
+    arrived = [m for m in server.messages() if m.recipients[0].startswith("reader")]
+    assert len(arrived) == READERS
+    assert min(m.at for m in arrived) >= due - 1  # never before its time (1 s of measuring)
+
+
 def test_an_editor_writes_from_word_previews_and_sends_a_test(
     folder: Folder,
     run: Run,
@@ -120,6 +163,10 @@ def test_an_editor_writes_from_word_previews_and_sends_a_test(
     server = smtp_server()
     use_server(folder, server)
     monkeypatch.setenv("SMTP_PASSWORD", SMTP_PASSWORD)
+    add_people(folder, run, many(READERS))
+    folder.configure("approval = false", "approval = true")
+    folder.configure("interval = 30", "interval = 1")  # the scheduler looks every second
+    folder.configure("rate = 0", "rate = 0.5")  # slow enough to watch the progress
     added = run("staff", "add", "admin@example.org", "--role", "admin")
     assert added.exit_code == 0, added.output
     admin_link = added.output.strip().splitlines()[-1]
@@ -165,6 +212,7 @@ def test_an_editor_writes_from_word_previews_and_sends_a_test(
             assert "### The front matter" in editor.input_value("#field-body")
             assert "has no authors" in (editor.text_content("#problems-authors") or "")
             editor.fill("#field-authors", "Élodie Pérez")
+            editor.uncheck("#field-draft")  # ready: a draft is never sent
             # The live preview (htmx, after a pause in typing) clears the problem, shows the email.
             expect(editor.locator("#problems-authors li")).to_have_count(0, timeout=30_000)
             editor.wait_for_selector("#preview iframe", timeout=30_000)
@@ -193,6 +241,14 @@ def test_an_editor_writes_from_word_previews_and_sends_a_test(
             message = email.message_from_bytes(received.data, policy=email.policy.default)
             assert message["Subject"] == "[Test] How to Write a Commentary for This Series"
 
+            publisher = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+            publisher_password = "the publisher's long password"
+            set_password(
+                publisher, local(links["pat@example.org"].strip(), base), publisher_password
+            )
+            sign_in_with_the_keyboard(publisher, base, "pat@example.org", publisher_password)
+            approve_and_schedule(publisher, base, slug_of(saved), shots, server)
+
             admin.goto(f"{base}{CONSOLE}/audit")
             shots.take(admin, "audit")
             admin.goto(f"{base}{CONSOLE}/account")
@@ -211,6 +267,8 @@ def test_an_editor_writes_from_word_previews_and_sends_a_test(
         ("ed@example.org", "imported a Word document"),
         ("ed@example.org", "created commentary"),
         ("ed@example.org", "sent a test"),
+        ("pat@example.org", "approved commentary"),
+        ("pat@example.org", "scheduled campaign"),
     ):
         assert step in actions, step
     assert actions.count(("admin@example.org", "added staff")) == 2
