@@ -40,12 +40,16 @@ MAILER = [sys.executable, "-m", "mailer"]
 def newsletter(root: Path, commentaries: int, subscribers: int) -> Path:
     shutil.copytree(REPOSITORY / "commentaries", root / "commentaries")
     shutil.copyfile(REPOSITORY / "config.example.toml", root / "config.toml")
+    shutil.copyfile(REPOSITORY / "logo.png", root / "logo.png")
     (root / "subscribers").mkdir()
     examples = sorted((REPOSITORY / "commentaries").glob("*.md"))
     for number in range(commentaries - len(examples)):
         source = examples[number % len(examples)]
         target = root / "commentaries" / f"2024-01-01-copy-{number:04d}-{source.stem[11:]}.md"
         target.write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
+        files = source.parent / source.stem[11:]  # its PDF and images, in a folder of its slug
+        if files.is_dir():
+            shutil.copytree(files, target.parent / target.stem[11:])
     people = root / "people.csv"
     with people.open("w", newline="", encoding="utf-8") as file:
         writer = csv.writer(file)

@@ -59,6 +59,7 @@ EXPECTED: dict[tuple[str, str], Role | None] = {
     ("GET", "/test-addresses"): P,
     ("POST", "/test-addresses"): P,
     ("POST", "/test-addresses/remove"): P,
+    ("POST", "/commentaries/<slug>/files"): E,
 }
 WHO = (ANYBODY, E, P, A)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import email
 import email.policy
+import io
 import re
 
 import pytest
@@ -132,9 +133,7 @@ def test_a_scheduled_send_waits_for_its_time_and_never_before_the_embargo(
 ) -> None:
     publisher = console.signed_in("pat@example.org")
     zone = console.newsletter.config.newsletter.zone
-    at = (console.clock.now + dt.timedelta(days=2)).astimezone(zone).replace(
-        tzinfo=None, second=0
-    )
+    at = (console.clock.now + dt.timedelta(days=2)).astimezone(zone).replace(tzinfo=None, second=0)
     shown = publisher.get(f"{CONSOLE}{SEND}", query_string={"at": at.isoformat("T", "minutes")})
     assert "Schedule it for 3 subscribers" in shown.text
     assert confirm(publisher, at=at.isoformat("T", "minutes")).status_code == 302  # type: ignore[attr-defined]
@@ -303,13 +302,14 @@ def test_the_progress_fragment_measures_the_rate_and_the_time_left(
     console.clock.advance(seconds=10)
     later = editor.get(
         f"{CONSOLE}/campaigns/{campaign.id}/progress",
-        query_string={"done": "0", "since": opened.isoformat()},
+        query_string={"shown": "running", "done": "0", "since": opened.isoformat()},
     )
     assert 'id="count-sent">2<' in later.text and 'id="count-waiting">1<' in later.text
     assert "0.2 a second" in later.text and 'id="time-left">0:00:05<' in later.text
     assert "HX-Refresh" not in later.headers
-    store.campaigns.set_status(campaign.id, CampaignStatus.DONE)
-    assert editor.get(f"{CONSOLE}/campaigns/{campaign.id}/progress").headers["HX-Refresh"] == "true"
+    store.campaigns.set_status(campaign.id, CampaignStatus.DONE)  # the page reloads: the report
+    done = editor.get(f"{CONSOLE}/campaigns/{campaign.id}/progress?shown=running")
+    assert done.headers["HX-Refresh"] == "true"
 
 
 def test_the_report_counts_bounces_and_unsubscribes_since_the_send(
@@ -375,3 +375,64 @@ def test_saved_test_addresses_are_validated_limited_and_get_the_test(
     log = actions(console)
     assert ("pat@example.org", "saved a test address") in log
     assert ("pat@example.org", "removed a test address") in log
+
+
+PDF = b"%PDF-1.4\n1 0 obj << >> endobj\ntrailer << >>\n%%EOF\n"
+
+
+def test_a_pdf_and_images_are_uploaded_beside_the_commentary_and_named_in_it(
+    console: ConsoleApp, folder: Folder, run: Run
+) -> None:
+    from tests.conftest import png
+
+    editor = console.signed_in("ed@example.org")
+    path = f"/commentaries/{STALEMATE}"
+
+    def upload(**files: object) -> object:
+        return editor.post(
+            f"{CONSOLE}{path}/files",
+            data={
+                "csrf_token": csrf_of(editor, path),
+                "version": version_on(editor, path),
+                **files,
+            },
+            content_type="multipart/form-data",
+        )
+
+    pretending = upload(pdf_file=(io.BytesIO(b"<html>not a pdf</html>"), "paper.pdf"))
+    assert pretending.status_code == 400 and "not a PDF" in pretending.text  # type: ignore[attr-defined]
+    fake = upload(images=[(io.BytesIO(PDF), "photo.png")])
+    assert fake.status_code == 400 and "not a PNG" in fake.text  # type: ignore[attr-defined]
+    large = upload(images=[(io.BytesIO(b"\x89PNG\r\n\x1a\n" + b"0" * 6 * 1024 * 1024), "big.png")])
+    assert large.status_code == 400 and "at most 5 MB" in large.text  # type: ignore[attr-defined]
+    own_folder = folder.commentaries / STALEMATE
+    before = sorted(p.name for p in own_folder.iterdir())
+
+    done = upload(
+        pdf_file=(io.BytesIO(PDF), "The Paper (final).PDF"),
+        images=[(io.BytesIO(png(40, 30)), "Front Line 2.png")],
+    )
+    assert done.status_code == 302, done.text  # type: ignore[attr-defined]
+    assert (own_folder / "the-paper-final.pdf").read_bytes() == PDF
+    assert (own_folder / "front-line-2.png").is_file()
+    assert sorted(p.name for p in own_folder.iterdir()) == sorted(
+        [*before, "the-paper-final.pdf", "front-line-2.png"]
+    )
+    text = (folder.commentaries / "2025-09-17-stalemate-to-escalation.md").read_text("utf-8")
+    assert 'pdf = "the-paper-final.pdf"' in text and f"pdf_size = {len(PDF)}" in text
+    assert text.rstrip().endswith("![Describe this image](front-line-2.png)")
+    assert run("check").exit_code == 0  # the files are where `mailer check` looks
+    stale = editor.post(
+        f"{CONSOLE}{path}/files",
+        data={
+            "csrf_token": csrf_of(editor, path),
+            "version": "0" * 64,
+            "images": [(io.BytesIO(png(10, 10)), "late.png")],
+        },
+        content_type="multipart/form-data",
+    )
+    assert stale.status_code == 409  # someone saved meanwhile: the commentary is left as it was
+    assert "late.png" not in (
+        folder.commentaries / "2025-09-17-stalemate-to-escalation.md"
+    ).read_text("utf-8")
+    assert ("ed@example.org", "uploaded files") in actions(console)

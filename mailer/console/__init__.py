@@ -9,12 +9,20 @@ from __future__ import annotations
 from flask import Flask
 
 from mailer.app.newsletter import Newsletter
-from mailer.console import campaigns, commentaries, people, sending, signing_in, testers
+from mailer.console import (
+    campaigns,
+    commentaries,
+    people,
+    sending,
+    signing_in,
+    testers,
+    uploads,
+)
 from mailer.console.access import blueprint
 from mailer.console.accounts import Clock, utc_now
 from mailer.console.service import EXTENSION, Console
 
-ROUTES = (signing_in, people, commentaries, campaigns, sending, testers)
+ROUTES = (signing_in, people, commentaries, campaigns, sending, testers, uploads)
 """The modules whose routes make the console (importing them registers their routes)."""
 
 

@@ -39,8 +39,8 @@ def dashboard() -> ResponseReturnValue:
         "dashboard.html",
         campaigns=[(c, service.counts.campaign(c)) for c in every[:LAST_CAMPAIGNS]],
         scheduled=sorted(scheduled, key=lambda c: (c.scheduled_at or c.created_at, c.id)),
-        lists=counted.lists,
-        counted_at=counted.counted_at,
+        lists=counted.value,
+        counted_at=counted.at,
         local_time=service.newsletter.local_time,
     )
 
@@ -79,8 +79,8 @@ def campaign(campaign_id: int) -> ResponseReturnValue:
 @needs(Role.EDITOR, "/campaigns/<int:campaign_id>/progress")
 def progress(campaign_id: int) -> ResponseReturnValue:
     """The live part of the campaign page. It carries what it showed first (`done` at `since`)
-    to measure the rate by; once the campaign has finished, the whole page is loaded again
-    to show the report."""
+    to measure the rate by, and the status the page was made for (`shown`): when that changed
+    (started, paused, finished), the whole page is loaded again, with its buttons or report."""
     found = _found(campaign_id)
     try:
         first = Sample(int(request.args["done"]), dt.datetime.fromisoformat(request.args["since"]))
@@ -92,7 +92,7 @@ def progress(campaign_id: int) -> ResponseReturnValue:
         progress=Progress.of(found, first),
         local_time=console().newsletter.local_time,
     )
-    if found.status not in UNDER_WAY:
+    if request.args.get("shown", found.status.value) != found.status.value:
         response.headers["HX-Refresh"] = "true"
     return response
 

@@ -1,62 +1,90 @@
-"""The counts the dashboard shows, kept so that a page does not count a million rows each time.
+"""The counts the console shows often, kept so that a page does not count a million rows each time.
 
-Subscribers per list are counted again in the background once the last count is older than
-LIST_COUNTS_FOR (the page shows the stale count meanwhile, saying when it was made); a finished
-campaign's deliveries no longer change, so their count is kept until its status does.
+Subscribers per list, and a list's recipients (its active subscribers who get every issue), are
+counted again in the background once the last count is older than FRESH_FOR (the page shows the
+kept count meanwhile, saying when it was made). A finished campaign's deliveries no longer
+change, so their count is kept until its status does.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from mailer.console.accounts import Clock
+from mailer.core.lifecycle import Frequency, Status
 from mailer.store.campaigns import Campaign, CampaignStatus, DeliveryState
 from mailer.store.database import Store
 from mailer.store.lists import ListSummary
 
-LIST_COUNTS_FOR = dt.timedelta(seconds=60)
+FRESH_FOR = dt.timedelta(seconds=60)
 FINISHED = (CampaignStatus.DONE, CampaignStatus.CANCELLED, CampaignStatus.MISSED)
+Value = TypeVar("Value")
 
 
 @dataclass(frozen=True)
-class ListCounts:
-    lists: list[ListSummary]
-    counted_at: dt.datetime
+class Counted(Generic[Value]):
+    value: Value
+    at: dt.datetime
+
+
+@dataclass
+class Kept(Generic[Value]):
+    """A count made now the first time, then at most FRESH_FOR old but for the count under way."""
+
+    count: Callable[[], Value]
+    clock: Clock
+    known: Counted[Value] | None = None
+    counting: threading.Lock = field(default_factory=threading.Lock)
+
+    def get(self) -> Counted[Value]:
+        known = self.known
+        if known is None:
+            with self.counting:
+                return self.known or self._count()
+        if self.clock() - known.at > FRESH_FOR and self.counting.acquire(blocking=False):
+            threading.Thread(target=self._recount, name="console counts", daemon=True).start()
+        return known
+
+    def _recount(self) -> None:
+        try:
+            self._count()
+        finally:
+            self.counting.release()
+
+    def _count(self) -> Counted[Value]:
+        at = self.clock()
+        self.known = Counted(self.count(), at)
+        return self.known
 
 
 @dataclass
 class Counts:
     store: Store
     clock: Clock
-    _lists: ListCounts | None = None
-    _counting: threading.Lock = field(default_factory=threading.Lock)
+    _lists: Kept[list[ListSummary]] | None = None
+    _recipients: dict[str, Kept[int]] = field(default_factory=dict)
     _campaigns: dict[tuple[int, CampaignStatus, dt.datetime | None], dict[DeliveryState, int]] = (
         field(default_factory=dict)
     )
 
-    def lists(self) -> ListCounts:
-        """Subscribers per list: counted now the first time, then at most LIST_COUNTS_FOR old
-        but for the count under way."""
-        known = self._lists
-        if known is None:
-            with self._counting:
-                return self._lists or self._count_lists()
-        if self.clock() - known.counted_at > LIST_COUNTS_FOR and self._counting.acquire(False):
-            threading.Thread(target=self._recount, name="list counts", daemon=True).start()
-        return known
+    def lists(self) -> Counted[list[ListSummary]]:
+        """Subscribers per list."""
+        if self._lists is None:
+            self._lists = Kept(self.store.lists.summaries, self.clock)
+        return self._lists.get()
 
-    def _recount(self) -> None:
-        try:
-            self._count_lists()
-        finally:
-            self._counting.release()
-
-    def _count_lists(self) -> ListCounts:
-        counted_at = self.clock()
-        self._lists = ListCounts(self.store.lists.summaries(), counted_at)
-        return self._lists
+    def recipients(self, list_name: str) -> Counted[int]:
+        """The list's active subscribers who get every issue (weekly-digest readers aside)."""
+        if list_name not in self._recipients:
+            self._recipients[list_name] = Kept(
+                lambda: self.store.subscribers.count(Status.ACTIVE, list_name, Frequency.IMMEDIATE),
+                self.clock,
+            )
+        return self._recipients[list_name].get()
 
     def campaign(self, campaign: Campaign) -> dict[DeliveryState, int]:
         """The campaign's deliveries by state: counted each time until it has finished."""

@@ -23,13 +23,13 @@ from flask.typing import ResponseReturnValue
 from mailer.app.campaigns import issue_for_sending, public_at
 from mailer.console.access import me, needs, page, record, refusal
 from mailer.console.commentaries import commentary_path, readable
+from mailer.console.counting import Counted
 from mailer.console.drafting import version
 from mailer.console.service import console
 from mailer.content.commentary import Commentary, Issue, slug_of
 from mailer.core.addresses import key
 from mailer.core.clock import parse_time
 from mailer.core.errors import MailerError
-from mailer.core.lifecycle import Frequency, Status
 from mailer.scheduler.due import resume
 from mailer.store.approvals import Approval
 from mailer.store.campaigns import Campaign, CampaignStatus
@@ -124,7 +124,8 @@ class Plan:
 
     issue: Issue
     list_name: str
-    recipients: int
+    recipients: Counted[int]
+    """Counted at most a minute before (see counting.py): the campaign fixes its own."""
     backend: str
     at: dt.datetime | None
     """None: now."""
@@ -164,9 +165,7 @@ def plan(slug: str, list_name: str, at_text: str) -> Plan:
     return Plan(
         issue=issue,
         list_name=list_name,
-        recipients=newsletter.store.subscribers.count(
-            Status.ACTIVE, list_name, Frequency.IMMEDIATE
-        ),
+        recipients=console().counts.recipients(list_name),
         backend=newsletter.config.delivery.backend,
         at=at,
         earliest=public_at(issue),
@@ -234,8 +233,8 @@ def send(slug: str) -> ResponseReturnValue:
     shown = console().newsletter.local_time(when) if when else "now"
     record(
         "scheduled campaign" if when else "sent campaign",
-        f"campaign {campaign.id}: {slug} to '{list_name}' ({planned.recipients:,} recipients "
-        f"now) through {planned.backend}, {shown}",
+        f"campaign {campaign.id}: {slug} to '{list_name}' ({planned.recipients.value:,} "
+        f"recipients) through {planned.backend}, {shown}",
     )
     return redirect(f"{console().path}/campaigns/{campaign.id}")
 

@@ -200,6 +200,8 @@ history = Table(
     Column("detail", Text, nullable=False, default=""),
     Column("ip", String(45), nullable=False, default=""),
     Index("ix_history_subscriber_id", "subscriber_id"),
+    # A campaign's report counts who left since it went (store/campaigns.py left_since).
+    Index("ix_history_at", "at"),
 )
 
 suppressions = Table(

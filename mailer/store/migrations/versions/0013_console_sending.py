@@ -1,4 +1,5 @@
-"""the console's sending desk: who wrote each commentary, approvals, saved test addresses
+"""the console's sending desk: who wrote each commentary, approvals, saved test addresses, and
+history by time for a campaign's report
 
 Revision ID: 0013_console_sending
 Revises: 0012_click_counts
@@ -22,6 +23,7 @@ _TIME = mailer.store.schema.UtcDateTime(timezone=True)
 
 
 def upgrade() -> None:
+    op.create_index("ix_history_at", "history", ["at"])
     op.create_table(
         "commentary_writers",
         sa.Column("slug", sa.String(length=255), nullable=False),
@@ -56,3 +58,4 @@ def downgrade() -> None:
     op.drop_index("ix_approvals_slug_version", table_name="approvals")
     op.drop_table("approvals")
     op.drop_table("commentary_writers")
+    op.drop_index("ix_history_at", table_name="history")
