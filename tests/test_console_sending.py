@@ -1,6 +1,7 @@
 """Sending from the console: approval ([console] approval), the confirmation naming the list,
-the recipients and the backend, send now and schedule through the scheduler, pause, resume and
-cancel, the campaign's live progress and report, and the saved test addresses."""
+the recipients and the backend, send now and schedule through the scheduler (and a real
+`mailer serve` killed half-way), pause, resume and cancel, the campaign's live progress and
+report, the saved test addresses, and PDF and image uploads."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ import datetime as dt
 import email
 import email.policy
 import io
+import os
 import re
+import signal
+import subprocess
+import time
 
 import pytest
 from flask.testing import FlaskClient
@@ -16,14 +21,24 @@ from sqlalchemy import update
 
 from mailer.console.drafting import version
 from mailer.core.lifecycle import Frequency, Reason, Status
+from mailer.delivery.smtp import SmtpBackend
 from mailer.scheduler.due import Scheduler
 from mailer.store.approvals import MAX_TEST_ADDRESSES
-from mailer.store.campaigns import CampaignStatus
+from mailer.store.campaigns import CampaignStatus, DeliveryState
 from mailer.store.schema import deliveries
 from mailer.store.staff import Role
-from tests.conftest import Folder, Run
+from tests.conftest import SECRET, Folder, Run
 from tests.console_client import CONSOLE, ConsoleApp, csrf_of, make_console
-from tests.test_sending import add_people, many
+from tests.smtp_server import (
+    StartServer,
+    certificates_fixture,  # noqa: F401  (the fixture `certificates`)
+    free_port,
+    smtp_server_fixture,  # noqa: F401  (the fixture `smtp_server`)
+)
+from tests.test_crash import wait_until_logged_as_sent
+from tests.test_scheduler_serve import MAILER
+from tests.test_sending import PASSWORD as SMTP_PASSWORD
+from tests.test_sending import add_people, many, send_log, use_server
 
 STALEMATE = "stalemate-to-escalation"
 SEND = f"/commentaries/{STALEMATE}/send"
@@ -320,11 +335,10 @@ def test_the_report_counts_bounces_and_unsubscribes_since_the_send(
     Scheduler(folder.newsletter()).tick()
     store = console.newsletter.store
     (campaign,) = store.campaigns.all()
-    people = [store.subscribers.find(f"reader000{n}@example.net") for n in (0, 1)]
-    assert people[0] and people[1]
-    people = [people[0].id, people[1].id]
-    store.subscribers.change_status(people[0], Status.UNSUBSCRIBED, Reason.UNSUBSCRIBE_PAGE)
-    store.subscribers.change_status(people[1], Status.BOUNCED, Reason.BOUNCE)
+    left, bounced = (store.subscribers.find(f"reader000{n}@example.net") for n in (0, 1))
+    assert left is not None and bounced is not None
+    store.subscribers.change_status(left.id, Status.UNSUBSCRIBED, Reason.UNSUBSCRIBE_PAGE)
+    store.subscribers.change_status(bounced.id, Status.BOUNCED, Reason.BOUNCE)
     report = publisher.get(f"{CONSOLE}/campaigns/{campaign.id}").text
     assert "1 bounced and 1 unsubscribed since it went" in report
 
@@ -436,3 +450,58 @@ def test_a_pdf_and_images_are_uploaded_beside_the_commentary_and_named_in_it(
         folder.commentaries / "2025-09-17-stalemate-to-escalation.md"
     ).read_text("utf-8")
     assert ("ed@example.org", "uploaded files") in actions(console)
+
+
+def test_a_send_from_the_console_survives_mailer_serve_killed_and_started_again(
+    folder: Folder, run: Run, smtp_server: StartServer
+) -> None:
+    """ "Send now" only records the campaign: `mailer serve` sends it, and a `mailer serve`
+    killed half-way (SIGKILL) and started again goes on, nobody logged as sent getting it
+    twice, nobody lost."""
+    batch = SmtpBackend.batch_size
+    count = 3 * 2 * batch
+    server = smtp_server(delay=0.001)
+    add_people(folder, run, many(count))
+    use_server(folder, server, concurrency=2, max_attempts=5)
+    folder.configure("interval = 30", "interval = 1")
+    made = make_console(folder)
+    made.clock.now = dt.datetime.now(dt.UTC)
+    made.person("pat@example.org", Role.PUBLISHER)
+    assert confirm(made.signed_in("pat@example.org")).status_code == 302  # type: ignore[attr-defined]
+    made.newsletter.store.close()
+    environment = {**os.environ, "MAILER_SECRET": SECRET, "SMTP_PASSWORD": SMTP_PASSWORD}
+    environment.pop("MAILER_CONFIG", None)
+
+    def serve() -> subprocess.Popen[bytes]:
+        command = [str(MAILER), "--config", str(folder.config_path), "serve"]
+        return subprocess.Popen(
+            [*command, "--port", str(free_port())],
+            env=environment,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+
+    first = serve()
+    try:
+        wait_until_logged_as_sent(folder, first, batch)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    logged = send_log(folder)
+    sent_before = {a for a, entry in logged.items() if entry.state == DeliveryState.SENT}
+    assert sent_before and len(server.arrivals()) < count, "the kill did not land part-way"
+    second = serve()
+    try:
+        deadline = time.monotonic() + 300  # generous: a loaded machine is slow, not wrong
+        while any(e.state != DeliveryState.SENT for e in send_log(folder).values()):
+            assert second.poll() is None, second.communicate()
+            assert time.monotonic() < deadline, "the campaign was not continued"
+            time.sleep(0.1)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.communicate(timeout=60)
+    arrivals = server.arrivals()
+    assert set(arrivals) == {address for address, _, _ in many(count)}, "somebody was lost"
+    twice = {address for address, times in arrivals.items() if times > 1}
+    assert not twice & sent_before, "somebody logged as sent received it again"

@@ -54,7 +54,11 @@ def pace(newsletter: Newsletter, rate: float | None = None, concurrency: int | N
 
 def issue_for_sending(newsletter: Newsletter, slugs: Sequence[str]) -> Issue:
     """The issue of these slugs (default: the newest released commentary); drafts refused."""
-    issue = newsletter.issue(slugs)
+    return no_drafts(newsletter.issue(slugs))
+
+
+def no_drafts(issue: Issue) -> Issue:
+    """The issue, unless one of its commentaries is a draft: then a RequestError saying so."""
     drafts = [c.slug for c in issue.commentaries if c.draft]
     if drafts:
         raise RequestError(f"'{drafts[0]}' is a draft; set draft = false in its file to send it")

@@ -42,8 +42,13 @@ def _folder() -> Path:
     return console().newsletter.config.paths.commentaries
 
 
+def _files() -> list[Path]:
+    """The commentary files by name (sorting by the name alone: comparing Paths is slow)."""
+    return sorted(_folder().glob("*.md"), key=lambda path: path.name)
+
+
 def commentary_path(slug: str) -> Path:
-    found = [p for p in sorted(_folder().glob("*.md")) if slug_of(p) == slug]
+    found = [p for p in _files() if slug_of(p) == slug]
     if not found:
         abort(404)
     return found[0]
@@ -57,7 +62,7 @@ def _rows(query: str) -> list[Row]:
             sent.setdefault(slug, []).append((campaign.list_name, campaign.created_at))
     now = service.clock()
     rows = []
-    for path in sorted(_folder().glob("*.md"), reverse=True):
+    for path in reversed(_files()):
         commentary, problems = service.shelf.read(path)
         slug = slug_of(path)
         rows.append(

@@ -20,7 +20,7 @@ from pathlib import Path
 from flask import abort, redirect, request
 from flask.typing import ResponseReturnValue
 
-from mailer.app.campaigns import issue_for_sending, public_at
+from mailer.app.campaigns import no_drafts, public_at
 from mailer.console.access import me, needs, page, record, refusal
 from mailer.console.commentaries import commentary_path, readable
 from mailer.console.counting import Counted
@@ -146,10 +146,10 @@ class NotPlanned(Exception):
     """What stops the plan, in words for the page."""
 
 
-def plan(slug: str, list_name: str, at_text: str) -> Plan:
+def plan(commentary: Commentary, list_name: str, at_text: str) -> Plan:
     newsletter = console().newsletter
-    try:
-        issue = issue_for_sending(newsletter, [slug])
+    try:  # the commentary as the shelf has it: reading the whole folder takes seconds
+        issue = no_drafts(Issue((commentary,)))
     except MailerError as error:
         raise NotPlanned(str(error)) from None
     if list_name not in newsletter.store.lists.names():
@@ -169,7 +169,7 @@ def plan(slug: str, list_name: str, at_text: str) -> Plan:
         backend=newsletter.config.delivery.backend,
         at=at,
         earliest=public_at(issue),
-        earlier=newsletter.store.campaigns.latest(slug, list_name),
+        earlier=newsletter.store.campaigns.latest(commentary.slug, list_name),
     )
 
 
@@ -191,7 +191,7 @@ def _confirmation(
     commentary: Commentary, path: Path, list_name: str, at_text: str, status: int = 200
 ) -> ResponseReturnValue:
     try:
-        planned: Plan | None = plan(commentary.slug, list_name, at_text)
+        planned: Plan | None = plan(commentary, list_name, at_text)
         problem = ""
     except NotPlanned as stop:
         planned, problem = None, str(stop)
@@ -220,7 +220,7 @@ def send(slug: str) -> ResponseReturnValue:
     if not state.may_go:
         return _confirmation(commentary, path, list_name, at_text, 409)
     try:
-        planned = plan(slug, list_name, at_text)
+        planned = plan(commentary, list_name, at_text)
     except NotPlanned:
         return _confirmation(commentary, path, list_name, at_text, 409)
     if planned.earlier is not None:
