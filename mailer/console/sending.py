@@ -14,6 +14,7 @@ address (`authors = ["Ada Lovelace <ada@example.org>"]`).
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,8 @@ from mailer.store.approvals import Approval
 from mailer.store.campaigns import Campaign, CampaignStatus
 from mailer.store.staff import Role
 
+ADDRESS = re.compile(r"[^\s<>,;]+@[^\s<>,;]+")
+"""An address in a front-matter author: `Ada Lovelace <ada@example.org>`."""
 MAX_FIELD = 200
 """Characters at most of the list's name and the time typed in the sending form."""
 
@@ -63,11 +66,8 @@ class Approving:
 def writers(commentary: Commentary, path: Path) -> list[str]:
     """Who wrote it: who saved it in the console, and staff whose address is in its authors."""
     saved = console().newsletter.store.approvals.writers(slug_of(path))
-    named = [
-        account.email
-        for account in console().newsletter.store.staff.all()
-        if any(key(account.email) in key(author) for author in commentary.authors)
-    ]
+    addresses = {key(a) for author in commentary.authors for a in ADDRESS.findall(author)}
+    named = [a.email for a in console().newsletter.store.staff.all() if key(a.email) in addresses]
     return saved + [email for email in named if key(email) not in {key(s) for s in saved}]
 
 
