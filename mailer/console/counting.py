@@ -1,8 +1,8 @@
 """The counts the console shows often, kept so that a page does not count a million rows each time.
 
-Subscribers per list, and a list's recipients (its active subscribers who get every issue), are
-counted again in the background once the last count is older than FRESH_FOR (the page shows the
-kept count meanwhile, saying when it was made). A finished campaign's deliveries no longer
+Subscribers per list, and the recipients an issue would have on a list, are counted again in
+the background once the last count is older than FRESH_FOR (the page shows the kept count
+meanwhile, saying when it was made). A finished campaign's deliveries no longer
 change, so their count is kept until its status does.
 """
 
@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from mailer.console.accounts import Clock
-from mailer.core.lifecycle import Frequency, Status
 from mailer.store.campaigns import Campaign, CampaignStatus, DeliveryState
 from mailer.store.database import Store
 from mailer.store.lists import ListSummary
@@ -66,7 +65,7 @@ class Counts:
     store: Store
     clock: Clock
     _lists: Kept[list[ListSummary]] | None = None
-    _recipients: dict[str, Kept[int]] = field(default_factory=dict)
+    _recipients: dict[tuple[str, str], Kept[int]] = field(default_factory=dict)
     _campaigns: dict[tuple[int, CampaignStatus, dt.datetime | None], dict[DeliveryState, int]] = (
         field(default_factory=dict)
     )
@@ -77,14 +76,17 @@ class Counts:
             self._lists = Kept(self.store.lists.summaries, self.clock)
         return self._lists.get()
 
-    def recipients(self, list_name: str) -> Counted[int]:
-        """The list's active subscribers who get every issue (weekly-digest readers aside)."""
-        if list_name not in self._recipients:
-            self._recipients[list_name] = Kept(
-                lambda: self.store.subscribers.count(Status.ACTIVE, list_name, Frequency.IMMEDIATE),
-                self.clock,
-            )
-        return self._recipients[list_name].get()
+    def recipients(
+        self, list_name: str, issue: str, languages: Callable[[], Sequence[str] | None]
+    ) -> Counted[int]:
+        """Whom of the list an issue would go to now (weekly-digest readers aside; with
+        `languages`, only those reading one of them): the store's count_readers, kept per list
+        and issue (finding the languages reads the whole folder)."""
+        kept = self._recipients.setdefault(
+            (list_name, issue),
+            Kept(lambda: self.store.subscribers.count_readers(list_name, languages()), self.clock),
+        )
+        return kept.get()
 
     def campaign(self, campaign: Campaign) -> dict[DeliveryState, int]:
         """The campaign's deliveries by state: counted each time until it has finished."""

@@ -165,7 +165,9 @@ def plan(commentary: Commentary, list_name: str, at_text: str) -> Plan:
     return Plan(
         issue=issue,
         list_name=list_name,
-        recipients=console().counts.recipients(list_name),
+        recipients=console().counts.recipients(
+            list_name, commentary.slug, lambda: newsletter.readers(issue)
+        ),
         backend=newsletter.config.delivery.backend,
         at=at,
         earliest=public_at(issue),

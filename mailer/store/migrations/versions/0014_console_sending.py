@@ -1,8 +1,8 @@
 """the console's sending desk: who wrote each commentary, approvals, saved test addresses, and
 history by time for a campaign's report
 
-Revision ID: 0013_console_sending
-Revises: 0012_click_counts
+Revision ID: 0014_console_sending
+Revises: 0013_delivery_batches
 Create Date: 2026-12-02 01:20:00.000000
 """
 
@@ -13,8 +13,8 @@ from alembic import op
 
 import mailer.store.schema
 
-revision = "0013_console_sending"
-down_revision = "0012_click_counts"
+revision = "0014_console_sending"
+down_revision = "0013_delivery_batches"
 branch_labels = None
 depends_on = None
 
