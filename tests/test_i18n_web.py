@@ -139,7 +139,7 @@ def test_an_italian_newsletters_subscribe_confirm_and_preferences_say_nothing_in
     seen["link on its way"] = page_text(
         settled(client, client.post(f"{BASE}/preferences/", data=asked))
     )
-    relinked = outbox(folder)[-1]
+    (relinked,) = [m for m in outbox(folder) if m["Subject"] != message["Subject"]]
     assert preferences_link(relinked) and html_language(relinked) == "it"
     seen["preferences link mail"] = mail_text(relinked)
     unsubscribe = local(newsletter.links.url(Purpose.UNSUBSCRIBE, lia.id, lia.link_secret))
