@@ -15,8 +15,8 @@ from mailer.core.addresses import Candidate
 from mailer.core.lifecycle import Reason, Status
 from mailer.web import create_app
 from mailer.web.service import EXTENSION
-from tests.conftest import Folder, Run
-from tests.test_browser import chromium
+from tests.conftest import Folder, Run, png
+from tests.test_browser import CONTRAST, CONTRASTS, chromium
 from tests.web_server import serving
 
 SITE = "https://www.example.org"
@@ -128,3 +128,37 @@ def test_a_lost_preferences_link_is_asked_for_by_keyboard_on_a_phone(
         page.goto(link[0].replace(SITE, base))
         page.wait_for_selector(f"text={ADDRESS}")
         assert page.evaluate("document.documentElement.scrollWidth") <= 375
+
+
+DARK_PAGES = ("archive/", "archive/stalemate-to-escalation/", "subscribe")
+
+
+def test_the_archive_and_subscription_pages_keep_a_4_5_contrast_in_light_and_dark_mode(
+    folder: Folder, run: Run
+) -> None:
+    """As the email's check does (test_browser.py, contrast.js): every visible text against the
+    background painted under it, in both colour schemes, on pages served by the service."""
+    assert run("build").exit_code == 0
+    app = create_app(folder.newsletter())
+    image = png(300, 60)
+    with serving(app) as base, chromium() as browser:
+        page = browser.new_page(viewport={"width": 375, "height": 740})
+        page.route(  # the logo and images, answered locally (no network)
+            f"{SITE}/**",
+            lambda route: route.fulfill(status=200, content_type="image/png", body=image),
+        )
+        for path in DARK_PAGES:
+            page.goto(f"{base}/commentaries/{path}")
+            scheme = page.get_attribute("meta[name=color-scheme]", "content")
+            assert scheme == "light dark", path
+            backgrounds = {}
+            for mode in ("light", "dark"):
+                page.emulate_media(color_scheme=mode)
+                texts = page.evaluate(CONTRASTS)
+                assert len(texts) > 10, (path, texts)
+                low = [t for t in texts if t["ratio"] < CONTRAST]
+                assert not low, f"{path}, {mode}: text below {CONTRAST}:1: {low}"
+                backgrounds[mode] = page.evaluate(
+                    "() => getComputedStyle(document.querySelector('main')).backgroundColor"
+                )
+            assert backgrounds["light"] != backgrounds["dark"], f"{path}: dark mode changed nothing"

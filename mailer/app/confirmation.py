@@ -1,7 +1,8 @@
 """The messages made for one person at their request, sent through the backend: the one that asks
 a new subscriber to confirm (double opt-in) and the one that brings back a lost preferences link.
 
-Each is rendered with the theme (confirm_email.* and preferences_email.*) and built by the same
+Each is rendered with the theme (confirm_email.* and preferences_email.*) in the subscriber's
+language (the newsletter's when they have none) and built by the same
 MessageTemplate as an issue, so it gets the same header checks, and it goes out through whichever
 backend config.toml names. Its List-Unsubscribe header lets someone who never asked for it say so
 in one click.
@@ -58,6 +59,7 @@ class ConfirmationMail(PersonalMail):
             self.link(Purpose.CONFIRM, subscriber),
             newsletter.store.lists.titles(subscriber.lists),
             MAX_AGE_DAYS[Purpose.CONFIRM],
+            subscriber.language,
         )
 
 
@@ -68,4 +70,5 @@ class PreferencesLinkMail(PersonalMail):
             newsletter.theme,
             newsletter.config.newsletter,
             self.link(Purpose.PREFERENCES, subscriber),
+            subscriber.language,
         )

@@ -250,6 +250,9 @@ def _subject_template(value: str) -> str:
     return value
 
 
+DIGEST_SUBJECT = "{name}: {count} commentaries this week"
+"""[schedule] digest_subject's default, which the catalogs translate."""
+
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
@@ -261,9 +264,9 @@ class ScheduleSettings(Section):
     """The scheduler sends each commentary to [delivery] list when its time comes."""
     digest: str = setting("", check=_weekly)
     """When the weekly digest goes, in the newsletter's time zone: `monday 08:00`."""
-    digest_subject: str = setting("{name}: {count} commentaries this week", check=_subject_template)
+    digest_subject: str = setting(DIGEST_SUBJECT, check=_subject_template)
     """The digest's subject line: {name} (the newsletter's), {title} (the newest commentary's),
-    {count}."""
+    {count}. Left as it is, it is said in the digest's language (mailer.render.email)."""
     interval: float = setting(30.0, check=at_least(1))
     """Seconds between the scheduler's looks at what is due."""
 

@@ -3,6 +3,8 @@ against CLDR's locales through Babel."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import babel
 
 
@@ -20,3 +22,16 @@ def locale_of(language: str) -> babel.Locale:
         raise ValueError(
             f"'{language}' is not a language code that mailer knows, like en, it or pt-BR"
         ) from None
+
+
+def best_match(asked: Sequence[str], offered: Sequence[str]) -> str | None:
+    """The offered language (as spelled in `offered`) that best answers `asked`, a browser's
+    languages most wanted first (`it-IT`, `en`): the first asked that one offered equals, or
+    else shares its language with (`it-IT` takes `it`, `en-US` takes `en-GB`); None if none."""
+    spelled = {code.lower().replace("_", "-"): code for code in offered}
+    primary = {key.split("-")[0]: code for key, code in reversed(spelled.items())}
+    for tag in (a.lower().replace("_", "-") for a in asked):
+        found = spelled.get(tag) or primary.get(tag.split("-")[0])
+        if found:
+            return found
+    return None

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from mailer.content.commentary import Issue
-from mailer.core.config import NewsletterSettings
+from mailer.content.commentary import Commentary, Issue
+from mailer.core.config import DIGEST_SUBJECT, NewsletterSettings
 from mailer.core.errors import Problem
 from mailer.render import i18n
 from mailer.render.furniture import Furniture
@@ -154,13 +154,17 @@ def render_confirmation(
     confirm_url: str,
     lists: Sequence[str],
     valid_days: int,
+    language: str = "",
 ) -> RenderedMessage:
     """The message asking someone to confirm a subscription (double opt-in): a text and an HTML
-    part with the confirmation link."""
+    part with the confirmation link, in `language` (theirs; default: the newsletter's)."""
+    speaking = i18n.language(language or newsletter.language)
     return _personal_message(
         theme,
         "confirm_email",
-        _subject("Confirm your subscription to %(newsletter)s", newsletter),
+        speaking.gettext("Confirm your subscription to %(newsletter)s")
+        % {"newsletter": newsletter.name},
+        speaking.code,
         newsletter=newsletter,
         confirm_url=confirm_url,
         lists=list(lists),
@@ -169,29 +173,42 @@ def render_confirmation(
 
 
 def render_preferences_link(
-    theme: Theme, newsletter: NewsletterSettings, preferences_url: str
+    theme: Theme, newsletter: NewsletterSettings, preferences_url: str, language: str = ""
 ) -> RenderedMessage:
-    """The message that answers someone who asked for their preferences link again."""
+    """The message that answers someone who asked for their preferences link again, in
+    `language` (theirs; default: the newsletter's)."""
+    speaking = i18n.language(language or newsletter.language)
     return _personal_message(
         theme,
         "preferences_email",
-        _subject("Your preferences link for %(newsletter)s", newsletter),
+        speaking.gettext("Your preferences link for %(newsletter)s")
+        % {"newsletter": newsletter.name},
+        speaking.code,
         newsletter=newsletter,
         preferences_url=preferences_url,
     )
 
 
-def _subject(subject: str, newsletter: NewsletterSettings) -> str:
-    """A subject in the newsletter's language, naming the newsletter."""
-    return i18n.language(newsletter.language).gettext(subject) % {"newsletter": newsletter.name}
+def digest_subject(
+    newsletter: NewsletterSettings, template: str, lead: Commentary, count: int
+) -> str:
+    """The digest's subject line, [schedule] digest_subject filled in; left at its default, it
+    is said in the language of the digest's lead (with the singular for one commentary)."""
+    if template == DIGEST_SUBJECT:
+        template = i18n.language(lead.language).ngettext(
+            "{name}: {count} commentary this week", "{name}: {count} commentaries this week", count
+        )
+    return template.format(name=newsletter.name, title=lead.title, count=count)
 
 
-def _personal_message(theme: Theme, template: str, subject: str, **context: Any) -> RenderedMessage:
-    """A message made for one person from the theme's `<template>.html` and `.txt`: it needs no
-    placeholders, and its HTML carries its few styles inline already."""
+def _personal_message(
+    theme: Theme, template: str, subject: str, language: str, **context: Any
+) -> RenderedMessage:
+    """A message made for one person from the theme's `<template>.html` and `.txt`, in
+    `language`: it needs no placeholders, and its HTML carries its few styles inline already."""
     return RenderedMessage(
         subject=subject,
-        html=theme.render(f"{template}.html", **context),
-        text=theme.render(f"{template}.txt", **context),
+        html=theme.render(f"{template}.html", language=language, language_code=language, **context),
+        text=theme.render(f"{template}.txt", language=language, **context),
         marker="mlr" + secrets.token_hex(6),
     )

@@ -24,6 +24,7 @@ from mailer.app.campaigns import (
 from mailer.app.newsletter import Newsletter
 from mailer.app.publishing import pending
 from mailer.core.errors import MailerError
+from mailer.render.email import digest_subject
 from mailer.scheduler import digests
 from mailer.store.campaigns import Campaign, CampaignKind, CampaignStatus
 
@@ -331,10 +332,11 @@ class Scheduler:
         return newsletter.store.campaigns.start_digest(
             " ".join(c.slug for c in group.commentaries),
             list_name,
-            newsletter.config.schedule.digest_subject.format(
-                name=newsletter.config.newsletter.name,
-                title=lead.title,
-                count=len(group.commentaries),
+            digest_subject(
+                newsletter.config.newsletter,
+                newsletter.config.schedule.digest_subject,
+                lead,
+                len(group.commentaries),
             ),
             slot,
             (group.chosen_from, group.chosen_until),

@@ -26,6 +26,7 @@ from mailer.web.pages import pages, wants_json
 from mailer.web.ratelimit import SlidingWindow
 from mailer.web.service import EXTENSION, Service, service
 from mailer.web.signups import SignUps
+from mailer.web.texts import _
 from mailer.web.webhooks import webhooks_blueprint
 
 ADDRESS_LIMIT = (3, 3600.0)
@@ -86,16 +87,20 @@ def create_app(newsletter: Newsletter, *, proxies: int = 0) -> Flask:
     return app
 
 
-_ERROR_PAGES = {
-    404: ("Page not found", "There is no page at this address."),
-    405: ("Not allowed", "This address does not take that kind of request."),
-    413: ("Too large", "The request is larger than this service takes."),
-}
+def _error_page(error: HTTPException) -> tuple[str, str]:
+    """The heading and text of the page for an HTTP error, in the answer's language."""
+    if error.code == 404:
+        return _("Page not found"), _("There is no page at this address.")
+    if error.code == 405:
+        return _("Not allowed"), _("This address does not take that kind of request.")
+    if error.code == 413:
+        return _("Too large"), _("The request is larger than this service takes.")
+    return error.name, error.description or ""
 
 
 def _http_error(error: HTTPException) -> Response:
     status = error.code or 500
-    heading, text = _ERROR_PAGES.get(status, (error.name, error.description or ""))
+    heading, text = _error_page(error)
     if wants_json():
         response = make_response(jsonify(error=text), status)
     else:
@@ -108,7 +113,7 @@ def _http_error(error: HTTPException) -> Response:
 
 def _failure(error: Exception) -> Response:
     log.exception("%s %s failed", request.method, request.endpoint)  # a path may hold a token
-    text = "Something went wrong on our side; nothing you did. Please try again later."
+    text = _("Something went wrong on our side; nothing you did. Please try again later.")
     if wants_json():
         return make_response(jsonify(error=text), 500)
-    return service().message("Something went wrong", text, 500, problem=True)
+    return service().message(_("Something went wrong"), text, 500, problem=True)

@@ -18,7 +18,7 @@ from flask import Blueprint, Response, abort, jsonify, make_response, request, u
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from mailer.core.addresses import Candidate, InvalidAddress, clean_name
+from mailer.core.addresses import MAX_NAME_LENGTH, Candidate, InvalidAddress, clean_name
 from mailer.core.lifecycle import LEFT, Frequency, Reason, Status
 from mailer.core.tokens import MAX_AGE_DAYS, InvalidLink, Purpose
 from mailer.store.lists import Offered
@@ -28,16 +28,12 @@ from mailer.web.files import FEEDS, PAGE
 from mailer.web.ratelimit import address_key, client_key
 from mailer.web.service import Service, service
 from mailer.web.signups import LinkRequest, SignUp
+from mailer.web.texts import _, ngettext
 
 pages = Blueprint("pages", __name__)
 log = logging.getLogger("mailer.web")
 
 CONFIRM_DAYS = MAX_AGE_DAYS[Purpose.CONFIRM]
-ON_ITS_WAY = (
-    "If the address can receive mail, a message with a link to confirm the subscription is on "
-    f"its way. The link works for {CONFIRM_DAYS} days; nothing else is sent before you confirm."
-)
-"""The answer to every accepted subscribe request, whoever the address belongs to."""
 ONE_CLICK_BODY = "One-Click"
 """RFC 8058: a one-click unsubscribe POST carries `List-Unsubscribe=One-Click`."""
 
@@ -58,7 +54,31 @@ def wants_json() -> bool:
 
 MAX_LISTS = 100
 """`lists` values one request may name; more get 400 (the form offers every list once)."""
-BUSY = "We cannot take your request just now. Please try again in a few minutes."
+
+
+def busy() -> str:
+    return _("We cannot take your request just now. Please try again in a few minutes.")
+
+
+def expired_form() -> str:
+    return _(
+        "This form has expired or your browser did not send its cookie: reload the page and "
+        "try again."
+    )
+
+
+def address_problem(asked: str) -> str:
+    """Why an address was refused, in the answer's language (mailer.core.addresses says it in
+    English, for the command line)."""
+    if not asked.strip():
+        return _("Please give your email address.")
+    return _("'%(address)s' is not a valid email address.", address=asked.strip())
+
+
+def name_problem(asked: str) -> str:
+    if len(asked.strip()) > MAX_NAME_LENGTH:
+        return _("The name is longer than %(num)d characters.", num=MAX_NAME_LENGTH)
+    return _("The name holds a line break or a control character.")
 
 
 def offered_lists(current: Service) -> list[Offered]:
@@ -80,7 +100,7 @@ def subscribe_page(current: Service, status: int = 200, **values: Any) -> Respon
         "error": "",
         "chosen": [current.default_list],
         "languages": current.newsletter.config.newsletter.languages,
-        "chosen_language": "",
+        "chosen_language": current.language(),
         "digest": current.newsletter.config.schedule.digest,
     }
     context.update(values)
@@ -138,7 +158,7 @@ def subscribe() -> Response:
     if isinstance(checked, Response):
         return checked
     if not current.signups.submit(SignUp(checked, asked.detail, client_ip())):
-        return asked.refuse(current, BUSY, 503, email=asked.email, name=asked.name)
+        return asked.refuse(current, busy(), 503, email=asked.email, name=asked.name)
     return on_its_way(current, asked.answer_json)
 
 
@@ -152,20 +172,23 @@ def read_request(current: Service) -> Asked | Response:
             data = None
         if not isinstance(data, dict):
             example = '{"email": "…", "name": "…", "lists": ["…"]}'
-            return refuse(current, answer_json, f"send a JSON object: {example}")
+            return refuse(
+                current, answer_json, _("Send a JSON object: %(example)s", example=example)
+            )
         email, name, trap = (data.get(field, "") for field in ("email", "name", "website"))
         chosen = data.get("lists", [])
         frequency = data.get("frequency", Frequency.IMMEDIATE.value)
         if not all(isinstance(v, str) for v in (email, name, trap)) or not (
             isinstance(chosen, list) and all(isinstance(v, str) for v in chosen)
         ):
-            message = "email, name and website are strings, lists a list of strings"
+            message = _("email, name and website are strings, lists a list of strings")
             return refuse(current, answer_json, message)
         language = data.get("language", "")
         if not isinstance(language, str):
-            return refuse(current, answer_json, 'language is a string, like "it"')
+            return refuse(current, answer_json, _('language is a string, like "it"'))
+        current.speak(language)
         if frequency not in (Frequency.IMMEDIATE.value, Frequency.WEEKLY.value):
-            return refuse(current, answer_json, 'frequency is "immediate" or "weekly"')
+            return refuse(current, answer_json, _('frequency is "immediate" or "weekly"'))
         return Asked(
             email,
             name,
@@ -188,11 +211,7 @@ def read_request(current: Service) -> Asked | Response:
         weekly=form.get("frequency") == Frequency.WEEKLY.value,
     )
     if not current.csrf.valid():
-        return asked.refuse(
-            current,
-            "This form has expired or your browser did not send its cookie: reload the page "
-            "and try again.",
-        )
+        return asked.refuse(current, expired_form())
     return asked
 
 
@@ -207,27 +226,27 @@ def check_request(current: Service, asked: Asked) -> Candidate | Response:
         log.info("subscribe: honeypot filled in from %s; nothing stored", ip)
         return on_its_way(current, asked.answer_json)
     if len(asked.lists) > MAX_LISTS:
-        return asked.refuse(current, f"a request names at most {MAX_LISTS} lists")
+        return asked.refuse(current, _("a request names at most %(num)d lists", num=MAX_LISTS))
     try:
         email = current.addresses.normalise(asked.email)
         name = clean_name(asked.name)
     except (InvalidAddress, ValueError) as error:
-        reason = str(error)
-        shown = asked.lists or [current.default_list]
-        return asked.refuse(
-            current,
-            reason[:1].upper() + reason[1:],
-            email=asked.email,
-            name=asked.name,
-            chosen=shown,
+        problem = (
+            address_problem(asked.email)
+            if isinstance(error, InvalidAddress)
+            else name_problem(asked.name)
         )
+        shown = asked.lists or [current.default_list]
+        return asked.refuse(current, problem, email=asked.email, name=asked.name, chosen=shown)
     offered = {o.name for o in offered_lists(current)}
     unknown = [n for n in asked.lists if n not in offered]
     if unknown:
-        return asked.refuse(current, f"there is no list '{unknown[0]}'", email=email, name=name)
+        there_is_none = _("there is no list '%(list)s'", list=unknown[0])
+        return asked.refuse(current, there_is_none, email=email, name=name)
     language = reader_language(current, asked.language)
     if language is None:
-        return asked.refuse(current, "there is no such language to choose", email=email, name=name)
+        no_such = _("There is no such language to choose.")
+        return asked.refuse(current, no_such, email=email, name=name)
     limited = limit_address(current, "subscribe", email, asked.answer_json)
     if limited:
         return limited
@@ -269,19 +288,36 @@ def limit_address(current: Service, kind: str, email: str, answer_json: bool) ->
 
 
 def on_its_way(current: Service, answer_json: bool) -> Response:
+    """The answer to every accepted subscribe request, whoever the address belongs to."""
+    message = " ".join(
+        (
+            _(
+                "If the address can receive mail, a message with a link to confirm the "
+                "subscription is on its way."
+            ),
+            ngettext(
+                "The link works for %(num)d day; nothing else is sent before you confirm.",
+                "The link works for %(num)d days; nothing else is sent before you confirm.",
+                CONFIRM_DAYS,
+            ),
+        )
+    )
     if answer_json:
-        return jsonify(status="ok", message=ON_ITS_WAY)
-    return current.message("Check your inbox", ON_ITS_WAY)
+        return jsonify(status="ok", message=message)
+    return current.message(_("Check your inbox"), message)
 
 
 def too_many(current: Service, wait: int, answer_json: bool) -> Response:
     minutes = max(1, round(wait / 60))
-    plural = "s" if minutes > 1 else ""
-    message = f"Too many requests: please try again in {minutes} minute{plural}."
+    message = ngettext(
+        "Too many requests: please try again in %(num)d minute.",
+        "Too many requests: please try again in %(num)d minutes.",
+        minutes,
+    )
     if answer_json:
         response = make_response(jsonify(error=message, retry_after=wait), 429)
     else:
-        response = current.message("Please wait a little", message, 429, problem=True)
+        response = current.message(_("Please wait a little"), message, 429, problem=True)
     response.headers["Retry-After"] = str(wait)
     return response
 
@@ -299,20 +335,27 @@ def open_link(current: Service, purpose: Purpose, token: str) -> Subscriber | Re
         if error.expired:
             again = purpose == Purpose.CONFIRM
             return current.message(
-                "This link has expired",
-                f"Links to confirm a subscription work for {CONFIRM_DAYS} days: subscribe again "
-                "to get a new one."
+                _("This link has expired"),
+                ngettext(
+                    "Links to confirm a subscription work for %(num)d day: subscribe again to "
+                    "get a new one.",
+                    "Links to confirm a subscription work for %(num)d days: subscribe again to "
+                    "get a new one.",
+                    CONFIRM_DAYS,
+                )
                 if again
-                else "Use the link in a more recent issue instead.",
+                else _("Use the link in a more recent issue instead."),
                 400,
                 problem=True,
                 link=url_for(".subscribe") if again else "",
-                link_text="Subscribe" if again else "",
+                link_text=_("Subscribe") if again else "",
             )
         return current.message(
-            "This link does not work",
-            "The link is not one we made: it may have been cut short or changed on its way. "
-            "Open it again from the email, or copy the whole of it into your browser.",
+            _("This link does not work"),
+            _(
+                "The link is not one we made: it may have been cut short or changed on its way. "
+                "Open it again from the email, or copy the whole of it into your browser."
+            ),
             400,
             problem=True,
         )
@@ -322,11 +365,12 @@ def open_link(current: Service, purpose: Purpose, token: str) -> Subscriber | Re
     if subscriber is None or not links.names(link, subscriber.link_secret, subscriber.created_at):
         log.info("%s: link %s names nobody we hold", purpose.value, redact.token(token))
         return current.message(
-            "We hold no subscription for this link",
-            "The address it was made for is no longer in our list: there is nothing to change.",
+            _("We hold no subscription for this link"),
+            _("The address it was made for is no longer in our list: there is nothing to change."),
             404,
             problem=True,
         )
+    current.speak_to(subscriber)
     return subscriber
 
 
@@ -342,23 +386,25 @@ def confirm(token: str) -> Response:
     if request.method == "POST":
         if not current.csrf.valid():
             return current.message(
-                "This form has expired",
-                "Nothing was changed: reload the page and press the button again.",
+                _("This form has expired"),
+                _("Nothing was changed: reload the page and press the button again."),
                 400,
                 problem=True,
                 link=action,
-                link_text="Reload",
+                link_text=_("Reload"),
             )
         found = confirm_subscriber(current, found, token)
     if found.status not in (Status.PENDING, Status.ACTIVE):
         return current.message(
-            "This subscription has ended",
-            "The address left the list after this link was sent. To receive the newsletter "
-            "again, subscribe once more.",
+            _("This subscription has ended"),
+            _(
+                "The address left the list after this link was sent. To receive the newsletter "
+                "again, subscribe once more."
+            ),
             409,
             problem=True,
             link=url_for(".subscribe"),
-            link_text="Subscribe",
+            link_text=_("Subscribe"),
         )
     links = current.newsletter.links
     return current.page(
@@ -420,13 +466,6 @@ def unsubscribe(token: str) -> Response:
     )
 
 
-LINK_ON_ITS_WAY = (
-    "If we hold a subscription for this address, a message with a link to your preferences is "
-    "on its way."
-)
-"""The answer to every accepted request for a preferences link, known address or not."""
-
-
 def preferences_link_page(current: Service, status: int = 200, **values: str) -> Response:
     return current.page(
         "preferences_link.html",
@@ -448,29 +487,27 @@ def preferences_link() -> Response:
         return preferences_link_page(current)
     asked = request.form.get("email", "")
     if not current.csrf.valid():
-        return preferences_link_page(
-            current,
-            400,
-            email=asked,
-            error="This form has expired or your browser did not send its cookie: reload the "
-            "page and try again.",
-        )
+        return preferences_link_page(current, 400, email=asked, error=expired_form())
     limited = limit_client(current, "preferences", answer_json=False)
     if limited:
         return limited
     try:
         email = current.addresses.normalise(asked)
-    except InvalidAddress as error:
-        reason = str(error)
-        return preferences_link_page(
-            current, 400, email=asked, error=reason[:1].upper() + reason[1:]
-        )
+    except InvalidAddress:
+        return preferences_link_page(current, 400, email=asked, error=address_problem(asked))
     limited = limit_address(current, "preferences", email, answer_json=False)
     if limited:
         return limited
     if not current.signups.submit(LinkRequest(email)):
-        return preferences_link_page(current, 503, email=asked, error=BUSY)
-    return current.message("Check your inbox", LINK_ON_ITS_WAY)
+        return preferences_link_page(current, 503, email=asked, error=busy())
+    # The same answer to every accepted request, known address or not.
+    return current.message(
+        _("Check your inbox"),
+        _(
+            "If we hold a subscription for this address, a message with a link to your "
+            "preferences is on its way."
+        ),
+    )
 
 
 @pages.route("/preferences/<token>", methods=["GET", "POST"])
@@ -486,12 +523,12 @@ def preferences(token: str) -> Response:
     if request.method == "POST":
         if not current.csrf.valid():
             return current.message(
-                "This form has expired",
-                "Nothing was changed: reload the page and try again.",
+                _("This form has expired"),
+                _("Nothing was changed: reload the page and try again."),
                 400,
                 problem=True,
                 link=url_for(".preferences", token=token),
-                link_text="Reload",
+                link_text=_("Reload"),
             )
         receiving = found.status in (Status.ACTIVE, Status.PENDING)
         if request.form.get("action") == "unsubscribe":
@@ -499,17 +536,17 @@ def preferences(token: str) -> Response:
                 found.id, Status.UNSUBSCRIBED, Reason.PREFERENCES, "preferences page", client_ip()
             ):
                 log.info("preferences: subscriber %d unsubscribed from all", found.id)
-            notice = "You are unsubscribed from every list."
+            notice = _("You are unsubscribed from every list.")
         elif receiving:
             asked = request.form.getlist("lists")
             if len(asked) > MAX_LISTS:
                 return current.message(
-                    "Too many lists",
-                    f"A form names at most {MAX_LISTS} lists; nothing was changed.",
+                    _("Too many lists"),
+                    _("A form names at most %(num)d lists; nothing was changed.", num=MAX_LISTS),
                     400,
                     problem=True,
                     link=url_for(".preferences", token=token),
-                    link_text="Reload",
+                    link_text=_("Reload"),
                 )
             chosen = sorted(set(asked) & names)
             kept = [n for n in found.lists if n not in names]  # archived lists are not shown
@@ -525,11 +562,12 @@ def preferences(token: str) -> Response:
                 if store.subscribers.set_frequency(found.id, list_name, frequency, now):
                     log.info("preferences: subscriber %d now %s on a list", found.id, frequency)
             notice = (
-                "Saved."
+                _("Saved.")
                 if chosen
-                else "Saved: you are on no list now, so you will receive no issues."
+                else _("Saved: you are on no list now, so you will receive no issues.")
             )
         found = store.subscribers.get(found.id) or found
+        current.speak_to(found)
     return current.page(
         "preferences.html",
         email=found.email,
