@@ -194,6 +194,29 @@ def test_a_list_made_after_the_first_look_has_its_digest_the_next_week(
     assert recipients(folder) == ["new@example.net"]
 
 
+def test_a_digest_made_before_a_crash_is_not_made_again_and_the_next_week_starts_after_it(
+    folder: Folder, run: Run
+) -> None:
+    subscribe(folder, run)
+    clock = FakeClock(MONDAY)
+    with scheduler_of(folder, clock) as scheduler:
+        newsletter = scheduler.newsletter
+        choose(newsletter, "reader0@example.net", Frequency.WEEKLY, MONDAY)
+        scheduler.tick()
+        write_piece(folder, "tuesday-piece", "Tuesday Piece", TUESDAY)
+        # the scheduler made the digest, then died before noting it
+        made = newsletter.store.campaigns.start_digest(
+            "tuesday-piece", "commentaries", "Digest", NEXT_MONDAY.astimezone(dt.UTC), (None, None)
+        )
+        assert made is not None
+        clock.set(NEXT_MONDAY + dt.timedelta(minutes=1))
+        scheduler.tick()
+        write_piece(folder, "later-piece", "Later Piece", NEXT_MONDAY + dt.timedelta(days=1))
+        clock.set(NEXT_MONDAY + dt.timedelta(days=7))
+        scheduler.tick()
+        assert digests(newsletter) == ["later-piece", "tuesday-piece"]  # newest first
+
+
 def test_immediate_sends_skip_weekly_subscribers(folder: Folder, run: Run) -> None:
     subscribe(folder, run)
     newsletter = folder.newsletter()

@@ -321,6 +321,7 @@ class Scheduler:
             for campaign in newsletter.store.campaigns.all():
                 if campaign.kind == CampaignKind.DIGEST and campaign.scheduled_at == slot:
                     marks.set_mark(DIGEST_HANDLED + campaign.list_name, slot)
+                    marks.set_mark(DIGEST_SENT + campaign.list_name, slot)  # the next starts here
                     weeks.pop(campaign.list_name, None)
         return weeks
 
