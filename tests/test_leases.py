@@ -94,7 +94,7 @@ def test_a_worker_whose_clock_runs_ahead_takes_over_nobodys_batch(
                 Campaigns(newsletter.store.engine, clock=clock),
                 template,
                 newsletter.backend_factory(),
-                newsletter.recipient,
+                newsletter.outgoing,
                 pace,
                 name,
                 Journal(db_folder.path / ".journal"),

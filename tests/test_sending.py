@@ -280,6 +280,44 @@ def test_an_issue_reaches_every_active_subscriber_exactly_once(
     assert "Campaign 1: 4 recipients." in output
 
 
+def test_with_a_bounce_address_each_message_goes_from_its_recipients_signed_verp_address(
+    folder: Folder, run: Run, smtp_server: StartServer
+) -> None:
+    server = smtp_server()
+    add_people(folder, run, [ADA, GRACE])
+    use_server(folder, server)
+    folder.configure(
+        'address = ""\n# The mailbox', 'address = "bounces@example.org"\n# The mailbox'
+    )
+
+    code, output = send(run, "--yes")
+
+    assert code == 0, output
+    links = Links(SITE, SECRET)
+    with newsletter_of(folder) as newsletter:
+        people = {a: newsletter.store.subscribers.find(a) for a in (ADA[0], GRACE[0])}
+    senders = set()
+    for address, person in people.items():
+        assert person is not None
+        arrived = server.only_message_to(address)
+        local, _, domain = arrived.mail_from.partition("@")
+        assert domain == "example.org" and local.startswith("bounces+")
+        senders.add(arrived.mail_from)
+        link = links.bounced("bounces@example.org", arrived.mail_from)
+        assert link is not None and link.subscriber_id == person.id
+        assert links.names(link, person.link_secret, person.created_at)
+        # The From address stays the newsletter's; Return-Path is the receiving server's to add.
+        assert arrived.message()["From"].addresses[0].addr_spec == SENDER
+        assert not any(line.startswith(b"Return-Path:") for line in arrived.header_lines)
+    assert len(senders) == 2
+    # Ada's token made to name Grace: a forged bounce marks nobody.
+    ada, grace = people[ADA[0]], people[GRACE[0]]
+    assert ada is not None and grace is not None
+    token = server.only_message_to(ADA[0]).mail_from.partition("+")[2].partition("@")[0]
+    forged = f"bounces+{grace.id:x}{token[token.index('.') :]}@example.org"
+    assert links.bounced("bounces@example.org", forged) is None
+
+
 def test_implicit_tls_on_port_465_style(folder: Folder, run: Run, smtp_server: StartServer) -> None:
     server = smtp_server(implicit_tls=True, auth=(USER, PASSWORD))
     add_people(folder, run, [ADA])
@@ -362,7 +400,7 @@ def test_a_subscriber_who_unsubscribes_while_the_campaign_runs_is_skipped(
             store.campaigns,
             template,
             lambda: LeavesDuringTheCampaign(smtp(), newsletter, leaver.id),
-            newsletter.recipient,
+            newsletter.outgoing,
             Pace(concurrency=1, batch_size=1, retry_backoff=0.01),
             "test-worker",
             Journal(db_folder.path / ".journal"),
@@ -416,7 +454,7 @@ def test_an_unsubscribe_while_the_batch_is_in_flight_wins(
             campaigns,
             template,
             newsletter.backend_factory(),
-            newsletter.recipient,
+            newsletter.outgoing,
             Pace(concurrency=1, batch_size=4, retry_backoff=0.01),
             "test-worker",
             Journal(db_folder.path / ".journal"),
@@ -464,7 +502,7 @@ def test_a_batch_that_outlives_its_lease_is_not_sent_twice(
             store.campaigns,
             template,
             newsletter.backend_factory(),
-            newsletter.recipient,
+            newsletter.outgoing,
             pace,
             "test-worker",
             Journal(folder.path / ".journal"),

@@ -128,7 +128,7 @@ def run_campaign(
         store.campaigns,
         template,
         make_backend,
-        newsletter.recipient,
+        newsletter.outgoing,
         pace,
         worker_name(),
         journal,

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from mailer.app.newsletter import Newsletter
 from mailer.core.tokens import MAX_AGE_DAYS, Purpose
-from mailer.delivery.base import Backend, Outgoing, Result
+from mailer.delivery.base import Backend, Result
 from mailer.render.email import RenderedMessage, render_confirmation, render_preferences_link
 from mailer.render.message import MessageTemplate
 from mailer.store.subscribers import Subscriber
@@ -41,10 +41,13 @@ class PersonalMail(ABC):
     def send(self, subscriber: Subscriber) -> Result:
         """Hand the message to the backend; raises BackendError when it could not be."""
         template = self.template(subscriber)
-        recipient = self.newsletter.recipient(
-            subscriber.id, subscriber.link_secret, subscriber.email, subscriber.name
+        outgoing = self.newsletter.outgoing(
+            subscriber.id,
+            subscriber.link_secret,
+            subscriber.email,
+            subscriber.name,
+            template.message_id(),
         )
-        outgoing = Outgoing(subscriber.id, recipient, template.message_id())
         with self.backend() as backend:
             (result,) = backend.send(template, [outgoing])
         return result

@@ -29,7 +29,7 @@ from mailer.core.errors import ConfigError, Problem
 from mailer.core.events import SoftBounces
 from mailer.core.output import Written, write_atomically, write_folder
 from mailer.core.tokens import Links, Purpose
-from mailer.delivery.base import Backend, Reconciler
+from mailer.delivery.base import Backend, Outgoing, Reconciler
 from mailer.render.clicks import counted_urls, with_counted_links
 from mailer.render.email import RenderedIssue, render_issue
 from mailer.render.furniture import Furniture
@@ -221,6 +221,24 @@ class Newsletter:
             name=name,
             unsubscribe_url=links.url(Purpose.UNSUBSCRIBE, subscriber_id, link_secret),
             preferences_url=links.url(Purpose.PREFERENCES, subscriber_id, link_secret),
+        )
+
+    def envelope_sender(self, subscriber_id: int, link_secret: str) -> str:
+        """Where this subscriber's bounces return: the signed VERP address of [bounces]
+        address, which the smtp backend sends with as MAIL FROM; "" without one (the From
+        address, as HTTP services set their own)."""
+        bounces = self.config.bounces.address
+        return self.links.bounce_address(bounces, subscriber_id, link_secret) if bounces else ""
+
+    def outgoing(
+        self, subscriber_id: int, link_secret: str, email: str, name: str, message_id: str
+    ) -> Outgoing:
+        """One subscriber's message of a batch: their links and their envelope sender."""
+        return Outgoing(
+            subscriber_id,
+            self.recipient(subscriber_id, link_secret, email, name),
+            message_id,
+            self.envelope_sender(subscriber_id, link_secret),
         )
 
     def preview_recipient(self) -> Recipient:

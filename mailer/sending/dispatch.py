@@ -28,7 +28,7 @@ from typing import ParamSpec, TypeVar
 from mailer.core.errors import DatabaseUnavailable
 from mailer.core.lifecycle import Status
 from mailer.delivery.base import Backend, BackendError, Outcome, Outgoing, Result
-from mailer.render.message import HeaderInjection, MessageTemplate, Recipient, header_safe
+from mailer.render.message import HeaderInjection, MessageTemplate, header_safe
 from mailer.sending.journal import Journal
 from mailer.sending.patience import patiently
 from mailer.sending.reconciling import Reconciled, Reconciliation
@@ -134,7 +134,7 @@ class Dispatcher:
         campaigns: Campaigns,
         template: MessageTemplate,
         make_backend: Callable[[], Backend],
-        recipient: Callable[[int, str, str, str], Recipient],
+        outgoing: Callable[[int, str, str, str, str], Outgoing],
         pace: Pace,
         worker: str,
         journal: Journal,
@@ -149,7 +149,9 @@ class Dispatcher:
         """This machine's clock: when a retry falls due. Leases go by the database's."""
         self.template = template
         self.make_backend = make_backend
-        self.recipient = recipient
+        self.outgoing = outgoing
+        """A claimed subscriber's message (id, link secret, email, name, Message-ID): their
+        links and envelope sender (Newsletter.outgoing)."""
         self.pace = pace
         self.worker = worker
         self.limit = RateLimit(pace.rate)
@@ -351,11 +353,11 @@ class Dispatcher:
                 continue
             attempts[person.subscriber_id] = person.attempts + 1
             outgoing.append(
-                Outgoing(
+                self.outgoing(
                     person.subscriber_id,
-                    self.recipient(
-                        person.subscriber_id, person.link_secret, person.email, person.name
-                    ),
+                    person.link_secret,
+                    person.email,
+                    person.name,
                     self.template.message_id(),
                 )
             )
