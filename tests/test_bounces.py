@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import email
 import email.policy
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -21,9 +23,11 @@ from mailer.bounces.reading import Verdict, read_report
 from mailer.core.events import Severity
 from mailer.core.lifecycle import Status
 from mailer.core.tokens import Links
+from mailer.scheduler.due import Scheduler
 from tests.conftest import SECRET, Folder, Run
 from tests.imap_server import PASSWORD, MailServer, mail_server_fixture  # noqa: F401
 from tests.smtp_server import certificates_fixture  # noqa: F401
+from tests.test_scheduler import FakeClock
 
 SAMPLES = Path(__file__).parent / "bounces"
 BOUNCES = "bounces@example.org"
@@ -280,3 +284,86 @@ def test_a_pass_cut_short_after_recording_repeats_nothing_on_the_next(
     found = newsletter.store.subscribers.find(reader)
     assert found is not None
     assert len(newsletter.store.events.of_subscriber(found.id)) == 1  # one soft bounce, once
+
+
+# The scheduler's pass ----------------------------------------------------------------------------
+
+
+@contextmanager
+def scheduler_at(folder: Folder, clock: FakeClock) -> Iterator[Scheduler]:
+    """A scheduler under a fake clock, reading the environment (the mailbox's password)."""
+    newsletter = Newsletter.load(folder.config_path, clock=clock)
+    try:
+        yield Scheduler(newsletter)
+    finally:
+        newsletter.store.close()
+
+
+def test_the_scheduler_reads_the_mailbox_every_interval_and_marks_whom_it_names(
+    folder: Folder, run: Run, mail_server: MailServer, sent: dict[str, str]
+) -> None:
+    configure(folder, mail_server, mail_server.imap_url)
+    folder.configure("interval = 5", "interval = 10")
+    gone, full = "reader0@example.net", "reader2@example.net"
+    start = dt.datetime.now(dt.UTC)
+    clock = FakeClock(start)
+    with scheduler_at(folder, clock) as scheduler:
+        assert scheduler.tick().warnings == []  # the first pass: nothing there yet
+        mail_server.deliver(
+            sample("postfix-user-unknown.eml", gone, sent[gone], verp_of(folder, gone))
+        )
+        clock.set(start + dt.timedelta(seconds=599))
+        scheduler.tick()
+        assert status(folder, gone) == Status.ACTIVE  # not yet its interval
+        assert mail_server.subjects("INBOX") == ["Undelivered Mail Returned to Sender"]
+
+        clock.set(start + dt.timedelta(seconds=600))
+        done = scheduler.tick()
+        assert status(folder, gone) == Status.BOUNCED
+        assert any("1 report recorded (1 bounced" in note.text for note in done.notes)
+        assert mail_server.subjects("INBOX") == []
+
+        # Three soft bounces within the window ([bounces] soft_bounces = 3 here).
+        mail_server.deliver(
+            *(
+                sample("gmail-over-quota.eml", full, sent[full], verp_of(folder, full), n)
+                for n in (1, 2, 3)
+            )
+        )
+        clock.set(start + dt.timedelta(seconds=1200))
+        scheduler.tick()
+        assert status(folder, full) == Status.BOUNCED
+    assert [status(folder, f"reader{n}@example.net") for n in (1, 3, 4, 5)] == [Status.ACTIVE] * 4
+
+
+def test_a_mailbox_the_scheduler_cannot_read_is_reported_without_its_password_and_tried_again(
+    folder: Folder,
+    run: Run,
+    mail_server: MailServer,
+    sent: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    configure(folder, mail_server, mail_server.imap_url)
+    reader = "reader0@example.net"
+    mail_server.deliver(
+        sample("postfix-user-unknown.eml", reader, sent[reader], verp_of(folder, reader))
+    )
+    monkeypatch.setenv("MAILER_BOUNCES_PASSWORD", "not the password")
+    start = dt.datetime.now(dt.UTC)
+    clock = FakeClock(start)
+    with scheduler_at(folder, clock) as scheduler:
+        done = scheduler.tick()
+    (warning,) = done.warnings
+    assert warning.startswith("bounces: the bounce mailbox imaps://") and "refused us" in warning
+    assert "not the password" not in caplog.text and "not the password" not in warning
+    assert status(folder, reader) == Status.ACTIVE
+
+    monkeypatch.setenv("MAILER_BOUNCES_PASSWORD", PASSWORD)  # put right
+    with scheduler_at(folder, clock) as scheduler:
+        clock.set(start + dt.timedelta(seconds=60))
+        assert scheduler.tick().warnings == []  # within the interval: not tried at every look
+        assert status(folder, reader) == Status.ACTIVE
+        clock.set(start + dt.timedelta(seconds=300))
+        scheduler.tick()
+    assert status(folder, reader) == Status.BOUNCED

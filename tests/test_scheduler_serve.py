@@ -2,24 +2,30 @@
 process, whose scheduler starts the campaign; the messages arrive at the SMTP test server, and a
 commentary whose embargo ends at that time appears in the feed the server answers. And a real
 `mailer scheduler` killed with SIGKILL in the middle of the campaign it started: the next one
-continues it, losing nobody."""
+continues it, losing nobody. And a subscriber who subscribes and confirms on a real `mailer
+serve`: the welcome email and the latest issue arrive from its scheduler, once, even after a
+restart."""
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 from mailer.delivery.smtp import SmtpBackend
 from mailer.store.campaigns import CampaignStatus, DeliveryState
 from tests.conftest import SECRET, Folder, Run
 from tests.smtp_server import (
+    Received,
+    SmtpServer,
     StartServer,
     certificates_fixture,  # noqa: F401  (the fixture `certificates`)
     free_port,
@@ -146,3 +152,111 @@ def test_a_scheduler_killed_during_the_campaign_it_started_is_continued_by_the_n
     assert not twice & sent_before, "somebody logged as sent received it again"
     assert len(twice) <= 2 * batch
     assert _done(folder)
+
+
+NEW = "new.reader@example.net"
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+@pytest.mark.parametrize("welcome", [True, False])
+def test_confirming_on_mailer_serve_brings_the_welcome_email_and_the_latest_issue_once(
+    folder: Folder, run: Run, smtp_server: StartServer, welcome: bool
+) -> None:
+    server = smtp_server()
+    add_people(folder, run, FOUR)
+    use_server(folder, server)
+    folder.configure("interval = 30", "interval = 1")
+    folder.configure("send_latest = false", "send_latest = true")
+    if not welcome:
+        folder.configure("welcome = true", "welcome = false")
+    sent = run("send", SLUG, "--yes")  # the latest issue the list received
+    assert sent.exit_code == 0, sent.output
+    (issue,) = {str(m.message()["Subject"]) for m in server.messages()}
+    environment = {**os.environ, "MAILER_SECRET": SECRET, "SMTP_PASSWORD": PASSWORD}
+    environment.pop("MAILER_CONFIG", None)
+    port = free_port()
+    site = f"http://127.0.0.1:{port}"
+    serving = subprocess.Popen(
+        [str(MAILER), "--config", str(folder.config_path), "serve", "--port", str(port)],
+        env=environment,
+        cwd=folder.path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    browser = requests.Session()
+    expected = 3 if welcome else 1  # the confirmation, the welcome, the latest issue
+    try:
+        deadline = time.monotonic() + 120  # generous: a loaded machine is slow, not wrong
+        form = _page(browser, f"{site}/commentaries/subscribe", serving, deadline)
+        answer = browser.post(
+            f"{site}/commentaries/subscribe",
+            data={"email": NEW, "name": "New Reader", "lists": "commentaries", "website": ""}
+            | {"csrf_token": _csrf(form)},
+            timeout=30,
+        )
+        assert answer.status_code == 200, answer.text
+        confirmation = _wait_for(server, 1, serving, deadline)[0].message()
+        text = confirmation.get_body(("plain",))
+        assert text is not None
+        link = re.search(
+            r"https://www\.example\.org(/commentaries/confirm/\S+)", text.get_content()
+        )
+        assert link, "no confirmation link"
+        page = _page(browser, site + link[1], serving, deadline)
+        confirmed = browser.post(site + link[1], data={"csrf_token": _csrf(page)}, timeout=30)
+        assert confirmed.status_code == 200 and "Subscribed" in confirmed.text
+        _wait_for(server, expected, serving, deadline)
+    finally:
+        serving.send_signal(signal.SIGTERM)
+        _, errors = serving.communicate(timeout=60)
+    restarted = subprocess.run(
+        [str(MAILER), "--config", str(folder.config_path), "scheduler", "--once"],
+        env=environment,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+    subjects = sorted(str(m.message()["Subject"]) for m in server.messages_to(NEW))
+    confirm_subject = "Confirm your subscription to IAI Commentaries"
+    if welcome:
+        assert subjects == sorted([confirm_subject, "Welcome to IAI Commentaries", issue])
+        assert b"the welcome email to 1 new subscriber of" in errors
+    else:
+        assert subjects == [confirm_subject]
+    assert {a: n for a, n in server.arrivals().items() if a != NEW} == {p[0]: 1 for p in FOUR}
+
+
+def _page(
+    browser: requests.Session, url: str, serving: subprocess.Popen[bytes], deadline: float
+) -> str:
+    """The page at `url` once the service answers."""
+    while True:
+        assert serving.poll() is None, serving.communicate()
+        assert time.monotonic() < deadline, f"{url} never answered"
+        try:
+            answer = browser.get(url, timeout=30)
+        except requests.ConnectionError:  # not listening yet
+            time.sleep(0.05)
+            continue
+        assert answer.status_code == 200, answer.text
+        return answer.text
+
+
+def _csrf(page: str) -> str:
+    found = CSRF.search(page)
+    assert found, "the form carries no CSRF token"
+    return found[1]
+
+
+def _wait_for(
+    server: SmtpServer, count: int, serving: subprocess.Popen[bytes], deadline: float
+) -> list[Received]:
+    """The messages to NEW once `count` of them arrived."""
+    while len(server.messages_to(NEW)) < count:
+        assert serving.poll() is None, serving.communicate()
+        assert time.monotonic() < deadline, f"{count} messages to {NEW} never arrived"
+        time.sleep(0.05)
+    return server.messages_to(NEW)

@@ -76,6 +76,9 @@ def public_at(issue: Issue) -> dt.datetime:
 
 
 def template_of(newsletter: Newsletter, campaign: Campaign) -> MessageTemplate:
+    if campaign.kind == CampaignKind.WELCOME:
+        language = newsletter.store.campaigns.language_of(campaign.id)
+        return newsletter.message_template(newsletter.welcome(language), campaign.list_name)
     issue = issue_for_sending(newsletter, campaign.slugs)
     rendered = newsletter.render(issue)
     if campaign.kind == CampaignKind.DIGEST:  # its own subject line, not the lead's title

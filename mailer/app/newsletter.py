@@ -31,7 +31,7 @@ from mailer.core.output import Written, write_atomically, write_folder
 from mailer.core.tokens import Links, Purpose
 from mailer.delivery.base import Backend, Outgoing, Reconciler
 from mailer.render.clicks import counted_urls, with_counted_links
-from mailer.render.email import RenderedIssue, render_issue
+from mailer.render.email import RenderedIssue, RenderedMessage, render_issue, render_welcome
 from mailer.render.furniture import Furniture
 from mailer.render.message import MessageTemplate, Recipient, Sender
 from mailer.render.theme import Theme
@@ -200,8 +200,13 @@ class Newsletter:
             feedback_id=newsletter.feedback_id,
         )
 
-    def message_template(self, rendered: RenderedIssue, list_name: str) -> MessageTemplate:
+    def message_template(self, rendered: RenderedMessage, list_name: str) -> MessageTemplate:
         return MessageTemplate(rendered, self.sender(list_name))
+
+    def welcome(self, language: str = "") -> RenderedMessage:
+        """The welcome email of those who just confirmed (the theme's welcome_email.*), in
+        the language they read ("": the newsletter's)."""
+        return render_welcome(self.theme, self.config.newsletter, language)
 
     def campaign_template(
         self, rendered: RenderedIssue, campaign_id: int, list_name: str

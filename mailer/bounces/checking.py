@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from mailer.bounces.mailbox import Mailbox
 from mailer.bounces.reading import Report, Verdict, read_report
 from mailer.core.events import Event
+from mailer.core.lifecycle import Status
 from mailer.core.tokens import Links
+from mailer.core.wording import count
 from mailer.store.database import Store
 from mailer.store.events import Applied
 from mailer.store.subscribers import Subscriber
@@ -43,6 +45,25 @@ class Pass:
     gone: int = 0
     """Reports about somebody no longer held (erased): taken out, nothing recorded."""
     left: list[Left] = field(default_factory=list)
+
+    @property
+    def summary(self) -> str:
+        """What the pass did, in one sentence (no addresses: it goes to logs too)."""
+        applied = self.applied
+        bounced = sum(1 for _, status in applied.changed if status is Status.BOUNCED)
+        complained = sum(1 for _, status in applied.changed if status is Status.COMPLAINED)
+        return (
+            f"{count(applied.recorded, 'report')} recorded ({bounced} bounced, {complained} "
+            f"complained), {applied.duplicates} seen before, "
+            f"{count(self.delays, 'delay warning')}, {self.gone} about subscribers no longer "
+            f"held, {len(self.left)} left in the mailbox."
+        )
+
+    @property
+    def quiet(self) -> bool:
+        """Nothing was in the mailbox."""
+        applied = self.applied
+        return not (applied.recorded or applied.duplicates or self.delays or self.gone or self.left)
 
 
 def check_mailbox(mailbox: Mailbox, store: Store, links: Links, bounce_address: str) -> Pass:

@@ -6,9 +6,8 @@ import click
 
 from mailer.bounces.checking import check_mailbox
 from mailer.bounces.mailbox import open_mailbox
-from mailer.cli.shared import Invocation, count, pass_invocation
+from mailer.cli.shared import Invocation, pass_invocation
 from mailer.core.errors import ConfigError, Problem
-from mailer.core.lifecycle import Status
 
 
 @click.group("bounces")
@@ -48,14 +47,7 @@ def check(invocation: Invocation) -> None:
         )
     mailbox = open_mailbox(settings, config.path)
     done = check_mailbox(mailbox, newsletter.store, newsletter.links, settings.address)
-    applied = done.applied
-    bounced = sum(1 for _, status in applied.changed if status is Status.BOUNCED)
-    complained = sum(1 for _, status in applied.changed if status is Status.COMPLAINED)
-    click.echo(
-        f"{count(applied.recorded, 'report')} recorded ({bounced} bounced, {complained} "
-        f"complained), {applied.duplicates} seen before, {count(done.delays, 'delay warning')}, "
-        f"{done.gone} about subscribers no longer held, {len(done.left)} left in the mailbox."
-    )
+    click.echo(done.summary)
     for left in done.left:
         click.echo(f"  left: message {left.key} {left.subject!r}: {left.why}")
     if done.left:

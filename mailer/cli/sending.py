@@ -479,8 +479,12 @@ def list_campaigns(invocation: Invocation) -> None:
 
 
 def _issue_of(campaign: Campaign) -> str:
-    digest = "digest: " if campaign.kind == CampaignKind.DIGEST else ""
-    return digest + campaign.issue
+    if campaign.kind == CampaignKind.WELCOME:
+        return "the welcome email"
+    return _KIND_PREFIX.get(campaign.kind, "") + campaign.issue
+
+
+_KIND_PREFIX = {CampaignKind.DIGEST: "digest: ", CampaignKind.LATEST: "to new subscribers: "}
 
 
 def _campaign(invocation: Invocation, campaign_id: int) -> Campaign:

@@ -13,6 +13,7 @@ import click
 from mailer.app.newsletter import Newsletter
 from mailer.core import config
 from mailer.core.errors import RequestError
+from mailer.core.wording import count as count  # what every command counts with
 
 
 class Invocation:
@@ -27,11 +28,6 @@ class Invocation:
 
 
 pass_invocation = click.make_pass_decorator(Invocation)
-
-
-def count(number: int, singular: str, plural: str = "") -> str:
-    """`1 commentary`, `3 commentaries`."""
-    return f"{number:,} {singular if number == 1 else plural or singular + 's'}"
 
 
 WIDEST = 40

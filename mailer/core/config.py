@@ -309,11 +309,23 @@ class BounceSettings(Section):
     folder: str = setting("Processed")
     ca_file: Path | None = setting(None)
     timeout: float = setting(60.0, check=at_least(1))
+    interval: float = setting(5.0, check=at_least(0.5))
+    """Minutes between the scheduler's passes over the mailbox."""
     # Mailman's defaults: a score of 5 (bounce_score_threshold) within 7 days
     # (bounce_info_stale_after).
     soft_bounces: int = setting(5, check=at_least(1))
     """Soft bounces within `soft_bounce_days` that make a subscriber bounced."""
     soft_bounce_days: int = setting(7, check=at_least(1))
+
+
+@dataclass(frozen=True)
+class SubscribeSettings(Section):
+    """[subscribe]: what a new subscriber receives once they confirmed."""
+
+    welcome: bool = setting(True)
+    """A welcome email (the theme's welcome_email.html and .txt), sent by the scheduler."""
+    send_latest: bool = setting(False)
+    """After the welcome email, the latest issue their list received."""
 
 
 @dataclass(frozen=True)
@@ -344,6 +356,7 @@ class Config(Section):
     console: ConsoleSettings = setting(ConsoleSettings())
     webhooks: WebhookSettings = setting(WebhookSettings())
     bounces: BounceSettings = setting(BounceSettings())
+    subscribe: SubscribeSettings = setting(SubscribeSettings())
     analytics: AnalyticsSettings = setting(AnalyticsSettings())
     tables: Mapping[tuple[str, ...], Section] = field(
         default_factory=dict, metadata={"key": "", "check": None}

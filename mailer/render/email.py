@@ -201,6 +201,28 @@ def digest_subject(
     return template.format(name=newsletter.name, title=lead.title, count=count)
 
 
+def render_welcome(
+    theme: Theme, newsletter: NewsletterSettings, language: str = ""
+) -> RenderedMessage:
+    """The welcome email a subscriber receives once they confirmed, in `language` (theirs;
+    default: the newsletter's): rendered once for a campaign of them, their links left as
+    placeholders."""
+    speaking = i18n.language(language or newsletter.language)
+    marker = "mlr" + secrets.token_hex(6)
+    context: dict[str, Any] = {
+        "newsletter": newsletter,
+        "recipient": _Placeholders(marker),
+        "archive_url": f"{newsletter.site_url}archive/",
+    }
+    code = speaking.code
+    return RenderedMessage(
+        subject=speaking.gettext("Welcome to %(newsletter)s") % {"newsletter": newsletter.name},
+        html=theme.render("welcome_email.html", language=code, language_code=code, **context),
+        text=theme.render("welcome_email.txt", language=code, **context),
+        marker=marker,
+    )
+
+
 def _personal_message(
     theme: Theme, template: str, subject: str, language: str, **context: Any
 ) -> RenderedMessage:

@@ -39,6 +39,8 @@ THEME_FILES = (
     "personal_email.html",
     "preferences_email.txt",
     "preferences_email.html",
+    "welcome_email.txt",
+    "welcome_email.html",
 )
 
 

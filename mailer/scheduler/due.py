@@ -23,10 +23,13 @@ from mailer.app.campaigns import (
 )
 from mailer.app.newsletter import Newsletter
 from mailer.app.publishing import pending
+from mailer.bounces.checking import check_mailbox
+from mailer.bounces.mailbox import open_mailbox
 from mailer.core.errors import MailerError
+from mailer.core.wording import count
 from mailer.render.email import digest_subject
 from mailer.scheduler import digests
-from mailer.store.campaigns import Campaign, CampaignKind, CampaignStatus
+from mailer.store.campaigns import Campaign, CampaignKind, CampaignStatus, Latest
 
 log = logging.getLogger("mailer.scheduler")
 
@@ -38,6 +41,8 @@ DIGEST_HANDLED = "digest handled:"
 """+ a list's name: the last digest time dealt with (sent, found empty, or missed)."""
 DIGEST_SENT = "digest sent:"
 """+ a list's name: the last digest time that was sent; the next digest starts from it."""
+BOUNCES_READ = "bounces read"
+"""When the last pass over the bounce mailbox began."""
 RESUMED = "campaign resumed:"
 """+ a campaign's id: when staff last resumed it (the grace counts from then, not from its
 last delivery before the pause)."""
@@ -99,7 +104,14 @@ class Scheduler:
             if not alone:
                 done.acted = False
                 return done
-            for step in (self._build, self._auto_publish, self._campaigns, self._digest):
+            for step in (
+                self._build,
+                self._auto_publish,
+                self._campaigns,
+                self._welcome,
+                self._digest,
+                self._bounces,
+            ):
                 try:
                     step(done)
                 except MailerError as error:
@@ -250,6 +262,45 @@ class Scheduler:
             warning=bool(tally.failed) or report.campaign.status == CampaignStatus.PAUSED,
         )
 
+    # Welcome emails ---------------------------------------------------------------------------
+
+    def _welcome(self, done: Tick) -> None:
+        """The welcome emails owed to those who confirmed since the last look, one campaign
+        per list and language, each followed with [subscribe] send_latest by the latest issue
+        the list received: sent now through the one send engine (a crash leaves them running,
+        for the campaigns above to continue)."""
+        newsletter = self.newsletter
+        campaigns = newsletter.store.campaigns
+        due = campaigns.welcomes_due(newsletter.config.delivery.list)
+        if not due:
+            return
+        for (list_name, language), subscriber_ids in due.items():
+            subject = newsletter.welcome(language).subject
+            latest = (
+                self._latest(list_name, done) if newsletter.config.subscribe.send_latest else None
+            )
+            for campaign in campaigns.start_welcome(list_name, subscriber_ids, subject, latest):
+                what = "welcome email" if campaign.kind == CampaignKind.WELCOME else "latest issue"
+                done.say(
+                    f"Campaign {campaign.id}: the {what} to "
+                    f"{count(campaign.recipients, 'new subscriber')} of '{list_name}'."
+                )
+                self._attempt(self._send, campaign, done)
+
+    def _latest(self, list_name: str, done: Tick) -> Latest | None:
+        """What follows the welcome: the latest issue the list received, if it can still be
+        sent (its commentaries may have gone); None when there is none."""
+        newsletter = self.newsletter
+        sent = newsletter.store.campaigns.last_sent(list_name)
+        if sent is None:
+            return None
+        try:
+            issue = issue_for_sending(newsletter, sent.slugs)
+        except MailerError as error:
+            done.say(f"The welcome emails go without the latest issue: {error}", warning=True)
+            return None
+        return Latest(sent.issue, sent.subject, newsletter.readers(issue))
+
     # Digests ---------------------------------------------------------------------------------
 
     def _digest(self, done: Tick) -> None:
@@ -342,3 +393,25 @@ class Scheduler:
             slot,
             (group.chosen_from, group.chosen_until),
         )
+
+    # The bounce mailbox ---------------------------------------------------------------------
+
+    def _bounces(self, done: Tick) -> None:
+        """Every [bounces] interval, one pass over the bounce mailbox (as `mailer bounces
+        check`). Only the acting scheduler makes it, one look at a time, so two passes never
+        overlap; a mailbox that cannot be read is reported and tried at the next interval."""
+        newsletter = self.newsletter
+        config = newsletter.config
+        settings = config.bounces
+        if not settings.mailbox:
+            return
+        now = newsletter.clock()
+        marks = newsletter.store.schedule
+        last = marks.mark(BOUNCES_READ)
+        if last is not None and now - last < dt.timedelta(minutes=settings.interval):
+            return
+        marks.set_mark(BOUNCES_READ, now)  # before reading: a failing server waits its turn too
+        mailbox = open_mailbox(settings, config.path)
+        read = check_mailbox(mailbox, newsletter.store, newsletter.links, settings.address)
+        if not read.quiet:
+            done.say(f"The bounce mailbox: {read.summary}", warning=bool(read.left))

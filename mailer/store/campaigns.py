@@ -21,6 +21,7 @@ from enum import StrEnum
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Engine,
     and_,
@@ -50,6 +51,7 @@ from mailer.store.schema import (
     memberships,
     subscribers,
     utcnow,
+    welcomes,
 )
 from mailer.store.subscribers import EVERY_ISSUE, change_status, reading
 
@@ -88,6 +90,10 @@ class CampaignKind(StrEnum):
     """An issue to the list's subscribers who get every issue (frequency immediate)."""
     DIGEST = "digest"
     """The week's commentaries to the list's weekly subscribers."""
+    WELCOME = "welcome"
+    """The welcome email, to the list's subscribers who just confirmed."""
+    LATEST = "latest"
+    """The latest issue the list received, again, to those who just confirmed."""
 
 
 class DeliveryState(StrEnum):
@@ -118,6 +124,15 @@ class Campaign:
     @property
     def slugs(self) -> list[str]:
         return self.issue.split()
+
+
+class Latest(NamedTuple):
+    """The issue a welcome is followed by: its slugs, subject, and the languages of the
+    subscribers it is for (None: everybody)."""
+
+    issue: str
+    subject: str
+    languages: Sequence[str] | None
 
 
 class Claimed(NamedTuple):
@@ -216,12 +231,19 @@ class Campaigns:
 
     def latest(self, issue: str, list_name: str) -> Campaign | None:
         """The newest campaign of this issue to this list, if there is one (digests aside)."""
+        return self._newest_issue(list_name, campaigns.c.issue == issue)
+
+    def last_sent(self, list_name: str) -> Campaign | None:
+        """The newest issue sent in full to this list (digests and welcomes aside)."""
+        return self._newest_issue(list_name, campaigns.c.status == CampaignStatus.DONE)
+
+    def _newest_issue(self, list_name: str, condition: Any) -> Campaign | None:
         query = (
             self._query()
             .where(
-                campaigns.c.issue == issue,
                 lists.c.name_key == list_key(list_name),
                 campaigns.c.kind == CampaignKind.ISSUE,
+                condition,
             )
             .order_by(campaigns.c.id.desc())
             .limit(1)
@@ -229,6 +251,38 @@ class Campaigns:
         with self.engine.connect() as connection:
             row = connection.execute(query).first()
         return self._campaign(row) if row else None
+
+    def welcomes_due(self, default_list: str) -> dict[tuple[str, str], list[int]]:
+        """The subscribers owed a welcome email, by the list it comes from (the first of
+        theirs by name, else `default_list`) and the language they read ("" the newsletter's)."""
+        query = (
+            select(welcomes.c.subscriber_id, subscribers.c.language, lists.c.name)
+            .select_from(welcomes)
+            .join(subscribers, subscribers.c.id == welcomes.c.subscriber_id)
+            .outerjoin(memberships, memberships.c.subscriber_id == welcomes.c.subscriber_id)
+            .outerjoin(lists, lists.c.id == memberships.c.list_id)
+            .order_by(welcomes.c.subscriber_id, lists.c.name)
+        )
+        first: dict[int, tuple[str, str]] = {}
+        with self.engine.connect() as connection:
+            for subscriber_id, language, list_name in connection.execute(query):
+                first.setdefault(subscriber_id, (list_name or default_list, language))
+        due: dict[tuple[str, str], list[int]] = {}
+        for subscriber_id, group in first.items():
+            due.setdefault(group, []).append(subscriber_id)
+        return due
+
+    def language_of(self, campaign_id: int) -> str:
+        """The language a welcome campaign's recipients read ("" the newsletter's): they are
+        chosen alike (welcomes_due)."""
+        query = (
+            select(subscribers.c.language)
+            .join(deliveries, deliveries.c.subscriber_id == subscribers.c.id)
+            .where(deliveries.c.campaign_id == campaign_id)
+            .limit(1)
+        )
+        with self.engine.connect() as connection:
+            return connection.scalar(query) or ""
 
     def counts(self, campaign_id: int) -> dict[DeliveryState, int]:
         query = (
@@ -374,6 +428,47 @@ class Campaigns:
                 return None
         return self._made(campaign_id)
 
+    def start_welcome(
+        self, list_name: str, subscriber_ids: Sequence[int], subject: str, latest: Latest | None
+    ) -> list[Campaign]:
+        """The welcome campaign of these subscribers owed one (and, with `latest`, the latest
+        issue's after it), taking them off the welcomes owed in the same transaction: each is
+        welcomed once, and a crash after this leaves running campaigns the scheduler
+        continues. Those no longer active are left out; a campaign with nobody is not made."""
+        now = self.clock()
+        made = []
+        with self.engine.begin() as connection:
+            owed = list(
+                connection.scalars(
+                    select(welcomes.c.subscriber_id).where(
+                        one_of(connection, welcomes.c.subscriber_id, subscriber_ids)
+                    )
+                )
+            )
+            if not owed:
+                return []
+            connection.execute(
+                delete(welcomes).where(one_of(connection, welcomes.c.subscriber_id, owed))
+            )
+            parts: list[tuple[str, str, Sequence[str] | None, CampaignKind]] = [
+                ("", subject, None, CampaignKind.WELCOME)
+            ]
+            if latest is not None:
+                parts.append((latest.issue, latest.subject, latest.languages, CampaignKind.LATEST))
+            for issue, title, languages, kind in parts:
+                campaign_id = self._insert(connection, issue, list_name, title, now)
+                connection.execute(
+                    update(campaigns)
+                    .where(campaigns.c.id == campaign_id)
+                    .values(status=CampaignStatus.RUNNING.value, kind=kind.value)
+                )
+                chosen = reading(languages, one_of(connection, subscribers.c.id, owed))
+                if _fix_chosen(connection, campaign_id, chosen):
+                    made.append(campaign_id)
+                else:
+                    connection.execute(delete(campaigns).where(campaigns.c.id == campaign_id))
+        return [self._made(campaign_id) for campaign_id in made]
+
     def schedule(self, issue: str, list_name: str, subject: str, at: dt.datetime) -> Campaign:
         """A new campaign that starts at `at`: its recipients are fixed then, not now."""
         with self.engine.begin() as connection:
@@ -487,18 +582,7 @@ class Campaigns:
             .join(subscribers, subscribers.c.id == memberships.c.subscriber_id)
             .where(memberships.c.list_id == list_id, *reading(languages, which))
         )
-        connection.execute(
-            insert(deliveries).from_select(
-                ["subscriber_id", "campaign_id", "state", "attempts", "updated_at"], recipients
-            )
-        )
-        added = connection.execute(  # rowcount of INSERT … SELECT is -1 with psycopg
-            select(func.count()).where(deliveries.c.campaign_id == campaign_id)
-        ).scalar_one()
-        connection.execute(
-            update(campaigns).where(campaigns.c.id == campaign_id).values(recipients=added)
-        )
-        return int(added)
+        return _log_recipients(connection, campaign_id, recipients)
 
     def set_status(self, campaign_id: int, status: CampaignStatus, detail: str = "") -> None:
         values: dict[str, Any] = {"status": status.value, "status_detail": detail}
@@ -758,6 +842,37 @@ class Campaigns:
                 if outcome.bounced:
                     _bounce(connection, outcome, campaign_id)
         return ours
+
+
+def _fix_chosen(
+    connection: Connection, campaign_id: int, chosen: Sequence[ColumnElement[bool]]
+) -> int:
+    """Copy the subscribers `chosen` (subscribers.reading) into the campaign's log; how many."""
+    recipients = select(
+        subscribers.c.id,
+        literal(campaign_id),
+        literal(DeliveryState.QUEUED.value),
+        literal(0),
+        literal(utcnow(), UtcDateTime),
+    ).where(*chosen)
+    return _log_recipients(connection, campaign_id, recipients)
+
+
+def _log_recipients(connection: Connection, campaign_id: int, recipients: Any) -> int:
+    """Insert the recipients a SELECT finds (subscriber, campaign, state, attempts, time) into
+    the campaign's log and count them on the campaign."""
+    connection.execute(
+        insert(deliveries).from_select(
+            ["subscriber_id", "campaign_id", "state", "attempts", "updated_at"], recipients
+        )
+    )
+    added = connection.execute(  # rowcount of INSERT … SELECT is -1 with psycopg
+        select(func.count()).where(deliveries.c.campaign_id == campaign_id)
+    ).scalar_one()
+    connection.execute(
+        update(campaigns).where(campaigns.c.id == campaign_id).values(recipients=added)
+    )
+    return int(added)
 
 
 class _Presence:

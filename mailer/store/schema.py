@@ -231,7 +231,8 @@ campaigns = Table(
     Column("finished_at", UtcDateTime, nullable=True),
     # When a scheduled campaign is to start (it has no deliveries until then); kept once it has.
     Column("scheduled_at", UtcDateTime, nullable=True),
-    # `issue`: to the list's immediate subscribers; `digest`: the week's, to its weekly ones.
+    # `issue`: to the list's immediate subscribers; `digest`: the week's, to its weekly ones;
+    # `welcome`: the welcome email, and `latest` the latest issue, to those who just confirmed.
     Column("kind", String(10), nullable=False, default="issue", server_default="issue"),
     Index("ix_campaigns_issue_list_id", "issue", "list_id"),
     Index("ix_campaigns_status_scheduled_at", "status", "scheduled_at"),
@@ -257,6 +258,16 @@ deliveries = Table(
     Index("ix_deliveries_subscriber_id", "subscriber_id"),
     # A bounce by mail that carries no VERP token is traced by the original's Message-ID.
     Index("ix_deliveries_message_id", "message_id"),
+)
+
+welcomes = Table(
+    # Subscribers who confirmed and are owed a welcome email: written with the confirmation,
+    # taken by the scheduler into a welcome campaign in the same transaction that makes it, so
+    # each is welcomed once whatever stops when.
+    "welcomes",
+    metadata,
+    Column("subscriber_id", Id, ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True),
+    Column("confirmed_at", UtcDateTime, nullable=False),
 )
 
 campaign_links = Table(

@@ -9,13 +9,14 @@ same as everybody else, so the form never reveals who is subscribed.
 
 from __future__ import annotations
 
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
 from mailer.core.addresses import Candidate
 from mailer.core.lifecycle import Reason, Status
 from mailer.store.database import Store
-from mailer.store.schema import utcnow
-from mailer.store.subscribers import Subscriber
+from mailer.store.schema import utcnow, welcomes
+from mailer.store.subscribers import Subscriber, change_status
 
 COME_BACK = frozenset({Status.UNSUBSCRIBED, Status.BOUNCED})
 """Statuses a new subscription through the form moves back to pending."""
@@ -56,3 +57,19 @@ def request_subscription(
             return None
         return subscribers.get(found.id)
     return None
+
+
+def confirm_subscription(store: Store, subscriber_id: int, ip: str, welcome: bool) -> bool:
+    """Pending → active through the confirmation link, owing them a welcome email when
+    `welcome`; False when it did not apply (they were not pending)."""
+    with store.engine.begin() as connection:
+        if not change_status(
+            connection, subscriber_id, Status.ACTIVE, Reason.CONFIRMATION, "confirmation link", ip
+        ):
+            return False
+        owed = select(welcomes.c.subscriber_id).where(welcomes.c.subscriber_id == subscriber_id)
+        if welcome and connection.scalar(owed) is None:  # one welcome, however often they come
+            connection.execute(
+                insert(welcomes).values(subscriber_id=subscriber_id, confirmed_at=utcnow())
+            )
+    return True

@@ -23,6 +23,7 @@ from mailer.core.lifecycle import LEFT, Frequency, Reason, Status
 from mailer.core.tokens import MAX_AGE_DAYS, InvalidLink, Purpose
 from mailer.store.lists import Offered
 from mailer.store.subscribers import Subscriber
+from mailer.store.subscribing import confirm_subscription
 from mailer.web import redact
 from mailer.web.files import FEEDS, PAGE
 from mailer.web.ratelimit import address_key, client_key
@@ -421,13 +422,15 @@ def confirm(token: str) -> Response:
 
 
 def confirm_subscriber(current: Service, found: Subscriber, token: str) -> Subscriber:
-    """Pending → active; the subscriber as they are now, whatever they were."""
-    subscribers = current.newsletter.store.subscribers
-    if found.status == Status.PENDING and subscribers.change_status(
-        found.id, Status.ACTIVE, Reason.CONFIRMATION, "confirmation link", client_ip()
+    """Pending → active, owing them the welcome email the scheduler sends ([subscribe]
+    welcome); the subscriber as they are now, whatever they were."""
+    newsletter = current.newsletter
+    welcome = newsletter.config.subscribe.welcome
+    if found.status == Status.PENDING and confirm_subscription(
+        newsletter.store, found.id, client_ip(), welcome
     ):
         log.info("confirm: subscriber %d confirmed (link %s)", found.id, redact.token(token))
-    return subscribers.get(found.id) or found
+    return newsletter.store.subscribers.get(found.id) or found
 
 
 @pages.route("/unsubscribe/<token>", methods=["GET", "POST"])
