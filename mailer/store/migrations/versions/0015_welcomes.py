@@ -1,7 +1,7 @@
 """subscribers owed a welcome email once they confirmed ([subscribe] welcome)
 
-Revision ID: 0014_welcomes
-Revises: 0013_delivery_batches
+Revision ID: 0015_welcomes
+Revises: 0014_console_sending
 Create Date: 2026-12-02 01:10:00.000000
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import mailer.store.schema
 
-revision = "0014_welcomes"
-down_revision = "0013_delivery_batches"
+revision = "0015_welcomes"
+down_revision = "0014_console_sending"
 branch_labels = None
 depends_on = None
 
