@@ -97,10 +97,12 @@ class Scheduler:
     def grace(self) -> dt.timedelta:
         return dt.timedelta(hours=self.newsletter.config.schedule.grace)
 
-    def tick(self) -> Tick:
-        """Do what is due now, if no other scheduler is acting."""
+    def tick(self, turn: Callable[[bool], None] = lambda acting: None) -> Tick:
+        """Do what is due now, if no other scheduler is acting. `turn` hears whether this one
+        acts as soon as that is known, before the due work (which can take long) starts."""
         done = Tick()
         with self.newsletter.store.schedule.acting_alone() as alone:
+            turn(alone)
             if not alone:
                 done.acted = False
                 return done

@@ -16,19 +16,24 @@ def run(scheduler: Scheduler, stop: threading.Event) -> None:
     logged and the next look tries again: the state is in the database, nothing is lost."""
     interval = scheduler.newsletter.config.schedule.interval
     acting: bool | None = None
+
+    def turn(acts: bool) -> None:
+        """Said once each time it changes, not at every look, and before the look's work: a
+        send can take long, and whoever watches the log should know who is sending."""
+        nonlocal acting
+        if acts != acting:
+            log.info(
+                "this scheduler acts on the due work"
+                if acts
+                else "another scheduler acts on this database; this one waits its turn"
+            )
+        acting = acts
+
     while not stop.is_set():
         try:
-            acted = scheduler.tick().acted
+            scheduler.tick(turn)
         except Exception:  # a daemon: report, keep looking
             log.exception("the scheduler's look at due work failed; trying again")
-        else:
-            if acted != acting:  # said once each time it changes, not at every look
-                log.info(
-                    "this scheduler acts on the due work"
-                    if acted
-                    else "another scheduler acts on this database; this one waits its turn"
-                )
-            acting = acted
         stop.wait(interval)
 
 
