@@ -119,13 +119,15 @@ def preview(
     default_list: str,
     reading: Reading = DETECT,
     create_lists: bool = False,
+    made: Sequence[str] = (),
     rows: int = PREVIEW_ROWS,
 ) -> Preview:
     """How `path` would be read and its first `rows` rows imported (as `import_csv` would,
     lists checked alike), read here rather than in a reader process: a few rows are quick.
-    UnusableFile when the file cannot be imported at all; RequestError for a list in `lists`
-    that does not exist."""
-    extra, check = _list_check(engine, lists, default_list, create_lists)
+    `made` names lists to be created before the import, taken as existing. UnusableFile when
+    the file cannot be imported at all; RequestError for a list in `lists` that does not
+    exist."""
+    extra, check = _list_check(engine, lists, default_list, create_lists, made)
     read = batches(path, frozenset(extra), default_list, reading, size=rows)
     try:
         layout, first = next(read), next(read)
@@ -140,11 +142,15 @@ def preview(
 
 
 def _list_check(
-    engine: Engine, lists: Sequence[str], default_list: str, create_lists: bool
+    engine: Engine,
+    lists: Sequence[str],
+    default_list: str,
+    create_lists: bool,
+    made: Sequence[str] = (),
 ) -> tuple[list[str], _ListCheck]:
     """The lists every row joins, checked, and the check of the lists each row names."""
     extra = [clean_list_name(name) for name in lists]
-    check = _ListCheck(Lists(engine).by_key(), create_lists, {default_list})
+    check = _ListCheck(Lists(engine).by_key(), create_lists, {default_list, *made})
     for name in extra:
         if problem := check.problem(frozenset({name})):
             raise RequestError(problem)
