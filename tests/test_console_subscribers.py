@@ -350,8 +350,9 @@ def test_the_wizard_shows_how_the_file_is_read_previews_it_and_imports_it(
     assert mapped(shown) == ["email", "name", "lists"]
     preview = shown.split('id="preview"')[1]
     assert "Niccolò Fabbrì" in preview and "Zoë Bianchi" in preview
+    assert "COMMENTARIES" not in preview  # each list as it exists
     rejected = dict(
-        re.findall(r'<tr class="rejected"><td>(\d+)</td><td[^>]*>([^<]+)</td>', preview)
+        re.findall(r'<tr class="rejected"><td[^>]*>(\d+)</td><td[^>]*>([^<]+)</td>', preview)
     )
     assert set(rejected) == {"5", "6"}
     assert "did you mean &#39;Commentaries&#39;" in rejected["6"]
@@ -371,6 +372,7 @@ def test_the_wizard_shows_how_the_file_is_read_previews_it_and_imports_it(
     assert "5 rows: 3 added, 0 updated, 0 unchanged, 2 rejected." in done
     maria = store.subscribers.find("maria.rossi@example.it")
     assert maria is not None and maria.name == "" and maria.lists == ("Commentaries",)
+    assert maria.joined.detail == "import of Iscritti.csv"  # as uploaded, not as stored
     assert store.subscribers.find("luca@example.it") is None
     rejects = client.get(f"{CONSOLE}/import/{import_token}/rejects.csv").get_data(as_text=True)
     lines = list(csv.reader(io.StringIO(rejects)))

@@ -91,7 +91,8 @@ class Uploads:
     def add(self, name: str, content: bytes, now: dt.datetime) -> Upload:
         self.forget_old(now)
         token = secrets.token_urlsafe(16)
-        path = self.folder / token / "upload.csv"
+        # Named as uploaded: the consent record of each person says "import of NAME".
+        path = self.folder / token / (re.sub(r"[^\w.() -]+", "-", name).strip(". ") or "upload.csv")
         path.parent.mkdir(mode=0o700)
         path.write_bytes(content)
         upload = Upload(token, name, path, len(content), now)
@@ -272,16 +273,22 @@ def _wizard(upload: Upload, choices: Choices, status: int = 200) -> ResponseRetu
         fields=fields,
         all_fields=FIELDS,
         preview=seen,
-        rows=_rows(seen, upload) if seen else [],
+        rows=_rows(seen, upload, store.lists.by_key()) if seen else [],
         lists=store.lists.names(),
         default_list=console().newsletter.config.delivery.list,
         problem=problem,
     )
 
 
-def _rows(seen: Preview, upload: Upload) -> list[tuple[int, str, str, str, str]]:
-    """(line, address, name, lists, why it is rejected) for each row of the preview, in order."""
-    rows = [(p.line, p.email, p.name, ", ".join(sorted(p.lists)), "") for p in seen.people]
+def _rows(
+    seen: Preview, upload: Upload, known: dict[str, str]
+) -> list[tuple[int, str, str, str, str]]:
+    """(line, address, name, lists, why it is rejected) for each row of the preview, in order;
+    a list named as it exists, whatever the case the file gives it."""
+    rows = [
+        (p.line, p.email, p.name, ", ".join(sorted(known.get(list_key(n), n) for n in p.lists)), "")
+        for p in seen.people
+    ]
     rows += [(r.line or 0, "", "", "", in_the_wizard(r.message, upload)) for r in seen.rejected]
     return sorted(rows)
 
