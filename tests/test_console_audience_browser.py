@@ -105,7 +105,7 @@ def test_a_publisher_imports_the_excel_file_from_italy_in_the_wizard(
             expect(page.locator("figcaption")).to_contain_text("active 5 (100%)")
             shots.take(page, "list")
             page.click("nav >> text=Dashboard")
-            expect(page.locator("figure.chart svg")).to_have_count(1)
+            expect(page.locator("figure.chart svg")).to_have_count(1)  # fetched by htmx
             shots.take(page, "dashboard-chart")
         finally:
             browser.close()

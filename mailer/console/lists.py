@@ -48,12 +48,6 @@ def pictured(name: str, weeks: int = WEEKS) -> Pictured:
     return Pictured(audience, Markup(chart(audience)))  # chart() escapes what it draws
 
 
-def pictures_of_the_lists() -> list[Pictured]:
-    """Each list not archived, pictured: what the dashboard shows."""
-    summaries = console().newsletter.store.lists.summaries()
-    return [pictured(summary.name) for summary in summaries if not summary.archived]
-
-
 def _summary(name: str) -> ListSummary:
     wanted = name.strip().casefold()
     for summary in console().newsletter.store.lists.summaries():
@@ -126,6 +120,11 @@ def _list_page(name: str, status: int = 200, problem: str = "") -> ResponseRetur
 
 @needs(Role.EDITOR, "/lists/<path:name>")
 def list_page(name: str) -> ResponseReturnValue:
+    """The list's page; asked by htmx (the dashboard, once it is shown), only its chart: at a
+    million members drawing one takes a while, which the dashboard need not wait for."""
+    if "HX-Request" in request.headers:
+        summary = _summary(name)
+        return page("audience_fragment.html", picture=pictured(summary.name), summary=summary)
     return _list_page(name)
 
 
