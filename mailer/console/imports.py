@@ -318,7 +318,10 @@ def choose(token: str) -> ResponseReturnValue:
             record("created a list", f"{choices.new_list} (for the import of {held.name})")
     except (MailerError, ValueError):
         return _wizard(held, choices, 400)
-    held.run = Run(total=held.size)
+    with uploads().lock:  # one import per upload, however often the button is pressed
+        if held.run is not None:
+            return redirect(f"{console().path}/import/{token}/progress")
+        held.run = Run(total=held.size)
     settings = _Settings(
         reading=choices.reading(header),
         lists=choices.every_row_joins,

@@ -49,11 +49,10 @@ def pictured(name: str, weeks: int = WEEKS) -> Pictured:
 
 
 def _summary(name: str) -> ListSummary:
-    wanted = name.strip().casefold()
-    for summary in console().newsletter.store.lists.summaries():
-        if summary.name.casefold() == wanted:
-            return summary
-    abort(404)
+    found = console().newsletter.store.lists.summaries(name)
+    if not found:
+        abort(404)
+    return found[0]
 
 
 def _address(name: str) -> str:
