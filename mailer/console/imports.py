@@ -387,7 +387,7 @@ def _imported(service: Console, held: Upload, settings: _Settings, run: Run) -> 
 
 
 @needs(Role.PUBLISHER, "/import/<token>/progress")
-def progress(token: str) -> ResponseReturnValue:
+def import_progress(token: str) -> ResponseReturnValue:
     held = uploads().get(token)
     if held.run is None:
         return redirect(f"{console().path}/import/{token}")

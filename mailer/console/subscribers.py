@@ -140,8 +140,7 @@ def _person_page(found: Record, status: int = 200, problem: str = "") -> Respons
         record=found,
         person=person,
         consent=[c for c in [person.joined, *found.history] if c.is_consent],
-        # Language and frequency: the digests' Record may carry them; until then, the store's.
-        frequencies=sorted(store.subscribers.frequencies(person.id).items()),
+        frequencies=sorted(found.frequencies.items()),
         lists=store.lists.names(),
         problem=problem,
     )
