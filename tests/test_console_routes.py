@@ -13,6 +13,8 @@ import secrets
 import pytest
 
 from mailer.console.accounts import token_hash
+from mailer.core.addresses import Candidate
+from mailer.core.lifecycle import Reason, Status
 from mailer.store.staff import Role
 from tests.conftest import Folder
 from tests.console_client import ConsoleApp, make_console
@@ -60,6 +62,24 @@ EXPECTED: dict[tuple[str, str], Role | None] = {
     ("POST", "/test-addresses"): P,
     ("POST", "/test-addresses/remove"): P,
     ("POST", "/commentaries/<slug>/files"): E,
+    ("GET", "/subscribers"): P,
+    ("POST", "/subscribers"): P,
+    ("GET", "/subscribers/export.csv"): P,
+    ("GET", "/subscribers/<int:subscriber_id>"): P,
+    ("POST", "/subscribers/<int:subscriber_id>/lists"): P,
+    ("POST", "/subscribers/<int:subscriber_id>/unsubscribe"): P,
+    ("GET", "/subscribers/<int:subscriber_id>/erase"): A,
+    ("POST", "/subscribers/<int:subscriber_id>/erase"): A,
+    ("GET", "/lists"): E,
+    ("POST", "/lists"): P,
+    ("GET", "/lists/<path:name>"): E,
+    ("POST", "/lists/<path:name>"): P,
+    ("GET", "/import"): P,
+    ("POST", "/import"): P,
+    ("GET", "/import/<token>"): P,
+    ("POST", "/import/<token>"): P,
+    ("GET", "/import/<token>/progress"): P,
+    ("GET", "/import/<token>/rejects.csv"): P,
 }
 WHO = (ANYBODY, E, P, A)
 
@@ -97,11 +117,24 @@ def _path(console: ConsoleApp, rule: str) -> str:
     victim, _ = console.console.accounts.add(f"victim-{secrets.token_hex(4)}@example.org", E)
     return (
         rule.replace("<int:account_id>", str(victim.id))
+        .replace("<int:subscriber_id>", str(_subscriber_id(console)))
+        .replace("<path:name>", "commentaries")
         .replace("<int:campaign_id>", "1")
         .replace("<token>", "not-a-link")
         .replace("<path:filename>", "console.css")
         .replace("<slug>", "writing-a-commentary")
     )
+
+
+def _subscriber_id(console: ConsoleApp) -> int:
+    """A subscriber on the list `commentaries`, made on first use."""
+    subscribers = console.newsletter.store.subscribers
+    if (found := subscribers.find("reader@example.org")) is None:
+        reader = Candidate("reader@example.org", "Reader", frozenset({"commentaries"}))
+        subscribers.merge([reader], status=Status.ACTIVE, reason=Reason.STAFF)
+        found = subscribers.find("reader@example.org")
+    assert found is not None
+    return found.id
 
 
 def _client(console: ConsoleApp, role: Role | None) -> tuple[object, str]:

@@ -30,6 +30,21 @@ def people(store: Store) -> None:
     store.subscribers.change_status(found.id, Status.UNSUBSCRIBED, Reason.STAFF, "test")
 
 
+def mailbox_full(recipient: str) -> Event:
+    """A provider's report of a soft bounce to `recipient`."""
+    return Event(
+        provider="mailgun",
+        kind=Kind.BOUNCED,
+        recipient=recipient,
+        event_id="ev-1",
+        message_id="",
+        at=dt.datetime(2026, 12, 1, tzinfo=dt.UTC),
+        reason="mailbox full",
+        raw={"event": "failed"},
+        severity=Severity.SOFT,
+    )
+
+
 def emails(store: Store, text: str = "", **options: object) -> list[str]:
     return [s.email for s in store.directory.search(text, **options).subscribers]  # type: ignore[arg-type]
 
@@ -75,21 +90,7 @@ def test_a_record_holds_the_subscriber_history_events_and_send_log(store: Store)
     ada = store.subscribers.find("ada@example.org")
     assert ada is not None
     campaign = store.campaigns.start("2026-11-30-first", "news", "The first issue")
-    store.events.apply(
-        [
-            Event(
-                provider="mailgun",
-                kind=Kind.BOUNCED,
-                recipient="ada@example.org",
-                event_id="ev-1",
-                message_id="",
-                at=dt.datetime(2026, 12, 1, tzinfo=dt.UTC),
-                reason="mailbox full",
-                raw={"event": "failed"},
-                severity=Severity.SOFT,
-            )
-        ]
-    )
+    store.events.apply([mailbox_full("ada@example.org")])
 
     record = store.directory.record(ada.id)
 

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import codecs
-import csv
 import datetime as dt
 import json
 import re
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import click
 
@@ -35,21 +33,12 @@ from mailer.core.lifecycle import Reason, Status
 from mailer.render.audience import chart as audience_chart
 from mailer.store.importing.columns import parse_map
 from mailer.store.importing.detection import DELIMITERS
-from mailer.store.importing.reader import Reading, spreadsheet_safe
+from mailer.store.importing.export import write_csv
+from mailer.store.importing.reader import Reading
 from mailer.store.importing.writer import import_csv
 from mailer.store.subscribers import Subscriber
 
 STATUSES = click.Choice([s.value for s in Status])
-EXPORT_COLUMNS = (
-    "email",
-    "name",
-    "status",
-    "lists",
-    "created_at",
-    "updated_at",
-    "language",
-    "frequency",
-)
 
 
 @click.group("subscribers")
@@ -242,38 +231,11 @@ def export(
         statuses=[Status(s) for s in statuses], list_name=list_name
     )
     if file is None:
-        written = _write_csv(sys.stdout, subscribers)
+        written = write_csv(sys.stdout, subscribers)
     else:
         with file.open("w", encoding="utf-8", newline="") as stream:
-            written = _write_csv(stream, subscribers)
+            written = write_csv(stream, subscribers)
         click.echo(f"Wrote {count(written, 'subscriber')} to {file}.", err=True)
-
-
-def _write_csv(stream: IO[str], subscribers: Iterator[Subscriber]) -> int:
-    writer = csv.writer(stream)
-    writer.writerow(EXPORT_COLUMNS)
-    written = 0
-    for subscriber in subscribers:
-        writer.writerow(
-            [
-                spreadsheet_safe(subscriber.email),
-                spreadsheet_safe(subscriber.name),
-                subscriber.status.value,
-                spreadsheet_safe(";".join(subscriber.lists)),
-                subscriber.created_at.isoformat(timespec="seconds"),
-                subscriber.updated_at.isoformat(timespec="seconds"),
-                subscriber.language,
-                _frequency_cell(subscriber),
-            ]
-        )
-        written += 1
-    return written
-
-
-def _frequency_cell(subscriber: Subscriber) -> str:
-    """One frequency for all the person's lists, or one per list in the order of `lists`."""
-    chosen = [subscriber.frequency(name).value for name in subscriber.lists]
-    return chosen[0] if len(set(chosen)) == 1 else ";".join(chosen)
 
 
 @group.command("list")

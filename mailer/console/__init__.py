@@ -12,9 +12,12 @@ from mailer.app.newsletter import Newsletter
 from mailer.console import (
     campaigns,
     commentaries,
+    imports,
+    lists,
     people,
     sending,
     signing_in,
+    subscribers,
     testers,
     uploads,
 )
@@ -22,7 +25,18 @@ from mailer.console.access import blueprint
 from mailer.console.accounts import Clock, utc_now
 from mailer.console.service import EXTENSION, Console
 
-ROUTES = (signing_in, people, commentaries, campaigns, sending, testers, uploads)
+ROUTES = (
+    signing_in,
+    people,
+    commentaries,
+    campaigns,
+    sending,
+    testers,
+    uploads,
+    subscribers,
+    lists,
+    imports,
+)
 """The modules whose routes make the console (importing them registers their routes)."""
 
 

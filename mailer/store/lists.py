@@ -46,7 +46,8 @@ class Lists:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def summaries(self) -> list[ListSummary]:
+    def summaries(self, name: str | None = None) -> list[ListSummary]:
+        """Every list with its counts, by name; only the list `name` (any case) if given."""
         active = func.count().filter(subscribers.c.status == Status.ACTIVE.value)
         query = (
             select(
@@ -65,6 +66,8 @@ class Lists:
             .group_by(lists.c.id)
             .order_by(lists.c.name)
         )
+        if name is not None:
+            query = query.where(lists.c.name_key == list_key(name))
         with self.engine.connect() as connection:
             return [ListSummary(*row) for row in connection.execute(query)]
 

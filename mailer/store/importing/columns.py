@@ -36,6 +36,8 @@ SPELLINGS: Mapping[str, str] = {
     }.items()
     for spelling in spellings
 }
+LEFT_OUT = ""
+"""A column mapped to this is not imported, whatever its header says (the console's choice)."""
 EXPORTED_ONLY = frozenset({"created at", "updated at"})
 """Columns of mailer's own export that an import does not read: the times are the database's."""
 _SEPARATORS = re.compile(r"[\s_\-.]+")
@@ -92,7 +94,9 @@ def columns_of(header: Sequence[str], mapping: Mapping[str, str]) -> Columns:
     unknown: list[str] = []
     for index, cell in enumerate(header):
         said = spelling(cell)
-        field = mapping.get(said) or SPELLINGS.get(said)
+        field = mapping[said] if said in mapping else SPELLINGS.get(said)
+        if field == LEFT_OUT:
+            continue
         if field is None:
             if said and said not in EXPORTED_ONLY:
                 unknown.append(cell.strip())

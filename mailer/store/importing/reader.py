@@ -17,10 +17,10 @@ import json
 import pickle
 import re
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import IO, TYPE_CHECKING, NamedTuple
 
 from mailer.core.addresses import (
     AddressBook,
@@ -128,24 +128,22 @@ class Layout:
 
 
 def batches(
-    path: Path, extra: frozenset[str], default_list: str, reading: Reading = DETECT
-) -> Iterator[Layout | Batch]:
-    """How the file is read, then its rows, checked, BATCH at a time; UnusableFile if it is no
+    path: Path,
+    extra: frozenset[str],
+    default_list: str,
+    reading: Reading = DETECT,
+    size: int = BATCH,
+) -> Generator[Layout | Batch, None, None]:
+    """How the file is read, then its rows, checked, `size` at a time; UnusableFile if it is no
     CSV of subscribers.
 
     Every row joins its own lists and `extra`, or `default_list` when that leaves none.
     """
     book = AddressBook()
     with path.open("rb") as raw:
-        encoding = reading.encoding or encoding_of(raw)
-        text = io.TextIOWrapper(raw, encoding=encoding, errors="surrogateescape", newline="")
-        first = text.readline()
-        detected = Detected(
-            encoding,
-            reading.delimiter or delimiter_of(first),
-            frozenset(part for part in ("encoding", "delimiter") if getattr(reading, part)),
-        )
-        reader = csv.reader(itertools.chain([first], text), delimiter=detected.delimiter)
+        # The text wrapper is held until the end: collected, it would close the file.
+        detected, _text, reader = _opened(raw, reading)
+        encoding = detected.encoding
         columns = _columns(_header(reader, path), reading.mapping, path, detected)
         yield Layout(detected, columns)
         batch = Batch()
@@ -156,12 +154,33 @@ def batches(
                 batch.rejected.append(Problem(path, line, candidate))
             else:
                 batch.add(candidate)
-            if batch.rows == BATCH:
+            if batch.rows == size:
                 batch.position = raw.tell()
                 yield batch
                 batch = Batch()
         batch.position = raw.tell()
         yield batch
+
+
+def header_of(path: Path, reading: Reading = DETECT) -> tuple[Detected, list[str]]:
+    """How the file is read and its header cells, whatever they hold (for staff to map them
+    when no column is recognised); UnusableFile if it is not CSV."""
+    with path.open("rb") as raw:
+        detected, _text, reader = _opened(raw, reading)
+        return detected, _header(reader, path)
+
+
+def _opened(raw: IO[bytes], reading: Reading) -> tuple[Detected, IO[str], CsvReader]:
+    """The file's encoding and separator, found unless given, and a CSV reader of it."""
+    encoding = reading.encoding or encoding_of(raw)
+    text = io.TextIOWrapper(raw, encoding=encoding, errors="surrogateescape", newline="")
+    first = text.readline()
+    detected = Detected(
+        encoding,
+        reading.delimiter or delimiter_of(first),
+        frozenset(part for part in ("encoding", "delimiter") if getattr(reading, part)),
+    )
+    return detected, text, csv.reader(itertools.chain([first], text), delimiter=detected.delimiter)
 
 
 def _columns(

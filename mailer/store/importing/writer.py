@@ -20,10 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from sqlalchemy import Engine
+
 from mailer.core.addresses import Candidate, clean_list_name
 from mailer.core.errors import MailerError, Problem, RequestError
 from mailer.core.lifecycle import Reason, Status
-from mailer.store.importing.reader import DETECT, Batch, Layout, Reading
+from mailer.store.importing.reader import DETECT, Batch, Layout, Reading, batches
 from mailer.store.lists import Lists, list_key, unknown_list
 from mailer.store.subscribers import Merged, Subscribers
 
@@ -53,13 +55,7 @@ def import_csv(
     otherwise `lists` naming one raises RequestError, and a row naming one is rejected, with the
     closest existing name, so that a typo makes no new list nobody sends to.
     """
-    extra = [clean_list_name(name) for name in lists]
-    known = Lists(subscribers.engine).by_key()
-    check = _ListCheck(known, create_lists, {default_list})
-    for name in extra:
-        if problem := check.problem(frozenset({name})):
-            raise RequestError(problem)
-    check.allowed.update(extra)
+    extra, check = _list_check(subscribers.engine, lists, default_list, create_lists)
     report = ImportReport()
     settings = {
         "default_list": default_list,
@@ -100,6 +96,66 @@ def import_csv(
         reader.wait()
     report.rejected.sort(key=lambda problem: problem.line or 0)
     return report
+
+
+PREVIEW_ROWS = 20
+
+
+@dataclass(frozen=True)
+class Preview:
+    """The first rows of a file as an import would take them, before anything is stored."""
+
+    layout: Layout
+    people: list[Candidate]
+    rejected: list[Problem]
+    rows: int
+
+
+def preview(
+    path: Path,
+    engine: Engine,
+    *,
+    lists: Sequence[str],
+    default_list: str,
+    reading: Reading = DETECT,
+    create_lists: bool = False,
+    made: Sequence[str] = (),
+    rows: int = PREVIEW_ROWS,
+) -> Preview:
+    """How `path` would be read and its first `rows` rows imported (as `import_csv` would,
+    lists checked alike), read here rather than in a reader process: a few rows are quick.
+    `made` names lists to be created before the import, taken as existing. UnusableFile when
+    the file cannot be imported at all; RequestError for a list in `lists` that does not
+    exist."""
+    extra, check = _list_check(engine, lists, default_list, create_lists, made)
+    read = batches(path, frozenset(extra), default_list, reading, size=rows)
+    try:
+        layout, first = next(read), next(read)
+    finally:
+        read.close()  # the file is closed now, not when the generator is collected
+    if not isinstance(layout, Layout) or not isinstance(first, Batch):
+        raise RuntimeError("the CSV reader gave its messages out of order")
+    rejected = list(first.rejected)
+    people = check.keep(first.candidates(), path, rejected)
+    rejected.sort(key=lambda problem: problem.line or 0)
+    return Preview(layout, people, rejected, first.rows)
+
+
+def _list_check(
+    engine: Engine,
+    lists: Sequence[str],
+    default_list: str,
+    create_lists: bool,
+    made: Sequence[str] = (),
+) -> tuple[list[str], _ListCheck]:
+    """The lists every row joins, checked, and the check of the lists each row names."""
+    extra = [clean_list_name(name) for name in lists]
+    check = _ListCheck(Lists(engine).by_key(), create_lists, {default_list, *made})
+    for name in extra:
+        if problem := check.problem(frozenset({name})):
+            raise RequestError(problem)
+    check.allowed.update(extra)
+    return extra, check
 
 
 @dataclass
