@@ -90,6 +90,32 @@ def test_the_list_shows_each_state_and_searches(
     assert "Much later" in editor.get(f"{CONSOLE}/commentaries").text
 
 
+def test_a_long_archive_is_listed_fifty_to_a_page_newest_first_and_searched_whole(
+    editor: FlaskClient, folder: Folder
+) -> None:
+    for number in range(116):  # with the four examples: 120, so three pages
+        folder.write(
+            f"commentaries/2020-01-01-piece-{number:03d}.md",
+            f'+++\ntitle = "Piece {number:03d}"\nauthors = ["A"]\n'
+            "date = 2020-01-01\n+++\n\nText.\n",
+        )
+
+    def titles(query: str) -> list[str]:
+        return re.findall(r">(Piece \d{3})</a>", editor.get(f"{CONSOLE}/commentaries?{query}").text)
+
+    first = editor.get(f"{CONSOLE}/commentaries").text
+    assert "Page 1 of 3 (120 commentaries)" in first and 'rel="next"' in first
+    assert 'rel="prev"' not in first
+    assert "Stalemate" in first  # the newest file first
+    assert len(titles("")) == 46  # 50 rows: the four examples and 46 pieces
+    assert titles("page=3") == [f"Piece {n:03d}" for n in range(19, -1, -1)]
+    last = editor.get(f"{CONSOLE}/commentaries?page=3").text
+    assert 'rel="prev"' in last and 'rel="next"' not in last
+    assert titles("page=99") == titles("page=3")  # past the end: the last page
+    assert titles("page=x") == titles("")
+    assert titles("q=piece+007") == ["Piece 007"]  # the search looks at every page
+
+
 def test_saving_writes_the_file_the_command_line_reads(
     console: ConsoleApp, editor: FlaskClient, folder: Folder, run: Run
 ) -> None:
