@@ -27,7 +27,9 @@ def locale_of(language: str) -> babel.Locale:
 def best_match(asked: Sequence[str], offered: Sequence[str]) -> str | None:
     """The offered language (as spelled in `offered`) that best answers `asked`, a browser's
     languages most wanted first (`it-IT`, `en`): the first asked that one offered equals, or
-    else shares its language with (`it-IT` takes `it`, `en-US` takes `en-GB`); None if none."""
+    else shares its language with (`it-IT` takes `it`, `en-US` takes `en-GB`); None if none.
+    Not Babel's `negotiate_locale`: it gives `en-US` nothing when `en-GB` is offered, and
+    answers in the browser's spelling (`IT` for offered `it`), which no catalog is named."""
     spelled = {code.lower().replace("_", "-"): code for code in offered}
     primary = {key.split("-")[0]: code for key, code in reversed(spelled.items())}
     for tag in (a.lower().replace("_", "-") for a in asked):
