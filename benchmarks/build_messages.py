@@ -22,7 +22,7 @@ from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
 from mailer.app.newsletter import Newsletter
-from mailer.render.email import inline_css
+from mailer.render.inlining import inline_css
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 

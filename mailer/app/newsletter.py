@@ -31,7 +31,13 @@ from mailer.core.output import Written, write_atomically, write_folder
 from mailer.core.tokens import Links, Purpose
 from mailer.delivery.base import Backend, Outgoing, Reconciler
 from mailer.render.clicks import counted_urls, with_counted_links
-from mailer.render.email import RenderedIssue, RenderedMessage, render_issue, render_welcome
+from mailer.render.email import (
+    RenderedIssue,
+    RenderedMessage,
+    issue_size_warning,
+    render_issue,
+    render_welcome,
+)
 from mailer.render.furniture import Furniture
 from mailer.render.message import MessageTemplate, Recipient, Sender
 from mailer.render.theme import Theme
@@ -188,6 +194,11 @@ class Newsletter:
 
     def render(self, issue: Issue) -> RenderedIssue:
         return render_issue(issue, self.theme, self.config.newsletter, self.furniture)
+
+    def size_warning(self, issue: Issue) -> Problem | None:
+        """`render(issue).size_warning()`, inlining the CSS only when the email could be too
+        large (what `mailer check` asks of every commentary)."""
+        return issue_size_warning(issue, self.theme, self.config.newsletter, self.furniture)
 
     def sender(self, list_name: str) -> Sender:
         newsletter = self.config.newsletter

@@ -104,7 +104,7 @@ def _render_problems(newsletter: Newsletter, collection: Collection) -> list[Pro
     def whole_and_emailed(commentary: Commentary) -> Commentary:
         whole = newsletter.whole(commentary)
         issue = Issue((whole,), tuple(latest[commentary.slug]))
-        warning = newsletter.render(issue).size_warning()
+        warning = newsletter.size_warning(issue)
         if warning:
             problems.append(warning)
         return whole

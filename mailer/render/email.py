@@ -1,4 +1,5 @@
-"""An issue rendered once: Jinja2 and the CSS inliner run here and nowhere else.
+"""An issue rendered once: Jinja2 runs here, and the CSS inliner (render.inlining) is called from
+here alone.
 
 What differs between subscribers (name, address, unsubscribe and preferences links) is left in the
 HTML and text as placeholders, made of characters the HTML parser behind premailer leaves alone and
@@ -7,19 +8,18 @@ carrying a random marker so that no commentary text can ever look like one.
 
 from __future__ import annotations
 
-import functools
-import logging
 import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 from mailer.content.commentary import Commentary, Issue
 from mailer.core.config import DIGEST_SUBJECT, NewsletterSettings
 from mailer.core.errors import Problem
 from mailer.render import i18n
 from mailer.render.furniture import Furniture
+from mailer.render.inlining import inline_css, inlined_size_at_most
 from mailer.render.theme import Theme
 
 PERSONAL_FIELDS = ("name", "email", "unsubscribe_url", "preferences_url")
@@ -52,16 +52,20 @@ class RenderedIssue(RenderedMessage):
     issue: Issue
 
     def size_warning(self) -> Problem | None:
-        size = len(self.html.encode("utf-8"))
-        if size <= GMAIL_CLIP_BYTES:
-            return None
-        return Problem(
-            self.issue.lead.path,
-            None,
-            f"the HTML email is {size / 1024:.0f} KB; Gmail clips messages over about 102 KB, "
-            "hiding the end and the unsubscribe link: shorten the commentary",
-            warning=True,
-        )
+        return _size_warning(self.issue, len(self.html.encode("utf-8")))
+
+
+def _size_warning(issue: Issue, size: int) -> Problem | None:
+    """The warning of an issue whose inlined HTML is `size` bytes, if Gmail would clip it."""
+    if size <= GMAIL_CLIP_BYTES:
+        return None
+    return Problem(
+        issue.lead.path,
+        None,
+        f"the HTML email is {size / 1024:.0f} KB; Gmail clips messages over about 102 KB, "
+        "hiding the end and the unsubscribe link: shorten the commentary",
+        warning=True,
+    )
 
 
 def _placeholder(marker: str, field: str) -> str:
@@ -82,6 +86,29 @@ def render_issue(
     issue: Issue, theme: Theme, newsletter: NewsletterSettings, furniture: Furniture
 ) -> RenderedIssue:
     marker = "mlr" + secrets.token_hex(6)
+    html, text = issue_parts(issue, theme, newsletter, furniture, marker)
+    return RenderedIssue(
+        issue=issue, subject=issue.subject, html=inline_css(html), text=text, marker=marker
+    )
+
+
+def issue_size_warning(
+    issue: Issue, theme: Theme, newsletter: NewsletterSettings, furniture: Furniture
+) -> Problem | None:
+    """What `render_issue(...).size_warning()` says, with the same template errors raised, but
+    inlining the CSS only when the email could be too large without it telling otherwise
+    (`inlined_size_at_most`): `mailer check` of thousands of commentaries inlines almost none."""
+    marker = "mlr" + secrets.token_hex(6)
+    html, _text = issue_parts(issue, theme, newsletter, furniture, marker)
+    if inlined_size_at_most(html) <= GMAIL_CLIP_BYTES:
+        return None
+    return _size_warning(issue, len(inline_css(html).encode("utf-8")))
+
+
+def issue_parts(
+    issue: Issue, theme: Theme, newsletter: NewsletterSettings, furniture: Furniture, marker: str
+) -> tuple[str, str]:
+    """The issue's HTML before its CSS is inlined, and its plain text."""
     context = {
         "newsletter": newsletter,
         "issue": issue,
@@ -93,59 +120,9 @@ def render_issue(
         "dark_css": theme.source("email-dark.css"),
     }
     language = issue.lead.language
-    html = inline_css(theme.render("email.html", language=language, **context))
+    html = theme.render("email.html", language=language, **context)
     text = theme.render("email.txt", language=language, **context)
-    return RenderedIssue(issue=issue, subject=issue.subject, html=html, text=text, marker=marker)
-
-
-def inline_css(html: str) -> str:
-    """Every style copied onto its element; @media rules kept in <style> with their !important."""
-    return str(
-        _inliner()(
-            html,
-            allow_network=False,
-            strip_important=False,
-            keep_style_tags=False,
-            remove_classes=False,
-            disable_validation=True,
-            cssutils_logging_level=logging.CRITICAL,
-            # The template's width attributes are for Outlook, which ignores CSS widths; the
-            # inliner would otherwise overwrite them with the CSS's (width="100%" on an image).
-            disable_basic_attributes=["width", "height"],
-        ).transform()
-    )
-
-
-@functools.cache
-def _inliner() -> Any:
-    """premailer, turning the theme's CSS into rules once per process instead of once per email.
-
-    Measured with `mailer check` on 300 commentaries (cProfile): premailer's _parse_style_rules
-    serialised every rule of the same stylesheet again for each email, 18 of the 27 s spent
-    inlining, and _css_rules_to_string the kept @media rules, 4 s more. Both depend only on the
-    stylesheet's text and the options, which are the same for every email mailer renders.
-    """
-    import premailer  # lxml and cssutils are heavy: loaded only by what renders an email
-
-    class Inliner(premailer.Premailer):  # type: ignore[misc]
-        rules: ClassVar[dict[tuple[str, int], Any]] = {}
-        kept: ClassVar[dict[int, tuple[Any, str]]] = {}
-        """One entry per stylesheet: a theme has one or two."""
-
-        def _parse_style_rules(self, css_body: str, ruleset_index: int) -> Any:
-            key = (css_body, ruleset_index)
-            found = Inliner.rules.get(key)
-            if found is None:
-                found = Inliner.rules[key] = super()._parse_style_rules(css_body, ruleset_index)
-            return found
-
-        def _css_rules_to_string(self, rules: Any) -> str:
-            found = Inliner.kept.get(id(rules))
-            if found is None or found[0] is not rules:  # the pair keeps `rules` and its id alive
-                found = Inliner.kept[id(rules)] = (rules, super()._css_rules_to_string(rules))
-            return found[1]
-
-    return Inliner
+    return html, text
 
 
 def render_confirmation(
