@@ -20,7 +20,7 @@ from mailer.console.previews import TEST_MARK, checks, email_of
 from mailer.console.service import console
 from mailer.console.word import NotWord, import_docx
 from mailer.content.commentary import FIELDS, Commentary, Issue, slug_of
-from mailer.core.errors import MailerError, Problem
+from mailer.core.errors import ContentError, MailerError, Problem
 from mailer.core.output import write_atomically
 from mailer.delivery.base import BackendError, Outcome, Outgoing, Result
 from mailer.store.staff import Role
@@ -238,11 +238,15 @@ def _safe(name: str) -> str:
 
 
 def readable(slug: str) -> Commentary:
-    """The commentary of this slug as the folder has it now, or a 409 naming its problems."""
+    """The commentary of this slug, whole, as the folder has it now, or a 409 naming its
+    problems (the shelf tells them without parsing a file that did not change)."""
     commentary, problems = console().shelf.read(commentary_path(slug))
-    if commentary is None:
-        abort(409, "; ".join(str(p) for p in problems))
-    return commentary
+    try:
+        if commentary is not None:
+            return console().newsletter.whole(commentary)
+    except ContentError as error:
+        problems = list(error.problems)
+    abort(409, "; ".join(str(p) for p in problems))
 
 
 @needs(Role.EDITOR, "/commentaries/<slug>/preview")

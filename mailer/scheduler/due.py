@@ -129,7 +129,7 @@ class Scheduler:
         now = newsletter.clock()
         marks = newsletter.store.schedule
         last = marks.mark(BUILT)
-        collection = newsletter.commentaries()
+        collection = newsletter.commentaries(bodies=False)
         lifted = [c for c in collection.public(now) if last is None or c.public_at > last]
         if last is not None and not lifted:
             return
@@ -153,7 +153,7 @@ class Scheduler:
             done.say("auto_publish is on: commentaries released from now on are sent.")
             return
         list_name = newsletter.config.delivery.list
-        collection = newsletter.commentaries()
+        collection = newsletter.commentaries(bodies=False)
         collection.raise_errors()
         for found in pending(newsletter, collection, list_name):
             commentary = found.commentary
@@ -330,7 +330,7 @@ class Scheduler:
                 warning=True,
             )
             return
-        collection = newsletter.commentaries()
+        collection = newsletter.commentaries(bodies=False)
         collection.raise_errors()
         released = collection.public(slot)
         planned = [
