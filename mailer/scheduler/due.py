@@ -4,6 +4,10 @@ Everything it needs to know lives in the database (campaigns with their time, th
 marks), so a scheduler that was stopped, killed or restarted picks up where it left off. Work
 that came due while none ran is done on return, unless older than [schedule] grace: then it is
 marked missed and reported, never done late without a word. Only one scheduler acts at a time.
+
+Its decisions need the commentaries' metadata only, read through the newsletter's shelf: a look
+parses just the files changed since the last (in `mailer serve` the console's threads wait for
+none of it); what it sends is read whole from its slugs.
 """
 
 from __future__ import annotations
