@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 
-from mailer.content.shelf import Shelf
+from mailer.content.shelf import WHOLE, Shelf
 from tests.conftest import Folder
 
 STALEMATE = "2025-09-17-stalemate-to-escalation.md"
@@ -100,3 +100,25 @@ def test_a_removed_file_leaves_the_collection_and_the_shelf(folder: Folder) -> N
     collection = shelf.folder(folder.commentaries)
     assert "stalemate-to-escalation" not in {c.slug for c in collection.commentaries}
     assert folder.commentaries / STALEMATE not in shelf._kept
+
+
+def test_the_commentaries_asked_for_whole_last_are_kept_with_their_bodies(folder: Folder) -> None:
+    shelf = shelf_of(folder)
+    path = folder.commentaries / STALEMATE
+    first, _ = shelf.whole(path)
+    assert first is not None and first.has_body and shelf.parsed == 1
+    assert shelf.whole(path)[0] is first and shelf.parsed == 1
+    assert shelf.read(path)[0] is not None and shelf.parsed == 1  # its metadata came along
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace("Three and a half", "Three and a bit", 1), encoding="utf-8")
+    changed, _ = shelf.whole(path)
+    assert changed is not None and "Three and a bit" in changed.html and shelf.parsed == 2
+    for number in range(WHOLE):
+        copy = folder.commentaries / f"copy-{number}.md"
+        copy.write_text(
+            f'+++\ntitle = "{number}"\nauthors = ["A"]\ndate = 2025-01-01\n+++\n\nText.\n'
+        )
+        assert shelf.whole(copy)[0] is not None
+    parsed = shelf.parsed
+    shelf.whole(path)  # asked longest ago: let go
+    assert shelf.parsed == parsed + 1

@@ -145,8 +145,9 @@ class Newsletter:
         return load_folder(self.config.paths.commentaries, self.site)
 
     def whole(self, commentary: Commentary) -> Commentary:
-        """A commentary with its body, read again if it was let go."""
-        return with_body(commentary, self.site)
+        """A commentary with its body, read again if it was let go (the shelf keeps the few
+        asked for last)."""
+        return with_body(commentary, self.site, self.shelf.whole)
 
     def issue(self, slugs: Sequence[str]) -> Issue:
         """The issue of these commentaries; with no slugs, the newest released one alone. Only

@@ -286,12 +286,12 @@ def _unknown_originals(commentaries: Sequence[Commentary], folder: Path) -> list
     ]
 
 
-def with_body(commentary: Commentary, site: Site) -> Commentary:
-    """The commentary whole again, its file read anew (a commentary that has its body is
-    returned as it is)."""
+def with_body(commentary: Commentary, site: Site, reader: Reader | None = None) -> Commentary:
+    """The commentary whole again, its file read by `reader` (by default anew; a commentary
+    that has its body is returned as it is)."""
     if commentary.has_body:
         return commentary
-    found, problems = read(commentary.path, site)
+    found, problems = (reader or (lambda path: read(path, site)))(commentary.path)
     errors = [p for p in problems if not p.warning]
     if found is None or errors:
         raise ContentError(errors or [Problem(commentary.path, None, "changed while in use")])
