@@ -3,12 +3,16 @@
 A temporary newsletter gets N commentaries (copies of the examples under new names), M
 subscribers on its list (imported from a generated CSV) and one finished campaign to all of
 them (its send log written as a send would leave it, rather than M messages sent through the
-outbox); `mailer serve` runs it in a process of its own, and each page is fetched sequentially
-by a signed-in staff client, after one warm-up request.
+outbox); `mailer serve` runs it in a process of its own, its scheduler beside the web service
+as in production, and each page is fetched sequentially by a signed-in staff client, after one
+warm-up request. Timing starts once the scheduler's first look (which builds the feeds and
+archive, a one-off at start) is over; its later looks, every [schedule] interval (30 s; see
+--interval), run during the timing.
 
     python benchmarks/console_pages.py [--commentaries 500] [--subscribers 1000000] [--requests 30]
+        [--interval SECONDS]
 
-It prints the median and the 90th percentile per page, in milliseconds.
+It prints the median and the 90th percentile per page, in milliseconds, and the load average.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ CONSOLE = "/commentaries/console"
 MAILER = [sys.executable, "-m", "mailer"]
 
 
-def newsletter(root: Path, commentaries: int, subscribers: int) -> Path:
+def newsletter(root: Path, commentaries: int, subscribers: int, interval: int = 0) -> Path:
     shutil.copytree(REPOSITORY / "commentaries", root / "commentaries")
     shutil.copyfile(REPOSITORY / "config.example.toml", root / "config.toml")
     shutil.copyfile(REPOSITORY / "logo.png", root / "logo.png")
@@ -59,6 +63,13 @@ def newsletter(root: Path, commentaries: int, subscribers: int) -> Path:
             for n in range(subscribers)
         )
     config = root / "config.toml"
+    if interval:
+        text = config.read_text(encoding="utf-8")
+        assert "[schedule]\n" in text
+        config.write_text(
+            text.replace("[schedule]\n", f"[schedule]\ninterval = {interval}\n", 1),
+            encoding="utf-8",
+        )
     for command in (["subscribers", "import", str(people)], ["build"]):
         subprocess.run(
             [*MAILER, "--config", str(config), *command], check=True, capture_output=True
@@ -104,6 +115,27 @@ def session_cookie(config: Path) -> str:
     return token
 
 
+def first_look(config: Path, timeout: float = 1800) -> float:
+    """Wait for the scheduler of `mailer serve` to end its first look (it builds, and marks
+    that it did); how long that took, in seconds."""
+    from mailer.app.newsletter import Newsletter
+    from mailer.scheduler.due import BUILT
+
+    start = time.monotonic()
+    loaded = Newsletter.load(config)
+    try:
+        while loaded.store.schedule.mark(BUILT) is None:
+            assert time.monotonic() - start < timeout, "the scheduler's first look did not end"
+            time.sleep(0.5)
+    finally:
+        loaded.store.close()
+    return time.monotonic() - start
+
+
+def load() -> str:
+    return "{:.2f}, {:.2f}, {:.2f} (1, 5, 15 min)".format(*os.getloadavg())
+
+
 def timed(session: requests.Session, url: str, count: int) -> list[float]:
     session.get(url, timeout=120).raise_for_status()
     times = []
@@ -119,6 +151,9 @@ def main() -> None:
     parser.add_argument("--commentaries", type=int, default=500)
     parser.add_argument("--subscribers", type=int, default=1_000_000)
     parser.add_argument("--requests", type=int, default=30)
+    parser.add_argument(
+        "--interval", type=int, default=0, help="[schedule] interval (default: the config's)"
+    )
     options = parser.parse_args()
     os.environ["MAILER_SECRET"] = SECRET
     os.environ.pop("MAILER_CONFIG", None)
@@ -128,9 +163,12 @@ def main() -> None:
             "subscribers…",
             flush=True,
         )
-        config = newsletter(Path(folder), options.commentaries, options.subscribers)
+        config = newsletter(
+            Path(folder), options.commentaries, options.subscribers, options.interval
+        )
         cookie = session_cookie(config)
         with mailer_serve(config, "/commentaries/rss.xml") as served:
+            print(f"The scheduler's first look (a build) took {first_look(config):.1f} s.")
             base = f"http://127.0.0.1:{served.port}"
             session = requests.Session()
             session.cookies.set("mailer_console", cookie, path=f"{CONSOLE}/")
@@ -146,12 +184,15 @@ def main() -> None:
                 "test addresses": f"{CONSOLE}/test-addresses",
                 "subscriber preview": f"{CONSOLE}/commentaries/stalemate-to-escalation/preview",
                 "audit log": f"{CONSOLE}/audit",
+                "a list's page, its chart": f"{CONSOLE}/lists/commentaries",
             }
+            print(f"load average at the start: {load()}")
             print(f"{'page':26} {'median ms':>10} {'p90 ms':>8}")
             for name, path in pages.items():
                 times = sorted(timed(session, base + path, options.requests))
                 p90 = times[int(len(times) * 0.9) - 1]
                 print(f"{name:26} {statistics.median(times):10.1f} {p90:8.1f}", flush=True)
+        print(f"load average at the end: {load()}")
 
 
 if __name__ == "__main__":

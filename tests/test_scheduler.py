@@ -12,6 +12,7 @@ import email
 import email.policy
 import email.utils
 import json
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -320,6 +321,36 @@ def test_the_feeds_are_rebuilt_when_an_embargo_lifts(folder: Folder, clock: Fake
         done = scheduler.tick()
     assert titles()[0] == "At Nine"
     assert any("out of embargo: at-nine" in note.text for note in done.notes)
+
+
+def test_a_look_parses_only_the_commentaries_changed_since_the_last(
+    folder: Folder, clock: FakeClock
+) -> None:
+    """Every look reads the folder (to see whether an embargo lifted), but through the shelf:
+    an unchanged file is not parsed again, and a changed one is seen at the very next look."""
+    path = folder.write(
+        "commentaries/at-nine.md",
+        '+++\ntitle = "At Nine"\nauthors = ["A"]\ndate = 2030-01-15\n'
+        "publish_at = 2030-01-15T11:00:00+01:00\n+++\n\nText.\n",
+    )
+    files = sorted(folder.commentaries.glob("*.md"))
+    with scheduler_of(folder, clock) as scheduler:
+        shelf = scheduler.newsletter.shelf
+        scheduler.tick()  # the first look builds: every file parsed once
+        parsed = shelf.parsed
+        kept = [shelf.read(f)[0] for f in files]
+        clock.set(DUE)
+        assert scheduler.tick().notes == []
+        assert shelf.parsed == parsed  # nothing changed: nothing parsed
+        assert all(shelf.read(f)[0] is was for f, was in zip(files, kept, strict=True))
+        path.write_text(
+            path.read_text(encoding="utf-8").replace("T11:00", "T09:00"), encoding="utf-8"
+        )
+        os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1))  # a coarse clock
+        done = scheduler.tick()
+        assert any("out of embargo: at-nine" in note.text for note in done.notes)
+        assert shelf.parsed == parsed + 2  # at-nine alone: for the look, and whole to build
+        assert all(shelf.read(f)[0] is was for f, was in zip(files, kept, strict=True) if f != path)
 
 
 # auto_publish ------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ The command line and the web service hold a Newsletter; everything below it rece
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -22,6 +23,7 @@ from mailer.content.commentary import (
 )
 from mailer.content.files import FileProblem, measure
 from mailer.content.published import Record
+from mailer.content.shelf import Shelf
 from mailer.core import config as settings
 from mailer.core.clock import Clock, system_clock
 from mailer.core.config import Config
@@ -129,18 +131,28 @@ class Newsletter:
             )
         return secret
 
+    @cached_property
+    def shelf(self) -> Shelf:
+        """The commentaries as last read, for all that reads them in this process (the
+        scheduler's looks, the console's pages): a file is parsed again only once changed."""
+        return Shelf(self.site)
+
     def commentaries(self, bodies: bool = True) -> Collection:
         """Every commentary file, read and checked (problems are kept, not raised); without
-        `bodies`, their metadata alone (`whole` reads one back)."""
-        return load_folder(self.config.paths.commentaries, self.site, bodies)
+        `bodies`, their metadata alone (`whole` reads one back), from the shelf."""
+        if not bodies:
+            return self.shelf.folder(self.config.paths.commentaries)
+        return load_folder(self.config.paths.commentaries, self.site)
 
     def whole(self, commentary: Commentary) -> Commentary:
-        """A commentary with its body, read again if it was let go."""
-        return with_body(commentary, self.site)
+        """A commentary with its body, read again if it was let go (the shelf keeps the few
+        asked for last)."""
+        return with_body(commentary, self.site, self.shelf.whole)
 
     def issue(self, slugs: Sequence[str]) -> Issue:
-        """The issue of these commentaries; with no slugs, the newest released one alone."""
-        collection = self.commentaries()
+        """The issue of these commentaries; with no slugs, the newest released one alone. Only
+        its own commentaries are read whole: the others it names (latest) need their metadata."""
+        collection = self.commentaries(bodies=False)
         collection.raise_errors()
         if not slugs:
             published = collection.public(self.clock())
@@ -157,7 +169,8 @@ class Newsletter:
                     ]
                 )
             slugs = [published[0].slug]
-        return collection.issue(slugs, self.config.series.latest)
+        issue = collection.issue(slugs, self.config.series.latest)
+        return dataclasses.replace(issue, commentaries=tuple(map(self.whole, issue.commentaries)))
 
     @cached_property
     def furniture(self) -> Furniture:
@@ -187,7 +200,7 @@ class Newsletter:
     def readers(self, issue: Issue) -> list[str] | None:
         """The subscriber languages an issue goes to: those of its lead when the lead exists in
         other languages too ("" being the newsletter's own), else None: everybody."""
-        if not self.commentaries().versions(issue.lead):
+        if not self.commentaries(bodies=False).versions(issue.lead):
             return None
         language = issue.lead.language
         return [language, ""] if language == self.config.newsletter.language else [language]

@@ -20,7 +20,7 @@ from mailer.console.previews import TEST_MARK, checks, email_of
 from mailer.console.service import console
 from mailer.console.word import NotWord, import_docx
 from mailer.content.commentary import FIELDS, Commentary, Issue, slug_of
-from mailer.core.errors import MailerError, Problem
+from mailer.core.errors import ContentError, MailerError, Problem
 from mailer.core.output import write_atomically
 from mailer.delivery.base import BackendError, Outcome, Outgoing, Result
 from mailer.store.staff import Role
@@ -55,7 +55,7 @@ def commentary_path(slug: str) -> Path:
     return found[0]
 
 
-def _rows(query: str) -> list[Row]:
+def _rows(paths: list[Path]) -> list[Row]:
     service = console()
     sent: dict[str, list[tuple[str, dt.datetime]]] = {}
     for campaign in service.newsletter.store.campaigns.all():
@@ -63,7 +63,7 @@ def _rows(query: str) -> list[Row]:
             sent.setdefault(slug, []).append((campaign.list_name, campaign.created_at))
     now = service.clock()
     rows = []
-    for path in reversed(_files()):
+    for path in paths:
         commentary, problems = service.shelf.read(path)
         slug = slug_of(path)
         rows.append(
@@ -77,6 +77,10 @@ def _rows(query: str) -> list[Row]:
                 problems=len(problems),
             )
         )
+    return rows
+
+
+def _found(rows: list[Row], query: str) -> list[Row]:
     words = query.lower().split()
     return [r for r in rows if all(w in f"{r.title} {r.slug} {r.state}".lower() for w in words)]
 
@@ -99,17 +103,19 @@ page's 125 ms (median from `mailer serve`, benchmarks/console_pages.py), 50 take
 @needs(Role.EDITOR, "/commentaries")
 def commentaries() -> ResponseReturnValue:
     query = request.args.get("q", "")[:200]
-    rows = _rows(query)
-    pages = max(1, -(-len(rows) // PAGE_SIZE))
+    files = _files()[::-1]  # the newest first
+    found = _found(_rows(files), query) if query.strip() else None  # a search reads them all
+    total = len(files) if found is None else len(found)
+    pages = max(1, -(-total // PAGE_SIZE))
     number = min(max(request.args.get("page", 1, type=int) or 1, 1), pages)
-    shown = rows[(number - 1) * PAGE_SIZE : number * PAGE_SIZE]
+    window = slice((number - 1) * PAGE_SIZE, number * PAGE_SIZE)
     return page(
         "commentaries.html",
-        rows=shown,
+        rows=_rows(files[window]) if found is None else found[window],  # else only the page's
         query=query,
         number=number,
         pages=pages,
-        total=len(rows),
+        total=total,
         earlier=urlencode({"q": query, "page": number + 1}) if number < pages else "",
         later=urlencode({"q": query, "page": number - 1}) if number > 1 else "",
     )
@@ -238,11 +244,15 @@ def _safe(name: str) -> str:
 
 
 def readable(slug: str) -> Commentary:
-    """The commentary of this slug as the folder has it now, or a 409 naming its problems."""
+    """The commentary of this slug, whole, as the folder has it now, or a 409 naming its
+    problems (the shelf tells them without parsing a file that did not change)."""
     commentary, problems = console().shelf.read(commentary_path(slug))
-    if commentary is None:
-        abort(409, "; ".join(str(p) for p in problems))
-    return commentary
+    try:
+        if commentary is not None:
+            return console().newsletter.whole(commentary)
+    except ContentError as error:
+        problems = list(error.problems)
+    abort(409, "; ".join(str(p) for p in problems))
 
 
 @needs(Role.EDITOR, "/commentaries/<slug>/preview")

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mailer.content.commentary import FIELDS, Commentary, Site, read, read_bytes, source
+from mailer.content.commentary import FIELDS, Commentary, Site, read_bytes, source
 from mailer.core.errors import Problem
 from mailer.core.output import write_atomically
 
@@ -109,27 +109,6 @@ def check(draft: Draft, target: Path, site: Site) -> Checked:
         else:
             checked.other.append(message)
     return checked
-
-
-@dataclass
-class Shelf:
-    """The commentaries folder as last read: a file is read again only when its size or time of
-    change differ, so that listing 500 commentaries does not parse 500 files every time."""
-
-    site: Site
-    files: dict[Path, tuple[tuple[int, int], Commentary | None, list[Problem]]] = field(
-        default_factory=dict
-    )
-
-    def read(self, path: Path) -> tuple[Commentary | None, list[Problem]]:
-        stat = path.stat()
-        stamp = (stat.st_mtime_ns, stat.st_size)
-        known = self.files.get(path)
-        if known is not None and known[0] == stamp:
-            return known[1], known[2]
-        commentary, problems = read(path, self.site)
-        self.files[path] = (stamp, commentary, problems)
-        return commentary, problems
 
 
 def version(path: Path) -> str:

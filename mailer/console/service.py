@@ -14,7 +14,7 @@ from flask import current_app
 from mailer.app.newsletter import Newsletter
 from mailer.console.accounts import Accounts, Clock
 from mailer.console.counting import Counts
-from mailer.console.drafting import Shelf
+from mailer.content.shelf import Shelf
 from mailer.core.config import Config
 
 EXTENSION = "mailer.console"
@@ -55,7 +55,7 @@ class Console:
             path=console_path(config),
             key=hashlib.sha256(f"mailer-console-csrf\0{secret}".encode()).digest(),
             clock=clock,
-            shelf=Shelf(newsletter.site),
+            shelf=newsletter.shelf,  # the scheduler's too: a file changed is read once
             counts=Counts(newsletter.store, clock),
         )
 

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from mailer.content import markdown
-from mailer.content.files import PDF_TYPE, Beside, FileProblem, LocalFile, is_local
+from mailer.content.files import PDF_TYPE, Beside, FileProblem, LocalFile, Stamp, is_local
 from mailer.core import tomltext
 from mailer.core.errors import ContentError, Problem, RequestError
 from mailer.core.languages import language_code
@@ -233,9 +233,17 @@ class _Families:
         return sorted((c for c in family if c.slug != commentary.slug), key=lambda c: c.language)
 
 
-def load_folder(folder: Path, site: Site, bodies: bool = True) -> Collection:
+Reader = Callable[[Path], tuple[Commentary | None, list[Problem]]]
+"""Reads one commentary file: `read` with the site given, or a shelf's (mailer.content.shelf)."""
+
+
+def load_folder(
+    folder: Path, site: Site, bodies: bool = True, reader: Reader | None = None
+) -> Collection:
     """Read every `*.md` of the folder; a problem in one file does not hide the others'.
-    Without `bodies`, each commentary keeps its metadata alone once read and checked."""
+    Without `bodies`, each commentary keeps its metadata alone once read and checked. Each
+    file is read by `reader`, by default parsed anew."""
+    reader = reader or (lambda path: read(path, site))
     collection = Collection()
     if not folder.is_dir():
         collection.problems.append(
@@ -244,7 +252,7 @@ def load_folder(folder: Path, site: Site, bodies: bool = True) -> Collection:
         return collection
     seen: dict[str, Path] = {}
     for path in sorted(folder.glob("*.md")):
-        commentary, problems = read(path, site)
+        commentary, problems = reader(path)
         collection.problems.extend(problems)
         if commentary is None:
             continue
@@ -278,12 +286,12 @@ def _unknown_originals(commentaries: Sequence[Commentary], folder: Path) -> list
     ]
 
 
-def with_body(commentary: Commentary, site: Site) -> Commentary:
-    """The commentary whole again, its file read anew (a commentary that has its body is
-    returned as it is)."""
+def with_body(commentary: Commentary, site: Site, reader: Reader | None = None) -> Commentary:
+    """The commentary whole again, its file read by `reader` (by default anew; a commentary
+    that has its body is returned as it is)."""
     if commentary.has_body:
         return commentary
-    found, problems = read(commentary.path, site)
+    found, problems = (reader or (lambda path: read(path, site)))(commentary.path)
     errors = [p for p in problems if not p.warning]
     if found is None or errors:
         raise ContentError(errors or [Problem(commentary.path, None, "changed while in use")])
@@ -294,39 +302,64 @@ def slug_of(path: Path) -> str:
     return _DATED_NAME.sub("", path.stem)
 
 
+@dataclass(frozen=True)
+class Reading:
+    """One file read: its commentary (None when it cannot be used), the problems found, and
+    what the reading depended on beside the file itself."""
+
+    commentary: Commentary | None
+    problems: list[Problem]
+    looked: dict[Path, Stamp | None] = field(default_factory=dict)
+    """Each place an image or PDF it names was looked for, with what was there then."""
+
+
 def read(path: Path, site: Site) -> tuple[Commentary | None, list[Problem]]:
     """The commentary in one file, or None with the reasons it cannot be used."""
+    found = reading(path, site)
+    return found.commentary, found.problems
+
+
+def reading(path: Path, site: Site) -> Reading:
+    """`read`, saying also where the files it names were looked for (see mailer.content.shelf)."""
     try:
         raw = path.read_bytes()
     except OSError as error:
-        return None, [Problem(path, None, f"cannot be read: {error.strerror}")]
-    return read_bytes(raw, path, site)
+        return Reading(None, [Problem(path, None, f"cannot be read: {error.strerror}")])
+    return _reading(raw, path, site)
 
 
 def read_bytes(raw: bytes, path: Path, site: Site) -> tuple[Commentary | None, list[Problem]]:
     """The commentary these bytes would be as the file `path` (the console checks a draft so,
     finding the files beside it, before anything is written)."""
+    found = _reading(raw, path, site)
+    return found.commentary, found.problems
+
+
+def _reading(raw: bytes, path: Path, site: Site) -> Reading:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         line = raw.count(b"\n", 0, error.start) + 1
-        return None, [
-            Problem(path, line, "is not UTF-8 text; save the file as UTF-8 in your editor")
-        ]
+        return Reading(
+            None, [Problem(path, line, "is not UTF-8 text; save the file as UTF-8 in your editor")]
+        )
     text = text.replace("\r\n", "\n")
     slug = slug_of(path)
     if not _SLUG.match(slug):
-        return None, [
-            Problem(
-                path,
-                None,
-                f"the file name gives the slug '{slug}', which cannot go in a web address; "
-                "rename the file using letters, digits and hyphens",
-            )
-        ]
+        return Reading(
+            None,
+            [
+                Problem(
+                    path,
+                    None,
+                    f"the file name gives the slug '{slug}', which cannot go in a web address; "
+                    "rename the file using letters, digits and hyphens",
+                )
+            ],
+        )
     front = _front_matter(text, path)
     if isinstance(front, Problem):
-        return None, [front]
+        return Reading(None, [front])
     problems: list[Problem] = []
     values = _fields(front, path, problems)
     archive_url = site.archive_url(slug)
@@ -342,7 +375,7 @@ def read_bytes(raw: bytes, path: Path, site: Site) -> tuple[Commentary | None, l
     problems.extend(rendered.problems)
     problems.extend(_pdf_beside(values, beside, path, front.key_lines.get("pdf", 1)))
     if any(not p.warning for p in problems):
-        return None, problems
+        return Reading(None, problems, beside.looked)
     values.setdefault("language", site.language)
     translation_of_line = front.key_lines.get("translation_of")
     date = _moment(values.pop("date"), site.zone)
@@ -350,7 +383,7 @@ def read_bytes(raw: bytes, path: Path, site: Site) -> tuple[Commentary | None, l
         values["updated"] = _moment(values["updated"], site.zone)
     if "publish_at" in values:
         values["publish_at"] = _moment(values["publish_at"], site.zone)
-    return (
+    return Reading(
         Commentary(
             slug=slug,
             path=path,
@@ -365,6 +398,7 @@ def read_bytes(raw: bytes, path: Path, site: Site) -> tuple[Commentary | None, l
             **values,
         ),
         problems,
+        beside.looked,
     )
 
 

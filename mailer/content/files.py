@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +25,22 @@ WIDEST_IMAGE = 2 * 600
 PDF_TYPE = "application/pdf"
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
+
+
+Stamp = tuple[int, int, int]
+"""A file as it is on disk now: time of change (ns), size, inode (a file replaced by renaming
+another over it is a new inode even within the same tick of the clock)."""
+
+
+def stamp(path: Path) -> Stamp | None:
+    """What `path` is now, None when it is not a file (missing, or a folder)."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    if not stat.S_ISREG(found.st_mode):
+        return None
+    return found.st_mtime_ns, found.st_size, found.st_ino
 
 
 class FileProblem(ValueError):
@@ -61,6 +79,9 @@ class Beside:
     slug: str
     site_url: str
     found: dict[str, LocalFile] = field(default_factory=dict)
+    looked: dict[Path, Stamp | None] = field(default_factory=dict)
+    """Every place a file was looked for, with what was there (None: nothing): reading the
+    commentary again gives the same only while each is still so."""
 
     def image(self, name: str) -> LocalFile:
         found = self._file(name)
@@ -79,10 +100,11 @@ class Beside:
     def _locate(self, name: str) -> Path:
         folder = self.commentary.parent
         for candidate in (folder / self.slug / name, folder / name):
+            self.looked[candidate] = stamp(candidate)  # before measuring: a change shows later
             resolved = candidate.resolve()
             if folder.resolve() not in resolved.parents:
                 raise FileProblem(f"'{name}' is outside the commentaries folder")
-            if resolved.is_file():
+            if self.looked[candidate] is not None:
                 return resolved
         raise FileProblem(
             f"'{name}' is not there: put it beside {self.commentary.name} or in a folder "

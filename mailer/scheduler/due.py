@@ -4,6 +4,10 @@ Everything it needs to know lives in the database (campaigns with their time, th
 marks), so a scheduler that was stopped, killed or restarted picks up where it left off. Work
 that came due while none ran is done on return, unless older than [schedule] grace: then it is
 marked missed and reported, never done late without a word. Only one scheduler acts at a time.
+
+Its decisions need the commentaries' metadata only, read through the newsletter's shelf: a look
+parses just the files changed since the last (in `mailer serve` the console's threads wait for
+none of it); what it sends is read whole from its slugs.
 """
 
 from __future__ import annotations
@@ -129,7 +133,7 @@ class Scheduler:
         now = newsletter.clock()
         marks = newsletter.store.schedule
         last = marks.mark(BUILT)
-        collection = newsletter.commentaries()
+        collection = newsletter.commentaries(bodies=False)
         lifted = [c for c in collection.public(now) if last is None or c.public_at > last]
         if last is not None and not lifted:
             return
@@ -153,7 +157,7 @@ class Scheduler:
             done.say("auto_publish is on: commentaries released from now on are sent.")
             return
         list_name = newsletter.config.delivery.list
-        collection = newsletter.commentaries()
+        collection = newsletter.commentaries(bodies=False)
         collection.raise_errors()
         for found in pending(newsletter, collection, list_name):
             commentary = found.commentary
@@ -330,7 +334,7 @@ class Scheduler:
                 warning=True,
             )
             return
-        collection = newsletter.commentaries()
+        collection = newsletter.commentaries(bodies=False)
         collection.raise_errors()
         released = collection.public(slot)
         planned = [
