@@ -29,7 +29,14 @@ from mailer.core.tokens import InvalidLink, Links, Purpose
 from mailer.render.email import RenderedIssue
 from mailer.render.message import HeaderInjection, MessageTemplate, Recipient, Sender
 from mailer.store.importing.detection import Detected
-from mailer.store.importing.reader import UnusableFile, _candidate, _columns, _header, _rows
+from mailer.store.importing.reader import (
+    Batch,
+    UnusableFile,
+    _columns,
+    _header,
+    _records,
+    _RowCheck,
+)
 
 SITE = content.Site("https://www.example.org/commentaries/", zoneinfo.ZoneInfo("Europe/Rome"))
 LOCATED = re.compile(r"^.+\.md(:\d+)?: ")
@@ -106,11 +113,14 @@ def test_any_csv_rows_give_clean_people_or_located_rejections(
     try:
         reader = csv.reader(text)
         columns = _columns(_header(reader, path), {}, path, detected)
-        for line, row in _rows(reader, columns):
-            candidate = _candidate(row, line, book, frozenset(), "commentaries", "utf-8-sig")
-            if isinstance(candidate, str):
-                assert candidate
-                continue
+        check = _RowCheck(columns, book, frozenset(), "commentaries", "utf-8-sig")
+        batch, records, rejected = Batch(), 0, 0
+        for line, values in _records(reader):
+            records += 1
+            problem = values if isinstance(values, str) else check.into(batch, values, line)
+            rejected += bool(problem)
+        assert len(batch.emails) + rejected == records  # each one taken or rejected
+        for candidate in batch.candidates():
             categories = {unicodedata.category(c) for c in candidate.name if c != "\u200d"}
             assert not categories & {"Cc", "Cf", "Cs", "Zl", "Zp"}, repr(candidate.name)
             assert book.normalise(candidate.email) == candidate.email

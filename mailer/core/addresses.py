@@ -21,10 +21,8 @@ from email_validator import EmailNotValidError, validate_email
 
 from mailer.core.lifecycle import Frequency, Status
 
-_PLAIN = re.compile(
-    r"^(?P<local>[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*)"
-    r"@(?P<domain>(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63})$"
-)
+_PLAIN_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+_PLAIN_DOMAIN = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}")
 MAX_LENGTH = 254
 MAX_LOCAL_LENGTH = 64
 MAX_NAME_LENGTH = 200
@@ -41,17 +39,29 @@ class AddressBook:
 
     good_domains: dict[str, str] = field(default_factory=dict)
     """Each domain email-validator accepted, as written (lower-cased) → as stored (Unicode)."""
+    plain_domains: dict[str, str] = field(default_factory=dict)
+    """Each plain domain (letters, digits, `-`), exactly as written, whose lower-cased form is
+    in good_domains → as stored: an address at one is checked by its local part alone."""
 
     def normalise(self, raw: str) -> str:
         """The address as stored: trimmed, domain lower-cased (IDN kept in Unicode)."""
         address = raw.strip()
+        # Neither part of a plain address holds `@`, so the last one divides them.
+        local, _, domain = address.rpartition("@")
+        stored = self.plain_domains.get(domain)
+        if stored is None and _PLAIN_DOMAIN.fullmatch(domain):
+            stored = self.good_domains.get(domain.lower())
+            if stored is not None:
+                self.plain_domains[domain] = stored
+        if (
+            stored is not None
+            and len(address) <= MAX_LENGTH
+            and len(local) <= MAX_LOCAL_LENGTH
+            and _PLAIN_LOCAL.fullmatch(local)
+        ):
+            return f"{local}@{stored}"
         if not address:
             raise InvalidAddress("the address is empty")
-        plain = _PLAIN.match(address)
-        if plain and len(address) <= MAX_LENGTH and len(plain["local"]) <= MAX_LOCAL_LENGTH:
-            domain = self.good_domains.get(plain["domain"].lower())
-            if domain is not None:
-                return f"{plain['local']}@{domain}"
         try:
             checked = validate_email(address, check_deliverability=False)
         except EmailNotValidError as error:

@@ -43,20 +43,51 @@ def bulk_insert(
 
 def inserted_ids(
     connection: Connection, table: Table, key: ColumnClause[Any], keys: Sequence[Any]
-) -> dict[Any, int]:
-    """The ids bulk_insert just gave the rows with these keys, in the order inserted.
+) -> list[int]:
+    """The ids bulk_insert just gave the rows with these keys, in the order of `keys`.
 
     On SQLite the inserting connection holds the only write lock and the table has no
     AUTOINCREMENT, so a run of inserts takes consecutive rowids ending at last_insert_rowid();
     no query over the keys is needed. Elsewhere the ids are read back by key.
     """
     if not keys:
-        return {}
+        return []
     if connection.dialect.name == "sqlite":
         last = int(connection.exec_driver_sql("SELECT last_insert_rowid()").scalar_one())
-        return dict(zip(keys, range(last - len(keys) + 1, last + 1), strict=True))
+        return list(range(last - len(keys) + 1, last + 1))
     found = connection.execute(select(key, table.c.id).where(one_of(connection, key, keys)))
-    return {row[0]: row[1] for row in found}
+    by_key = {row[0]: row[1] for row in found}
+    return [by_key[k] for k in keys]
+
+
+def insert_for_ids(
+    connection: Connection,
+    table: Table,
+    columns: Sequence[str],
+    ids: Sequence[int],
+    values: Sequence[Any],
+) -> None:
+    """One row per id: the id in `columns[0]`, the same `values` in the other columns.
+
+    The ids travel as one parameter (a JSON array on SQLite, an array on PostgreSQL) and the
+    database makes the rows: the memberships of a batch of new people cost no Python per row,
+    where executemany took a third of a row's time binding them."""
+    if not ids:
+        return
+    names = ", ".join(columns)
+    if connection.dialect.name == "postgresql":
+        markers = ", ".join("%s" for _ in values)
+        connection.exec_driver_sql(
+            f"INSERT INTO {table.name} ({names}) SELECT id, {markers} "
+            "FROM unnest(%s::bigint[]) AS id",
+            (*values, list(ids)),
+        )
+        return
+    markers = ", ".join("?" for _ in values)
+    connection.exec_driver_sql(
+        f"INSERT INTO {table.name} ({names}) SELECT value, {markers} FROM json_each(?)",
+        (*values, json.dumps(list(ids))),
+    )
 
 
 def bulk_update(

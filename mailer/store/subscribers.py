@@ -28,7 +28,7 @@ from sqlalchemy import (
 
 from mailer.core.addresses import Candidate, SuppressionHash, as_stored, key
 from mailer.core.lifecycle import CONSENT, LEFT, Frequency, Reason, Status, can_become
-from mailer.store.bulk import bulk_insert, inserted_ids, one_of
+from mailer.store.bulk import bulk_insert, insert_for_ids, inserted_ids, one_of
 from mailer.store.lists import Lists, list_key
 from mailer.store.schema import (
     driver_time,
@@ -296,11 +296,12 @@ class Subscribers:
             list_ids, merged.lists_created = Lists.ensure(
                 connection, {n for c in by_key.values() for n in c.lists}
             )
-            new_members = consent.update_existing(by_key, list_ids, replace_names, merged)
+            new_members = _NewMembers(consent.stamp)
+            consent.update_existing(by_key, list_ids, replace_names, merged, new_members)
             if by_key:
-                new_members += consent.insert(by_key, list_ids)
+                consent.insert(by_key, list_ids, new_members)
                 merged.added += len(by_key)
-            bulk_insert(connection, memberships, _MEMBERSHIP_COLUMNS, new_members)
+            new_members.write(connection)
         return merged
 
     def change_status(
@@ -430,10 +431,11 @@ class _Consent:
         list_ids: dict[str, int],
         replace_names: bool,
         merged: Merged,
-    ) -> list[tuple[Any, ...]]:
+        new_members: _NewMembers,
+    ) -> None:
         """Merge the candidates who are subscribers already (taking them out of `by_key`):
-        lists added, names filled or replaced, a status of having left taken; returns the
-        memberships to insert. Those who left are kept out, untouched."""
+        lists added (to `new_members`), names filled or replaced, a status of having left
+        taken. Those who left are kept out, untouched."""
         connection = self.connection
         existing = connection.execute(
             select(
@@ -445,7 +447,6 @@ class _Consent:
             ).where(one_of(connection, subscribers.c.email_key, list(by_key)))
         ).all()
         member_of = _list_ids_of(connection, [row.id for row in existing])
-        new_members: list[tuple[Any, ...]] = []
         renamed: list[dict[str, Any]] = []
         for row in existing:
             candidate = by_key.pop(row.email_key)
@@ -457,10 +458,8 @@ class _Consent:
                 for n in sorted(candidate.lists)
                 if list_ids[n] not in member_of[row.id]
             }
-            new_members += [
-                _membership(row.id, list_id, self.stamp, candidate.frequency_on(n))
-                for list_id, n in sorted(missing.items())
-            ]
+            for list_id, n in sorted(missing.items()):
+                new_members.add([row.id], list_id, candidate.frequency_on(n))
             rechosen = any(
                 [  # a list, not a generator: every list is changed, not just the first
                     set_frequency(connection, row.id, n, chosen, self.now)
@@ -500,12 +499,12 @@ class _Consent:
                 ),
                 renamed,
             )
-        return new_members
 
     def insert(
-        self, by_key: dict[str, Candidate], list_ids: dict[str, int]
-    ) -> list[tuple[Any, ...]]:
-        """Insert new subscribers with how they came in (their consent); returns memberships."""
+        self, by_key: dict[str, Candidate], list_ids: dict[str, int], new_members: _NewMembers
+    ) -> None:
+        """Insert new subscribers with how they came in (their consent), their memberships
+        added to `new_members`."""
         default, reason, stamp = self.status.value, self.reason.value, self.stamp
         detail, ip = self.detail, self.ip
         bulk_insert(
@@ -544,24 +543,48 @@ class _Consent:
             ],
         )
         ids = inserted_ids(self.connection, subscribers, subscribers.c.email_key, list(by_key))
-        return [
-            _membership(ids[k], list_ids[name], stamp, candidate.frequency_on(name))
-            for k, candidate in by_key.items()
-            for name in sorted(candidate.lists)
-        ]
+        # Most people of a batch share one set of lists and choose no frequency: they are
+        # gathered by that set (one frozenset object, its hash kept), not list by list.
+        by_lists: dict[frozenset[str], list[int]] = {}
+        for subscriber_id, candidate in zip(ids, by_key.values(), strict=True):
+            if candidate.frequency is None:
+                by_lists.setdefault(candidate.lists, []).append(subscriber_id)
+                continue
+            for name in sorted(candidate.lists):
+                new_members.add([subscriber_id], list_ids[name], candidate.frequency_on(name))
+        for names, subscriber_ids in by_lists.items():
+            for name in sorted(names):
+                new_members.add(subscriber_ids, list_ids[name], None)
 
 
-_MEMBERSHIP_COLUMNS = ("subscriber_id", "list_id", "created_at", "frequency", "frequency_since")
-_IMMEDIATE = Frequency.IMMEDIATE.value
+class _NewMembers:
+    """The memberships a merge inserts, gathered by list and frequency: one statement each,
+    the database making the rows (bulk.insert_for_ids)."""
 
+    def __init__(self, stamp: Any) -> None:
+        self.stamp = stamp
+        """The time as the driver takes it (schema.driver_time)."""
+        self.ids: dict[tuple[int, Frequency | None], list[int]] = {}
 
-def _membership(
-    subscriber_id: int, list_id: int, stamp: Any, frequency: Frequency | None
-) -> tuple[Any, ...]:
-    """A row of memberships for bulk_insert; `stamp` is the time as the driver takes it."""
-    if frequency is None:
-        return (subscriber_id, list_id, stamp, _IMMEDIATE, None)
-    return (subscriber_id, list_id, stamp, frequency.value, stamp)
+    def add(self, subscriber_ids: Sequence[int], list_id: int, frequency: Frequency | None) -> None:
+        """These subscribers join the list, getting it as `frequency` chose (None: every issue
+        as it goes, since they never chose)."""
+        self.ids.setdefault((list_id, frequency), []).extend(subscriber_ids)
+
+    def write(self, connection: Connection) -> None:
+        for (list_id, frequency), subscriber_ids in self.ids.items():
+            chosen, since = (
+                (Frequency.IMMEDIATE.value, None)
+                if frequency is None
+                else (frequency.value, self.stamp)
+            )
+            insert_for_ids(
+                connection,
+                memberships,
+                ("subscriber_id", "list_id", "created_at", "frequency", "frequency_since"),
+                subscriber_ids,
+                (list_id, self.stamp, chosen, since),
+            )
 
 
 def set_frequency(

@@ -14,13 +14,14 @@ import functools
 import io
 import itertools
 import json
+import operator
 import pickle
 import re
 import sys
 from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, NamedTuple
+from typing import IO, TYPE_CHECKING
 
 from mailer.core.addresses import (
     AddressBook,
@@ -48,16 +49,6 @@ class UnusableFile(MailerError):
     """The file is not a CSV of subscribers at all; nothing was imported."""
 
 
-class Row(NamedTuple):
-    email: str
-    name: str
-    lists: str
-    status: str
-    language: str
-    frequency: str
-    values: list[str]
-
-
 @dataclass
 class Batch:
     """What the reader sends the writer: checked rows, the rejected ones, and how far it got.
@@ -77,15 +68,6 @@ class Batch:
     rejected: list[Problem] = field(default_factory=list)
     rows: int = 0
     position: int = 0
-
-    def add(self, candidate: Candidate) -> None:
-        self.emails.append(candidate.email)
-        self.names.append(candidate.name)
-        self.groups.append(self.list_sets.setdefault(candidate.lists, len(self.list_sets)))
-        self.lines.append(candidate.line)
-        self.statuses.append(candidate.status)
-        self.languages.append(candidate.language)
-        self.frequencies.append(candidate.frequency)
 
     def candidates(self) -> list[Candidate]:
         sets = list(self.list_sets)
@@ -146,14 +128,13 @@ def batches(
         encoding = detected.encoding
         columns = _columns(_header(reader, path), reading.mapping, path, detected)
         yield Layout(detected, columns)
+        check = _RowCheck(columns, book, extra, default_list, encoding)
         batch = Batch()
-        for line, row in _rows(reader, columns):
+        for line, values in _records(reader):
             batch.rows += 1
-            candidate = _candidate(row, line, book, extra, default_list, encoding)
-            if isinstance(candidate, str):
-                batch.rejected.append(Problem(path, line, candidate))
-            else:
-                batch.add(candidate)
+            problem = values if isinstance(values, str) else check.into(batch, values, line)
+            if problem:
+                batch.rejected.append(Problem(path, line, problem))
             if batch.rows == size:
                 batch.position = raw.tell()
                 yield batch
@@ -209,12 +190,9 @@ def _header(reader: CsvReader, path: Path) -> list[str]:
         raise UnusableFile(f"{path}: is not a CSV file ({error})") from None
 
 
-def _rows(reader: CsvReader, columns: Columns) -> Iterator[tuple[int, Row | str]]:
-    """(first line of the record, its cells or why it cannot be read) for each data row."""
-    at = columns.at.get
-    email_at, name_at, lists_at, status_at = at("email"), at("name"), at("lists"), at("status")
-    first_at, last_at, language_at = at("first_name"), at("last_name"), at("language")
-    frequency_at = at("frequency")
+def _records(reader: CsvReader) -> Iterator[tuple[int, list[str] | str]]:
+    """(first line of the record, its cells or why it cannot be read) for each record that
+    holds anything but blanks."""
     line = reader.line_num + 1
     while True:
         try:
@@ -226,26 +204,89 @@ def _rows(reader: CsvReader, columns: Columns) -> Iterator[tuple[int, Row | str]
             line = reader.line_num + 1
             continue
         if values and "".join(values).strip():
-            name = _at(values, name_at)
-            if not name.strip() and (first_at is not None or last_at is not None):
-                name = f"{_at(values, first_at).strip()} {_at(values, last_at).strip()}"
-            yield (
-                line,
-                Row(
-                    _at(values, email_at),
-                    name.strip(),
-                    _at(values, lists_at),
-                    _at(values, status_at),
-                    _at(values, language_at),
-                    _at(values, frequency_at),
-                    values,
-                ),
-            )
+            yield line, values
         line = reader.line_num + 1
 
 
-def _at(values: list[str], index: int | None) -> str:
-    return as_written(values[index]) if index is not None and index < len(values) else ""
+class _RowCheck:
+    """Each row of cells checked: into the batch as a person to add, or the reason it is
+    rejected. Done once per row of the file, so the common row (every cell there, none
+    starting with `'`, decoded) takes a short path; the others the general one, alike in
+    what they give."""
+
+    def __init__(
+        self,
+        columns: Columns,
+        book: AddressBook,
+        extra: frozenset[str],
+        default_list: str,
+        encoding: str,
+    ) -> None:
+        self.book, self.extra, self.encoding = book, extra, encoding
+        self.default = frozenset({default_list})
+        at = columns.at.get
+        positions = [at(f) for f in _FIELDS]
+        self.joined_names = at("first_name") is not None or at("last_name") is not None
+        self.shortest = max(p for p in positions if p is not None) + 1
+        # A field the file lacks is read from a cell appended to the row, holding "".
+        self.cells = operator.itemgetter(*(-1 if p is None else p for p in positions))
+        self.positions = positions
+        self.lists: dict[str, frozenset[str]] = {}
+        """The lists a row joins, by its `lists` cell (bounded like the caches below)."""
+
+    def into(self, batch: Batch, values: list[str], line: int) -> str:
+        """Add the row's person to `batch`; or why the row is rejected (empty when it is not)."""
+        joined = "".join(values)
+        if _NOT_DECODED.search(joined):
+            return (
+                f"this line is not {encoding_name(self.encoding)} text "
+                "(--encoding gives the file's encoding)"
+            )
+        if len(values) >= self.shortest:
+            values.append("")
+            cells: tuple[str, ...] = self.cells(values)
+        else:
+            cells = tuple(
+                values[p] if p is not None and p < len(values) else "" for p in self.positions
+            )
+        if "'" in joined:
+            cells = tuple(map(as_written, cells))
+        email, name, lists, status, language, frequency, first, last = cells
+        if self.joined_names and not name.strip():
+            name = f"{first.strip()} {last.strip()}"
+        try:
+            email = self.book.normalise(email)
+            name = clean_name(name) if name else ""  # clean_name strips it
+            joins = self._joins(lists)
+            chosen_status = _status(status) if status else None
+            language = language_code(language.strip()) if language.strip() else ""
+            chosen = _frequency(frequency, lists) if frequency.strip() else None
+        except (InvalidAddress, ValueError) as error:
+            return str(error)
+        batch.emails.append(email)
+        batch.names.append(name)
+        batch.groups.append(batch.list_sets.setdefault(joins, len(batch.list_sets)))
+        batch.lines.append(line)
+        batch.statuses.append(chosen_status)
+        batch.languages.append(language)
+        batch.frequencies.append(chosen)
+        return ""
+
+    def _joins(self, cell: str) -> frozenset[str]:
+        """The lists a row with this `lists` cell joins: its own and the extra ones, or the
+        default list when that leaves none."""
+        joins = self.lists.get(cell)
+        if joins is None:
+            named = _list_names(cell) if cell else frozenset()
+            if len(self.lists) >= _CACHED:
+                self.lists.clear()
+            joins = self.lists[cell] = (named | self.extra) or self.default
+        return joins
+
+
+_FIELDS = ("email", "name", "lists", "status", "language", "frequency", "first_name", "last_name")
+"""The fields a row's cells are read into, in the order _RowCheck unpacks them."""
+_CACHED = 1024
 
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -268,42 +309,6 @@ def as_written(cell: str) -> str:
     return cell[1:] if cell[:1] == "'" and cell[1:2] in _ESCAPED else cell
 
 
-def _candidate(
-    row: Row | str,
-    line: int,
-    book: AddressBook,
-    extra: frozenset[str],
-    default_list: str,
-    encoding: str,
-) -> Candidate | str:
-    """The row as a person to add, or the reason it is rejected."""
-    if isinstance(row, str):
-        return row
-    if _NOT_DECODED.search("".join(row.values)):
-        return (
-            f"this line is not {encoding_name(encoding)} text "
-            "(--encoding gives the file's encoding)"
-        )
-    try:
-        email = book.normalise(row.email)
-        name = clean_name(row.name) if row.name else ""
-        named = _list_names(row.lists) if row.lists else frozenset()
-        status = _status(row.status) if row.status else None
-        language = language_code(row.language.strip()) if row.language.strip() else ""
-        frequency = _frequency(row.frequency, row.lists) if row.frequency.strip() else None
-    except (InvalidAddress, ValueError) as error:
-        return str(error)
-    return Candidate(
-        email=email,
-        name=name,
-        lists=(named | extra) or frozenset({default_list}),
-        line=line,
-        status=status,
-        language=language,
-        frequency=frequency,
-    )
-
-
 def _status(cell: str) -> Status:
     """A `status` cell, as an export writes it: a row that left stays out when imported."""
     try:
@@ -313,7 +318,7 @@ def _status(cell: str) -> Status:
         raise ValueError(f"the status '{cell.strip()}' is not one of: {choices}") from None
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=_CACHED)
 def _frequency(cell: str, lists: str) -> Frequency | Mapping[str, Frequency]:
     """A `frequency` cell: how often the row's person gets the row's lists, or, separated by
     `;`, each list of the `lists` cell in its order (as an export writes someone whose lists
@@ -339,7 +344,7 @@ def _one_frequency(cell: str) -> Frequency:
         raise ValueError(f"the frequency '{cell.strip()}' is not one of: {choices}") from None
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=_CACHED)
 def _list_names(field: str) -> frozenset[str]:
     """The lists of a `lists` cell; most rows of a file repeat a few, hence the cache."""
     return frozenset(clean_list_name(name) for name in field.split(";") if name.strip())
