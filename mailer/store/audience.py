@@ -1,8 +1,11 @@
-"""A list's audience week by week, from memberships and the history of status changes.
+"""A list's audience week by week, from the counts the database keeps and the history of
+status changes.
 
-Only what happened since the first week is read, counted by week in the database: the active
-count at each week's end is the count now less every change after that week (a member joining
-while active, a member's status moving into or out of active).
+The members who joined in each week, by their status now, are kept in `audience_joins` (by
+triggers: migration 0016), so nothing here counts memberships. The active count at a week's
+end is then those who had joined by it and are active now, less every change of status since,
+of a member who had joined by then; the changes are read from history for the weeks shown only
+(an index range over `history.at`), grouped in the database.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from sqlalchemy import ColumnElement, Connection, Engine, case, func, select
 from mailer.core.audience import ListAudience, Week, week_of
 from mailer.core.lifecycle import Status
 from mailer.store.lists import Lists
-from mailer.store.schema import history, lists, memberships, subscribers
+from mailer.store.schema import audience_joins, history, lists, memberships
 
 _ACTIVE = Status.ACTIVE.value
 
@@ -32,14 +35,17 @@ class Audience:
             if list_id is None:
                 raise LookupError(f"there is no list '{name}'")
             shown = connection.scalar(select(lists.c.name).where(lists.c.id == list_id))
-            statuses = _statuses(connection, list_id)
             weeks = _Weeks.starting(week_of(since), now)
-            joined = _joined(connection, list_id, weeks)
-            changes = _status_changes(connection, list_id, weeks)
+            joined = _joined(connection, list_id)
+            members = sum(joined.values())
+            changes = _status_changes(connection, list_id, weeks, members)
+        statuses: Counter[str] = Counter()
+        for (_, status), count in joined.items():
+            statuses[status] += count
         return ListAudience(
             name=str(shown),
-            weeks=_weeks(weeks, statuses.get(_ACTIVE, 0), joined, changes),
-            statuses=statuses,
+            weeks=_weeks(weeks, joined, changes),
+            statuses={status: count for status, count in statuses.items() if count},
         )
 
     def all(self, since: dt.date, now: dt.datetime) -> list[ListAudience]:
@@ -48,21 +54,20 @@ class Audience:
         return [self.of(name, since, now) for name in names]
 
 
-def _statuses(connection: Connection, list_id: int) -> dict[str, int]:
+def _joined(connection: Connection, list_id: int) -> Counter[tuple[dt.date, str]]:
+    """The list's members by the week they joined and their status now."""
     rows = connection.execute(
-        select(subscribers.c.status, func.count())
-        .select_from(memberships)
-        .join(subscribers, subscribers.c.id == memberships.c.subscriber_id)
-        .where(memberships.c.list_id == list_id)
-        .group_by(subscribers.c.status)
+        select(audience_joins.c.week, audience_joins.c.status, audience_joins.c.members).where(
+            audience_joins.c.list_id == list_id
+        )
     )
-    return {status: count for status, count in rows}
+    return Counter({(week, status): members for week, status, members in rows})
 
 
 @dataclass(frozen=True)
 class _Weeks:
-    """The weeks shown, and how the database puts a moment into one of them (counting there,
-    so that a million members who joined this week cost one row, not a million)."""
+    """The weeks shown, and how a day or, in the database, a moment falls into one of them
+    (by index: -1 before the first, one past the last after them)."""
 
     starts: list[dt.date]
 
@@ -78,102 +83,85 @@ class _Weeks:
         return dt.datetime.combine(self.starts[0], dt.time(), dt.UTC)
 
     def of(self, moment: ColumnElement[dt.datetime]) -> ColumnElement[int]:
-        """The index of the week holding `moment` (one past the last: after them)."""
+        """The index of the week holding `moment`."""
         ends = [dt.datetime.combine(day, dt.time(), dt.UTC) + _WEEK for day in self.starts]
-        return case(*((moment < end, index) for index, end in enumerate(ends)), else_=len(ends))
+        return case(
+            (moment < self.start, -1),
+            *((moment < end, index) for index, end in enumerate(ends)),
+            else_=len(ends),
+        )
+
+    def index(self, monday: dt.date) -> int:
+        """The index of the week starting on `monday`."""
+        if monday < self.starts[0]:
+            return -1
+        return min((monday - self.starts[0]).days // 7, len(self.starts))
 
 
 _WEEK = dt.timedelta(days=7)
 
 
-def _joined(
-    connection: Connection, list_id: int, weeks: _Weeks
-) -> tuple[Counter[int], Counter[int]]:
-    """Sign-ups by week since the first, and how many of them were active when they joined.
-
-    Counted by their status now, then corrected for the few who changed since: they were
-    active at joining if the old status of their first change after joining says so."""
-    week = weeks.of(memberships.c.created_at).label("week")
-    active = case((subscribers.c.status == _ACTIVE, 1), else_=0).label("active")
-    joined = (
-        select(week, active, func.count())
-        .join(subscribers, subscribers.c.id == memberships.c.subscriber_id)
-        .where(memberships.c.list_id == list_id, memberships.c.created_at >= weeks.start)
-        .group_by(week, active)
-    )
-    signups: Counter[int] = Counter()
-    net: Counter[int] = Counter()
-    for index, active_now, count in connection.execute(joined):
-        signups[index] += count
-        net[index] += count * active_now
-    first_change = (
-        select(history.c.old_status)
-        .where(
-            history.c.subscriber_id == memberships.c.subscriber_id,
-            history.c.at >= memberships.c.created_at,
-        )
-        .order_by(history.c.at, history.c.id)
-        .limit(1)
-        .scalar_subquery()
-    )
-    changed = select(history.c.subscriber_id).where(history.c.at >= weeks.start).distinct()
-    corrections = connection.execute(
-        select(week, first_change, subscribers.c.status)
-        .join(subscribers, subscribers.c.id == memberships.c.subscriber_id)
-        .where(
-            memberships.c.list_id == list_id,
-            memberships.c.created_at >= weeks.start,
-            memberships.c.subscriber_id.in_(changed),
-        )
-    )
-    for index, first_old, status in corrections:
-        if first_old is not None:
-            net[index] += (first_old == _ACTIVE) - (status == _ACTIVE)
-    return signups, net
-
-
 def _status_changes(
-    connection: Connection, list_id: int, weeks: _Weeks
-) -> list[tuple[int, str | None, str, bool, int]]:
-    """(week, old status, new status, whether they were a member then, how many) of the
-    changes since the first week."""
+    connection: Connection, list_id: int, weeks: _Weeks, members: int
+) -> list[tuple[int, int, str | None, str, bool, int]]:
+    """(week, week the member joined, old status, new status, whether they were a member
+    then, how many) of the changes since the first week."""
     week = weeks.of(history.c.at).label("week")
-    member = case((history.c.at >= memberships.c.created_at, 1), else_=0)
+    joined = weeks.of(memberships.c.created_at).label("joined")
+    member = case((history.c.at >= memberships.c.created_at, 1), else_=0).label("member")
+    on_list: ColumnElement[bool] = memberships.c.list_id == list_id
+    if connection.dialect.name == "sqlite" and members > _changes_since(connection, weeks):
+        # SQLite, without statistics, walks the list's members and looks up each one's
+        # history (a million lookups for a million members); when fewer changes than members
+        # are in the weeks shown, start from those instead: `+ 0` keeps it from using the list
+        # as the index to start from. (PostgreSQL's planner knows the sizes itself.)
+        on_list = memberships.c.list_id + 0 == list_id
     rows = connection.execute(
-        select(week, history.c.old_status, history.c.new_status, member, func.count())
+        select(week, joined, history.c.old_status, history.c.new_status, member, func.count())
         .join(memberships, memberships.c.subscriber_id == history.c.subscriber_id)
-        .where(memberships.c.list_id == list_id, history.c.at >= weeks.start)
-        .group_by(week, history.c.old_status, history.c.new_status, member)
+        .where(on_list, history.c.at >= weeks.start)
+        .group_by(week, joined, history.c.old_status, history.c.new_status, member)
     )
-    return [(index, old, new, bool(was), count) for index, old, new, was, count in rows]
+    return [(w, j, old, new, bool(was), count) for w, j, old, new, was, count in rows]
+
+
+def _changes_since(connection: Connection, weeks: _Weeks) -> int:
+    """Every list's changes of status in the weeks shown (counted in the index on their time)."""
+    found = connection.scalar(select(func.count()).where(history.c.at >= weeks.start))
+    return int(found or 0)
 
 
 def _weeks(
     weeks: _Weeks,
-    active_now: int,
-    joined: tuple[Counter[int], Counter[int]],
-    changes: list[tuple[int, str | None, str, bool, int]],
+    joined: Counter[tuple[dt.date, str]],
+    changes: list[tuple[int, int, str | None, str, bool, int]],
 ) -> list[Week]:
-    signups, net = joined
-    left = {Status.UNSUBSCRIBED.value: Counter[int](), Status.BOUNCED.value: Counter[int]()}
-    for index, old, new, member, count in changes:
-        if member:
-            if new in left:
-                left[new][index] += count
-            net[index] += count * ((new == _ACTIVE) - (old == _ACTIVE))
     shown = len(weeks.starts)
-    # Changes after the week under way: none, unless clocks disagree.
-    later = net[shown]
+    signups, active = Counter[int](), Counter[int]()  # active: of those who joined, active now
+    for (week, status), count in joined.items():
+        index = weeks.index(week)
+        signups[index] += count
+        if status == _ACTIVE:
+            active[index] += count
+    left = {Status.UNSUBSCRIBED.value: Counter[int](), Status.BOUNCED.value: Counter[int]()}
+    # What changed after a week, by the week the member joined (-1: before the first shown).
+    later: Counter[tuple[int, int]] = Counter()
+    for index, joined_in, old, new, member, count in changes:
+        if member and new in left:
+            left[new][index] += count
+        later[(index, joined_in)] += count * ((new == _ACTIVE) - (old == _ACTIVE))
     found = []
-    for index in reversed(range(shown)):  # the count at a week's end: now, less what came after
+    joined_active = sum(count for index, count in active.items() if index < 0)
+    for index in range(shown):
+        joined_active += active[index]
+        since = sum(c for (w, j), c in later.items() if w > index and j <= index)
         found.append(
             Week(
                 starts=weeks.starts[index],
-                active=active_now - later,
+                active=joined_active - since,
                 signups=signups[index],
                 unsubscribes=left[Status.UNSUBSCRIBED.value][index],
                 bounces=left[Status.BOUNCED.value][index],
             )
         )
-        later += net[index]
-    return found[::-1]
+    return found

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Engine, func, insert, select, update
 from mailer.core.addresses import clean_list_name
 from mailer.core.errors import RequestError
 from mailer.core.lifecycle import Status
-from mailer.store.schema import lists, memberships, subscribers, utcnow
+from mailer.store.schema import audience_joins, lists, utcnow
 
 
 @dataclass(frozen=True)
@@ -47,22 +47,30 @@ class Lists:
         self.engine = engine
 
     def summaries(self, name: str | None = None) -> list[ListSummary]:
-        """Every list with its counts, by name; only the list `name` (any case) if given."""
-        active = func.count().filter(subscribers.c.status == Status.ACTIVE.value)
+        """Every list with its counts, by name; only the list `name` (any case) if given.
+
+        The counts are the ones the database keeps by week of joining (schema.audience_joins),
+        summed: a few rows a list, not a row a member."""
+        members = func.coalesce(func.sum(audience_joins.c.members), 0)
+        active = func.coalesce(
+            func.sum(audience_joins.c.members).filter(
+                audience_joins.c.status == Status.ACTIVE.value
+            ),
+            0,
+        )
         query = (
             select(
                 lists.c.name,
                 lists.c.created_at,
                 active,
-                func.count(subscribers.c.id),
+                members,
                 lists.c.title,
                 lists.c.description,
                 lists.c.public,
                 lists.c.archived_at.is_not(None),
             )
             .select_from(lists)
-            .outerjoin(memberships, memberships.c.list_id == lists.c.id)
-            .outerjoin(subscribers, subscribers.c.id == memberships.c.subscriber_id)
+            .outerjoin(audience_joins, audience_joins.c.list_id == lists.c.id)
             .group_by(lists.c.id)
             .order_by(lists.c.name)
         )

@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -182,6 +183,22 @@ memberships = Table(
     ),
     Column("frequency_since", UtcDateTime, nullable=True),
     Index("ix_memberships_list_id", "list_id", "subscriber_id"),
+    sqlite_with_rowid=False,
+)
+
+audience_joins = Table(
+    # How many of a list's members joined it in each week (Monday, UTC), by their status now:
+    # the audience chart's sign-ups and active members, and each list's counts, without counting
+    # a million memberships per page. Kept by triggers in the database (migration 0016), on every
+    # path that changes memberships or statuses (imports, COPY, cascades on erasure, plain SQL)
+    # alike. A migration that rebuilds memberships or subscribers on SQLite (batch mode: a copy,
+    # the old table dropped) drops their triggers with them and must create them again.
+    "audience_joins",
+    metadata,
+    Column("list_id", Id, ForeignKey("lists.id", ondelete="CASCADE"), primary_key=True),
+    Column("week", Date, primary_key=True),
+    Column("status", String(20), primary_key=True),
+    Column("members", Integer, nullable=False),
     sqlite_with_rowid=False,
 )
 
