@@ -15,7 +15,9 @@ import contextlib
 import ctypes
 import itertools
 import os
+import re
 import secrets
+import sys
 import tempfile
 from collections.abc import Callable, Iterable, Sequence, Set
 from dataclasses import dataclass, field
@@ -99,9 +101,20 @@ def stage_unflushed(path: Path, data: bytes, private: bool = False) -> Path:
     return temporary
 
 
-def flush_together(paths: Sequence[Path]) -> None:
+def flush_together(paths: Sequence[Path], filesystem: int | None = None) -> None:
     """Wait until every one of these files is on disk (their writing begun by stage_unflushed,
-    the waits overlap)."""
+    the waits overlap).
+
+    `filesystem`, a handle of a folder on the files' filesystem opened before they were written:
+    where Linux has syncfs(2) and it reports write errors (5.8 on), one syncfs of that
+    filesystem does it, which costs about what one file's fsync does; elsewhere one fsync each.
+    The handle must predate the writing: syncfs reports the write errors that happened since its
+    handle was opened, and none from before."""
+    if filesystem is not None and paths and _syncfs is not None:
+        if _syncfs(filesystem) != 0:
+            error = ctypes.get_errno()
+            raise _unwritten(paths[0], OSError(error, os.strerror(error))) from None
+        return
     for path in paths:
         handle = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
@@ -114,11 +127,16 @@ def flush_together(paths: Sequence[Path]) -> None:
 
 def flush_folder(folder: Path) -> None:
     """Make the names renamed into `folder` outlive a power cut: its own fsync."""
-    handle = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    handle = open_folder(folder)
     try:
         os.fsync(handle)
     finally:
         os.close(handle)
+
+
+def open_folder(folder: Path) -> int:
+    """A handle of `folder`: what flush_together and os.fsync take."""
+    return os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
 
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
@@ -140,6 +158,30 @@ def _linux_sync_file_range() -> Callable[[int], object]:
 
 
 _start_writeback = _linux_sync_file_range()
+
+
+def reports_write_errors(release: str) -> bool:
+    """Whether a Linux kernel of this release (`os.uname().release`) has syncfs(2) tell the
+    write errors it met: from 5.8 on; before, it said nothing of them, so an fsync of each file
+    is the only way to know that they are on disk."""
+    found = re.match(r"(\d+)\.(\d+)", release)
+    return found is not None and (int(found[1]), int(found[2])) >= (5, 8)
+
+
+def _linux_syncfs() -> Callable[[int], int] | None:
+    """Linux's syncfs(2), where it reports write errors; None elsewhere."""
+    if sys.platform != "linux" or not reports_write_errors(os.uname().release):
+        return None
+    try:
+        call = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    call.argtypes = [ctypes.c_int]
+    call.restype = ctypes.c_int
+    return call
+
+
+_syncfs = _linux_syncfs()
 
 
 def write_folder(folder: Path, files: Iterable[tuple[str, bytes]]) -> Written:

@@ -3,10 +3,16 @@
 Useful to look at a whole campaign before it goes anywhere, to hand the files to another
 system, and as the default, so that a new newsletter can run its first send safely.
 
-A batch is written whole under hidden temporary names, its files are flushed to disk together,
-and only then is each renamed into place and its fate told (journaled), one after the other;
-the folder is flushed once before the batch is recorded. A send killed in the middle leaves at
-most the one message between its rename and its journal line to go again, as over SMTP.
+A batch is written whole under hidden temporary names, its files are flushed to disk together
+(one syncfs of the outbox's filesystem on Linux, an fsync each elsewhere), and only then is each
+renamed into place and its fate told (journaled), one after the other; the folder is flushed
+once before the batch is recorded. A send killed in the middle leaves at most the one message
+between its rename and its journal line to go again, as over SMTP.
+
+Why not write each file under its final name at once, saving the rename: a send killed while
+writing would leave half a message where a reader of the folder takes it for whole, and one
+killed before its journal lines would leave a whole batch of messages nobody knows were made, to
+go again under new Message-IDs: a batch of duplicates per worker instead of one message.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from mailer.core.errors import OutputError
-from mailer.core.output import flush_folder, flush_together, stage_unflushed
+from mailer.core.output import flush_together, open_folder, stage_unflushed
 from mailer.delivery.base import Backend, Outcome, Outgoing, Result, Settled, unheard, unsigned
 from mailer.render.message import MessageTemplate
 
@@ -28,14 +34,21 @@ STALE_SECONDS = 600
 
 class OutboxBackend(Backend):
     name = "outbox"
-    batch_size = 100
+    batch_size = 500
+    """A batch's files are flushed together and the folder once: the more files share the two
+    waits, the nearer the disk's rate for large writes (100: about half of it)."""
 
     def __init__(self, folder: Path, sign: Callable[[bytes], bytes] = unsigned) -> None:
         self.folder = folder
         self.sign = sign
+        self.handle: int | None = None
+        """The folder, open from before the first file is written: what flushes the files (see
+        flush_together) and the folder."""
 
     def open(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if self.handle is None:
+            self.handle = open_folder(self.folder)
         # A send killed while writing leaves its temporary file behind; one this old belongs to
         # nobody (a live writer renames its file within moments).
         stale = time.time() - STALE_SECONDS
@@ -47,6 +60,9 @@ class OutboxBackend(Backend):
     def send(
         self, template: MessageTemplate, batch: Sequence[Outgoing], settled: Settled = unheard
     ) -> list[Result]:
+        if self.handle is None:
+            self.open()
+        assert self.handle is not None
         staged: list[tuple[Outgoing, Path, Path]] = []
         try:
             for outgoing in batch:
@@ -54,7 +70,7 @@ class OutboxBackend(Backend):
                 target = self.folder / file_name(outgoing)
                 # Private: a message holds its reader's address and two-year unsubscribe link.
                 staged.append((outgoing, stage_unflushed(target, data, private=True), target))
-            flush_together([temporary for _, temporary, _ in staged])
+            flush_together([temporary for _, temporary, _ in staged], self.handle)
         except BaseException:
             for _, temporary, _ in staged:
                 with contextlib.suppress(FileNotFoundError):
@@ -69,8 +85,16 @@ class OutboxBackend(Backend):
             result = Result(Outcome.SENT, message_id=outgoing.message_id)
             settled(outgoing, result)
             results.append(result)
-        flush_folder(self.folder)
+        try:
+            os.fsync(self.handle)  # the names renamed into it outlive a power cut
+        except OSError as error:
+            raise OutputError(f"cannot write {self.folder}: {error.strerror or error}") from None
         return results
+
+    def close(self) -> None:
+        if self.handle is not None:
+            os.close(self.handle)
+            self.handle = None
 
 
 def file_name(outgoing: Outgoing) -> str:

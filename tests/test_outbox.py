@@ -1,0 +1,154 @@
+"""The outbox backend: how a batch's files reach the disk before the batch is recorded.
+
+A batch's files are written under hidden names, flushed to disk together, renamed into place, and
+the folder flushed. "Together" is one syncfs(2) of the outbox's filesystem where Linux reports
+write errors through it (5.8 on), else an fsync per file; both are checked here by the system
+calls the backend makes (the real ones, counted on their way through). What a kill at any moment
+leaves is tests/test_faults.py's kill loop.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import errno
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from mailer.core import output
+from mailer.core.errors import OutputError
+from mailer.delivery.base import Outcome, Outgoing
+from mailer.delivery.outbox import OutboxBackend, file_name
+from mailer.render.message import MessageTemplate
+from tests.conftest import Folder
+
+BATCH = 5
+
+
+def batch_of(folder: Folder, count: int) -> tuple[MessageTemplate, list[Outgoing]]:
+    newsletter = folder.newsletter()
+    rendered = newsletter.render(newsletter.issue(["stalemate-to-escalation"]))
+    template = newsletter.message_template(rendered, "commentaries")
+    people = [
+        Outgoing(
+            n,
+            newsletter.recipient(n, "", f"reader{n}@example.org", ""),
+            template.message_id(),
+        )
+        for n in range(1, count + 1)
+    ]
+    return template, people
+
+
+def fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The handles os.fsync is called on from now (each still fsynced)."""
+    called: list[int] = []
+    real = os.fsync
+
+    def counted(handle: int) -> None:
+        called.append(handle)
+        real(handle)
+
+    monkeypatch.setattr(os, "fsync", counted)
+    return called
+
+
+def sent_whole(outbox: Path, people: list[Outgoing]) -> None:
+    """Every message is in the outbox under its name, whole, and nothing else is."""
+    assert sorted(p.name for p in outbox.iterdir()) == sorted(file_name(o) for o in people)
+    for outgoing in people:
+        data = (outbox / file_name(outgoing)).read_bytes()
+        message = email.message_from_bytes(data, policy=email.policy.default)
+        assert message["Message-ID"] == outgoing.message_id
+        assert message["To"] == outgoing.recipient.email
+        assert message.get_body(("plain",)) is not None
+
+
+@pytest.mark.skipif(output._syncfs is None, reason="no syncfs that reports write errors here")
+def test_a_batch_is_flushed_by_one_syncfs_then_the_folder_fsync(
+    folder: Folder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    template, people = batch_of(folder, BATCH)
+    syncfs = output._syncfs
+    assert syncfs is not None
+    synced: list[int] = []
+
+    def counted_syncfs(handle: int) -> int:
+        synced.append(handle)
+        return syncfs(handle)
+
+    monkeypatch.setattr(output, "_syncfs", counted_syncfs)
+    with OutboxBackend(tmp_path / "outbox") as backend:
+        fsynced = fsyncs(monkeypatch)
+        results = backend.send(template, people)
+        assert synced == [backend.handle] and fsynced == [backend.handle]
+
+    assert [r.outcome for r in results] == [Outcome.SENT] * BATCH
+    sent_whole(tmp_path / "outbox", people)
+
+
+def test_where_syncfs_cannot_be_trusted_each_file_is_fsynced_then_the_folder(
+    folder: Folder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a Linux before 5.8 (its syncfs says nothing of write errors) and other systems get."""
+    template, people = batch_of(folder, BATCH)
+    monkeypatch.setattr(output, "_syncfs", None)
+    settled: list[str] = []
+    with OutboxBackend(tmp_path / "outbox") as backend:
+        fsynced = fsyncs(monkeypatch)
+        results = backend.send(template, people, lambda o, r: settled.append(o.message_id))
+        assert len(fsynced) == BATCH + 1 and fsynced[-1] == backend.handle
+
+    assert [r.outcome for r in results] == [Outcome.SENT] * BATCH
+    assert settled == [o.message_id for o in people]
+    sent_whole(tmp_path / "outbox", people)
+
+
+@pytest.mark.parametrize(
+    ("release", "trusted"),
+    [
+        ("5.7.19", False),
+        ("4.19.0-26-amd64", False),
+        ("5.8.0", True),
+        ("5.15.0-91-generic", True),
+        ("6.18.44-fc-v1098", True),
+        ("10.0", True),
+        ("", False),
+    ],
+)
+def test_syncfs_is_trusted_from_linux_5_8_on(release: str, trusted: bool) -> None:
+    assert output.reports_write_errors(release) is trusted
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="syncfs is Linux's")
+def test_this_linux_flushes_a_batch_with_syncfs() -> None:
+    """The fast path is the one taken here (a kernel of 5.8 or later): the fallback is not
+    silently what every test above runs."""
+    assert output.reports_write_errors(os.uname().release)
+    assert output._syncfs is not None
+
+
+@pytest.mark.skipif(output._syncfs is None, reason="no syncfs that reports write errors here")
+def test_a_failed_syncfs_says_which_file_could_not_be_written(tmp_path: Path) -> None:
+    staged = output.stage_unflushed(tmp_path / "message.eml", b"Subject: hi\r\n\r\nhello\r\n")
+    closed = output.open_folder(tmp_path)
+    os.close(closed)  # syncfs fails on it (EBADF): the way out a write error takes
+
+    with pytest.raises(OutputError, match=rf"cannot write {staged}: {os.strerror(errno.EBADF)}"):
+        output.flush_together([staged], closed)
+
+
+def test_a_backend_sent_to_without_open_opens_its_folder_itself(
+    folder: Folder, tmp_path: Path
+) -> None:
+    template, people = batch_of(folder, 2)
+    backend = OutboxBackend(tmp_path / "deep" / "outbox")
+    try:
+        backend.send(template, people)
+    finally:
+        backend.close()
+    assert backend.handle is None
+    sent_whole(tmp_path / "deep" / "outbox", people)
