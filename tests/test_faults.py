@@ -64,6 +64,7 @@ from mailer.providers.postmark.backend import PostmarkBackend
 from mailer.providers.sendgrid.backend import SendgridBackend
 from mailer.store.campaigns import CampaignStatus, DeliveryState
 from tests.conftest import Folder, Run
+from tests.processes import finish, kill, run_mailer, start_mailer
 from tests.smtp_server import (
     HOST,
     SmtpServer,
@@ -95,7 +96,7 @@ from tests.test_sending import (
     use_server,
     use_smtp,
 )
-from tests.test_workers import finish, in_all, kill, run_mailer, start_mailer, this_run_sent
+from tests.test_workers import in_all, this_run_sent
 
 CONCURRENCY = 2
 KILL_RECIPIENTS = 300
