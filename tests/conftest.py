@@ -104,14 +104,29 @@ def png(width: int, height: int) -> bytes:
     return out.getvalue()
 
 
+@pytest.fixture(scope="session")
+def new_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database as mailer makes it on first use (every migration applied, no rows),
+    made once: migrating one takes longer than most tests, so each folder gets a copy."""
+    path = tmp_path_factory.mktemp("new-database") / "mailer.db"
+    Store.open(f"sqlite:///{path}", path.parent, lambda: SECRET).close()
+    left = sorted(p.name for p in path.parent.iterdir())
+    assert left == ["mailer.db"], f"the database was not closed whole: {left}"
+    return path
+
+
 @pytest.fixture
-def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Folder:
-    """The example newsletter (config and commentaries), in a folder of its own."""
+def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, new_database: Path) -> Folder:
+    """The example newsletter (config and commentaries), in a folder of its own, with its
+    database (subscribers/mailer.db) as the first command would have made it."""
     root = tmp_path / "newsletter"
     shutil.copytree(EXAMPLES, root / "commentaries")
     shutil.copyfile(REPOSITORY / "config.example.toml", root / "config.toml")
     shutil.copyfile(REPOSITORY / "logo.png", root / "logo.png")
     (root / "subscribers").mkdir()
+    database = root / "subscribers" / "mailer.db"
+    shutil.copyfile(new_database, database)
+    database.chmod(0o600)  # as mailer makes it
     monkeypatch.setenv("MAILER_SECRET", SECRET)
     monkeypatch.delenv("MAILER_CONFIG", raising=False)
     return Folder(root)
