@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import textwrap
 import uuid
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from io import BytesIO
@@ -102,6 +105,25 @@ def png(width: int, height: int) -> bytes:
     out = BytesIO()
     Image.new("RGB", (width, height), (18, 53, 91)).save(out, format="PNG")
     return out.getvalue()
+
+
+@pytest.fixture(scope="session")
+def wheel_files(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
+    """The files in mailer's wheel, built once with pip from a copy of this repository (setuptools
+    leaves build/ and egg-info behind in the tree it builds)."""
+    tree = tmp_path_factory.mktemp("wheel") / "tree"
+    generated = {"build", "mailer.egg-info", "public", "outbox", "preview", "subscribers"}
+
+    def ignored(folder: str, names: list[str]) -> set[str]:
+        at_top = Path(folder) == REPOSITORY
+        return {n for n in names if n.startswith(".") or (at_top and n in generated)}
+
+    shutil.copytree(REPOSITORY, tree, ignore=ignored)
+    wheels = tree.parent / "wheels"
+    command = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(tree), "-w"]
+    subprocess.run([*command, str(wheels)], check=True, capture_output=True, timeout=600)
+    (wheel,) = wheels.glob("mailer-*.whl")
+    return set(zipfile.ZipFile(wheel).namelist())
 
 
 @pytest.fixture(scope="session")
