@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import textwrap
 import uuid
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from io import BytesIO
@@ -104,14 +107,48 @@ def png(width: int, height: int) -> bytes:
     return out.getvalue()
 
 
+@pytest.fixture(scope="session")
+def wheel_files(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
+    """The files in mailer's wheel, built once with pip from a copy of this repository (setuptools
+    leaves build/ and egg-info behind in the tree it builds)."""
+    tree = tmp_path_factory.mktemp("wheel") / "tree"
+    generated = {"build", "mailer.egg-info", "public", "outbox", "preview", "subscribers"}
+
+    def ignored(folder: str, names: list[str]) -> set[str]:
+        at_top = Path(folder) == REPOSITORY
+        return {n for n in names if n.startswith(".") or (at_top and n in generated)}
+
+    shutil.copytree(REPOSITORY, tree, ignore=ignored)
+    wheels = tree.parent / "wheels"
+    command = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(tree), "-w"]
+    subprocess.run([*command, str(wheels)], check=True, capture_output=True, timeout=600)
+    (wheel,) = wheels.glob("mailer-*.whl")
+    return set(zipfile.ZipFile(wheel).namelist())
+
+
+@pytest.fixture(scope="session")
+def new_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database as mailer makes it on first use (every migration applied, no rows),
+    made once: migrating one takes longer than most tests, so each folder gets a copy."""
+    path = tmp_path_factory.mktemp("new-database") / "mailer.db"
+    Store.open(f"sqlite:///{path}", path.parent, lambda: SECRET).close()
+    left = sorted(p.name for p in path.parent.iterdir())
+    assert left == ["mailer.db"], f"the database was not closed whole: {left}"
+    return path
+
+
 @pytest.fixture
-def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Folder:
-    """The example newsletter (config and commentaries), in a folder of its own."""
+def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, new_database: Path) -> Folder:
+    """The example newsletter (config and commentaries), in a folder of its own, with its
+    database (subscribers/mailer.db) as the first command would have made it."""
     root = tmp_path / "newsletter"
     shutil.copytree(EXAMPLES, root / "commentaries")
     shutil.copyfile(REPOSITORY / "config.example.toml", root / "config.toml")
     shutil.copyfile(REPOSITORY / "logo.png", root / "logo.png")
     (root / "subscribers").mkdir()
+    database = root / "subscribers" / "mailer.db"
+    shutil.copyfile(new_database, database)
+    database.chmod(0o600)  # as mailer makes it
     monkeypatch.setenv("MAILER_SECRET", SECRET)
     monkeypatch.delenv("MAILER_CONFIG", raising=False)
     return Folder(root)

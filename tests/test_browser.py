@@ -83,33 +83,21 @@ def measure(page: Any, width: int) -> dict[str, float]:
 def test_the_email_never_scrolls_sideways_and_keeps_a_600px_column(
     folder: Folder, tmp_path: Path
 ) -> None:
-    if not CHROMIUM.is_file():
-        skip_or_fail(f"no Chromium at {CHROMIUM}")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        skip_or_fail("the playwright package is not installed")
     page_file = tmp_path / "email.html"
     page_file.write_text(personalised_html(folder), encoding="utf-8")
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            page = browser.new_page(viewport={"width": WIDE, "height": HEIGHT})
-            page.goto(page_file.as_uri())
-            for width in NARROW_WIDTHS:
-                seen = measure(page, width)
-                assert seen["inner"] == width
-                assert seen["document"] <= seen["inner"], f"scrolls sideways at {width}: {seen}"
-                assert seen["body"] <= seen["inner"], f"body scrolls sideways at {width}: {seen}"
-                assert seen["container"] <= min(width, COLUMN), seen
-            seen = measure(page, WIDE)
-            assert seen["document"] <= seen["inner"], seen
-            assert seen["container"] <= COLUMN, f"the column is wider than 600 px: {seen}"
-        finally:
-            browser.close()
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": WIDE, "height": HEIGHT})
+        page.goto(page_file.as_uri())
+        for width in NARROW_WIDTHS:
+            seen = measure(page, width)
+            assert seen["inner"] == width
+            assert seen["document"] <= seen["inner"], f"scrolls sideways at {width}: {seen}"
+            assert seen["body"] <= seen["inner"], f"body scrolls sideways at {width}: {seen}"
+            assert seen["container"] <= min(width, COLUMN), seen
+        seen = measure(page, WIDE)
+        assert seen["document"] <= seen["inner"], seen
+        assert seen["container"] <= COLUMN, f"the column is wider than 600 px: {seen}"
 
 
 # A real commentary, as writers send them: a bare URL far wider than a phone, a wide image, notes.
@@ -130,11 +118,9 @@ def stalemate_with_what_writers_type(folder: Folder) -> str:
     return personalised_html(folder, "stalemate-to-escalation")
 
 
-def browser_page(playwright: Any, tmp_path: Path, html: str) -> Any:
-    """A Chromium page showing the email as a file, its images answered locally (no network)."""
-    browser = playwright.chromium.launch(
-        executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-    )
+def email_page(browser: Any, tmp_path: Path, html: str) -> Any:
+    """A page of `browser` showing the email as a file, its images answered locally (no
+    network)."""
     page = browser.new_page(viewport={"width": 375, "height": HEIGHT})
     image = png(1600, 900)
     page.route(
@@ -145,36 +131,21 @@ def browser_page(playwright: Any, tmp_path: Path, html: str) -> Any:
     page_file.write_text(html, encoding="utf-8")
     page.goto(page_file.as_uri())
     page.wait_for_function("() => [...document.images].every(i => i.complete)")
-    return browser, page
-
-
-def require_chromium() -> None:
-    if not CHROMIUM.is_file():
-        skip_or_fail(f"no Chromium at {CHROMIUM}")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        skip_or_fail("the playwright package is not installed")
+    return page
 
 
 def test_a_long_url_a_wide_image_and_footnotes_keep_the_email_as_wide_as_a_phone(
     folder: Folder, tmp_path: Path
 ) -> None:
-    require_chromium()
-    from playwright.sync_api import sync_playwright
-
     html = stalemate_with_what_writers_type(folder)
     assert LONG_URL in html and "footnote-ref" in html
-    with sync_playwright() as playwright:
-        browser, page = browser_page(playwright, tmp_path, html)
-        try:
-            seen = measure(page, 375)
-            image = page.evaluate(
-                "() => { const i = [...document.images].find(i => i.src.endsWith('front.png'));"
-                " return {natural: i.naturalWidth, shown: i.getBoundingClientRect().width}; }"
-            )
-        finally:
-            browser.close()
+    with chromium() as browser:
+        page = email_page(browser, tmp_path, html)
+        seen = measure(page, 375)
+        image = page.evaluate(
+            "() => { const i = [...document.images].find(i => i.src.endsWith('front.png'));"
+            " return {natural: i.naturalWidth, shown: i.getBoundingClientRect().width}; }"
+        )
     assert image["natural"] == 1600, "the wide image did not load, so proved nothing"
     assert image["shown"] <= 375, image
     assert seen["document"] == seen["inner"] == 375, f"the page is wider than the phone: {seen}"
@@ -189,26 +160,20 @@ def test_every_text_keeps_a_4_5_contrast_in_light_and_dark_mode(
     folder: Folder, tmp_path: Path, slug: str
 ) -> None:
     """The stalemate example with what writers type; the newest, with "Latest in this series"."""
-    require_chromium()
-    from playwright.sync_api import sync_playwright
-
     html = stalemate_with_what_writers_type(folder)
     if slug != "stalemate-to-escalation":
         html = personalised_html(folder, slug)
         assert "latest-item" in html
     backgrounds = {}
-    with sync_playwright() as playwright:
-        browser, page = browser_page(playwright, tmp_path, html)
-        try:
-            for scheme in ("light", "dark"):
-                page.emulate_media(color_scheme=scheme)
-                texts = page.evaluate(CONTRASTS)
-                assert len(texts) > 40, texts
-                low = [t for t in texts if t["ratio"] < CONTRAST]
-                assert not low, f"{scheme}: text below {CONTRAST}:1: {low}"
-                backgrounds[scheme] = page.evaluate(
-                    "() => getComputedStyle(document.querySelector('.container')).backgroundColor"
-                )
-        finally:
-            browser.close()
+    with chromium() as browser:
+        page = email_page(browser, tmp_path, html)
+        for scheme in ("light", "dark"):
+            page.emulate_media(color_scheme=scheme)
+            texts = page.evaluate(CONTRASTS)
+            assert len(texts) > 40, texts
+            low = [t for t in texts if t["ratio"] < CONTRAST]
+            assert not low, f"{scheme}: text below {CONTRAST}:1: {low}"
+            backgrounds[scheme] = page.evaluate(
+                "() => getComputedStyle(document.querySelector('.container')).backgroundColor"
+            )
     assert backgrounds["light"] != backgrounds["dark"], "dark mode changed nothing"

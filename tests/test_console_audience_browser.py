@@ -11,15 +11,9 @@ import os
 from pathlib import Path
 
 from mailer.core.lifecycle import Status
-from tests.conftest import Folder, Run, skip_or_fail
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
-from tests.test_console_browser import (
-    CONSOLE,
-    Shots,
-    local,
-    set_password,
-    sign_in_with_the_keyboard,
-)
+from tests.conftest import Folder, Run
+from tests.test_browser import chromium
+from tests.test_console_browser import CONSOLE, Shots, staff_page
 from tests.test_import_files import EXCEL_ITALY
 from tests.web_server import mailer_serve
 
@@ -30,12 +24,6 @@ PASSWORD = "the publisher's long password"
 def test_a_publisher_imports_the_excel_file_from_italy_in_the_wizard(
     db_folder: Folder, run: Run, tmp_path: Path
 ) -> None:
-    if not CHROMIUM.is_file():
-        skip_or_fail(f"no Chromium at {CHROMIUM}")
-    try:
-        from playwright.sync_api import expect, sync_playwright
-    except ImportError:
-        skip_or_fail("the playwright package is not installed")
     shots = Shots(Path(os.environ.get("MAILER_TEST_SCREENSHOTS") or tmp_path / "shots"))
     assert run("lists", "create", "Commentaries").exit_code == 0
     for address, name in (("anna.weber@example.org", "Anna Weber"), ("ben@example.org", "Ben")):
@@ -48,67 +36,61 @@ def test_a_publisher_imports_the_excel_file_from_italy_in_the_wizard(
 
     with (
         mailer_serve(db_folder.config_path, f"{CONSOLE}/login") as served,
-        sync_playwright() as playwright,
+        chromium() as browser,
     ):
+        from playwright.sync_api import expect
+
         base = f"http://127.0.0.1:{served.port}"
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        page = staff_page(browser, base, link, "pat@example.org", PASSWORD)
+        page.click("nav >> text=Subscribers")
+        page.click("text=Import a CSV file")
+        page.set_input_files("#file", str(upload))
+        page.click("button:text-is('Upload and preview')")
+
+        detected = page.locator("#detected")
+        expect(detected).to_contain_text(
+            "Read as Windows-1252 (detected), cells separated by semicolon (detected)"
         )
-        try:
-            page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-            set_password(page, local(link, base), PASSWORD)
-            sign_in_with_the_keyboard(page, base, "pat@example.org", PASSWORD)
-            page.click("nav >> text=Subscribers")
-            page.click("text=Import a CSV file")
-            page.set_input_files("#file", str(upload))
-            page.click("button:text-is('Upload and preview')")
+        assert page.input_value("#column-0") == "email"
+        assert page.input_value("#column-1") == "name"
+        assert page.input_value("#column-2") == "lists"
+        preview = page.locator("#preview")
+        expect(preview).to_contain_text("Niccolò Fabbrì")
+        expect(preview).to_contain_text("Zoë Bianchi")
+        rejected = page.locator("#preview tr.rejected")
+        expect(rejected).to_have_count(1)
+        expect(rejected).to_contain_text("there is no list 'Comentaries'")
+        expect(rejected).to_contain_text("did you mean 'Commentaries'?")
+        shots.take(page, "wizard-preview")
 
-            detected = page.locator("#detected")
-            expect(detected).to_contain_text(
-                "Read as Windows-1252 (detected), cells separated by semicolon (detected)"
-            )
-            assert page.input_value("#column-0") == "email"
-            assert page.input_value("#column-1") == "name"
-            assert page.input_value("#column-2") == "lists"
-            preview = page.locator("#preview")
-            expect(preview).to_contain_text("Niccolò Fabbrì")
-            expect(preview).to_contain_text("Zoë Bianchi")
-            rejected = page.locator("#preview tr.rejected")
-            expect(rejected).to_have_count(1)
-            expect(rejected).to_contain_text("there is no list 'Comentaries'")
-            expect(rejected).to_contain_text("did you mean 'Commentaries'?")
-            shots.take(page, "wizard-preview")
+        page.focus("button:text-is('Import the whole file')")
+        page.keyboard.press("Enter")
+        # The progress polls (htmx) until the import, in the background, is done.
+        expect(page.locator("#summary")).to_contain_text(
+            "4 rows: 3 added, 0 updated, 0 unchanged, 1 rejected.", timeout=60_000
+        )
+        expect(page.locator("text=Download the rejected rows")).to_be_visible()
+        shots.take(page, "wizard-done")
 
-            page.focus("button:text-is('Import the whole file')")
-            page.keyboard.press("Enter")
-            # The progress polls (htmx) until the import, in the background, is done.
-            expect(page.locator("#summary")).to_contain_text(
-                "4 rows: 3 added, 0 updated, 0 unchanged, 1 rejected.", timeout=60_000
-            )
-            expect(page.locator("text=Download the rejected rows")).to_be_visible()
-            shots.take(page, "wizard-done")
+        page.click("text=See the subscribers")
+        page.fill("#q", "Nic")
+        page.keyboard.press("Enter")
+        expect(page.locator("#results tbody tr")).to_have_count(1)
+        shots.take(page, "search")
+        page.click("#results >> text=niccolo@example.it")
+        expect(page.locator("h1")).to_have_text("niccolo@example.it")
+        expect(page.locator("dl.facts")).to_contain_text("Niccolò Fabbrì")
+        shots.take(page, "subscriber")
 
-            page.click("text=See the subscribers")
-            page.fill("#q", "Nic")
-            page.keyboard.press("Enter")
-            expect(page.locator("#results tbody tr")).to_have_count(1)
-            shots.take(page, "search")
-            page.click("#results >> text=niccolo@example.it")
-            expect(page.locator("h1")).to_have_text("niccolo@example.it")
-            expect(page.locator("dl.facts")).to_contain_text("Niccolò Fabbrì")
-            shots.take(page, "subscriber")
-
-            page.click("nav >> text=Lists")
-            shots.take(page, "lists")
-            page.click("main >> text=Commentaries")
-            expect(page.locator("figure.chart svg")).to_be_visible()
-            expect(page.locator("figcaption")).to_contain_text("active 5 (100%)")
-            shots.take(page, "list")
-            page.click("nav >> text=Dashboard")
-            expect(page.locator("figure.chart svg")).to_have_count(1)  # fetched by htmx
-            shots.take(page, "dashboard-chart")
-        finally:
-            browser.close()
+        page.click("nav >> text=Lists")
+        shots.take(page, "lists")
+        page.click("main >> text=Commentaries")
+        expect(page.locator("figure.chart svg")).to_be_visible()
+        expect(page.locator("figcaption")).to_contain_text("active 5 (100%)")
+        shots.take(page, "list")
+        page.click("nav >> text=Dashboard")
+        expect(page.locator("figure.chart svg")).to_have_count(1)  # fetched by htmx
+        shots.take(page, "dashboard-chart")
 
     store = db_folder.newsletter().store
     for address, name in (

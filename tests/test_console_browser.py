@@ -24,14 +24,14 @@ import docx
 import pytest
 
 from mailer.content.commentary import slug_of, source
-from tests.conftest import EXAMPLES, Folder, Run, skip_or_fail
+from tests.conftest import EXAMPLES, Folder, Run
 from tests.smtp_server import (
     SmtpServer,
     StartServer,
     certificates_fixture,  # noqa: F401  (the fixture `certificates`)
     smtp_server_fixture,  # noqa: F401  (the fixture `smtp_server`)
 )
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.test_browser import chromium
 from tests.test_sending import PASSWORD as SMTP_PASSWORD
 from tests.test_sending import add_people, many, use_server
 from tests.web_server import mailer_serve
@@ -100,6 +100,15 @@ def set_password(page: Any, link: str, password: str) -> None:
     page.wait_for_selector("text=Your password is set")
 
 
+def staff_page(browser: Any, base: str, link: str, address: str, password: str) -> Any:
+    """A page of its own for `address`, who sets a password through the link the console made
+    (as printed or shown) and signs in with the keyboard."""
+    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    set_password(page, local(link.strip(), base), password)
+    sign_in_with_the_keyboard(page, base, address, password)
+    return page
+
+
 def sign_in_with_the_keyboard(page: Any, base: str, address: str, password: str) -> None:
     page.goto(f"{base}{CONSOLE}/")
     page.wait_for_selector("#email:focus")  # the sign-in page opens with the address field ready
@@ -153,12 +162,6 @@ def test_an_editor_writes_from_word_previews_and_sends_a_test(
     smtp_server: StartServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    if not CHROMIUM.is_file():
-        skip_or_fail(f"no Chromium at {CHROMIUM}")
-    try:
-        from playwright.sync_api import expect, sync_playwright
-    except ImportError:
-        skip_or_fail("the playwright package is not installed")
     shots = Shots(Path(os.environ.get("MAILER_TEST_SCREENSHOTS") or tmp_path / "shots"))
     server = smtp_server()
     use_server(folder, server)
@@ -173,88 +176,80 @@ def test_an_editor_writes_from_word_previews_and_sends_a_test(
     document = tmp_path / "writing.docx"
     word_document_of(EXAMPLE, document)
 
-    with (
-        mailer_serve(folder.config_path, f"{CONSOLE}/login") as served,
-        sync_playwright() as playwright,
-    ):
+    with mailer_serve(folder.config_path, f"{CONSOLE}/login") as served, chromium() as browser:
+        from playwright.sync_api import expect
+
         base = f"http://127.0.0.1:{served.port}"
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        admin = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+        set_password(admin, local(admin_link, base), "the admin's long password")
+        admin.goto(f"{base}{CONSOLE}/login")
+        shots.take(admin, "login")
+        sign_in_with_the_keyboard(admin, base, "admin@example.org", "the admin's long password")
+        links = {}
+        for address, role in (("ed@example.org", "editor"), ("pat@example.org", "publisher")):
+            admin.goto(f"{base}{CONSOLE}/staff")
+            admin.fill("#new-email", address)
+            admin.select_option("#new-role", role)
+            admin.click("button:text-is('Add')")
+            links[address] = admin.text_content("#password-link") or ""
+        shots.take(admin, "staff")
+
+        editor = staff_page(
+            browser, base, links["ed@example.org"], "ed@example.org", "the editor's long password"
         )
-        try:
-            admin = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-            set_password(admin, local(admin_link, base), "the admin's long password")
-            admin.goto(f"{base}{CONSOLE}/login")
-            shots.take(admin, "login")
-            sign_in_with_the_keyboard(admin, base, "admin@example.org", "the admin's long password")
-            links = {}
-            for address, role in (("ed@example.org", "editor"), ("pat@example.org", "publisher")):
-                admin.goto(f"{base}{CONSOLE}/staff")
-                admin.fill("#new-email", address)
-                admin.select_option("#new-role", role)
-                admin.click("button:text-is('Add')")
-                links[address] = admin.text_content("#password-link") or ""
-            shots.take(admin, "staff")
+        shots.take(editor, "dashboard")
+        editor.click("nav >> text=Commentaries")
+        shots.take(editor, "commentaries")
+        editor.set_input_files("#document", str(document))
+        editor.click("button:text-is('Import')")
+        editor.wait_for_selector("#field-title")
+        assert editor.input_value("#field-title") == "How to Write a Commentary for This Series"
+        assert "Sections, pull quotes" in editor.input_value("#field-summary")
+        assert "### The front matter" in editor.input_value("#field-body")
+        assert "has no authors" in (editor.text_content("#problems-authors") or "")
+        editor.fill("#field-authors", "Élodie Pérez")
+        editor.uncheck("#field-draft")  # ready: a draft is never sent
+        # The live preview (htmx, after a pause in typing) clears the problem, shows the email.
+        expect(editor.locator("#problems-authors li")).to_have_count(0, timeout=30_000)
+        editor.wait_for_selector("#preview iframe", timeout=30_000)
+        shots.take(editor, "editor")
+        editor.click("button:text-is('Save')")
+        editor.wait_for_selector("text=Saved to")
+        editor.wait_for_selector("#preview iframe", timeout=30_000)  # made once the page is in
+        saved = next(folder.commentaries.glob("*how-to-write-a-commentary-for-this-series.md"))
+        assert 'authors = ["Élodie Pérez"]' in saved.read_text(encoding="utf-8")
+        assert run("check").exit_code == 0
 
-            editor = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-            set_password(
-                editor, local(links["ed@example.org"].strip(), base), "the editor's long password"
-            )
-            sign_in_with_the_keyboard(editor, base, "ed@example.org", "the editor's long password")
-            shots.take(editor, "dashboard")
-            editor.click("nav >> text=Commentaries")
-            shots.take(editor, "commentaries")
-            editor.set_input_files("#document", str(document))
-            editor.click("button:text-is('Import')")
-            editor.wait_for_selector("#field-title")
-            assert editor.input_value("#field-title") == "How to Write a Commentary for This Series"
-            assert "Sections, pull quotes" in editor.input_value("#field-summary")
-            assert "### The front matter" in editor.input_value("#field-body")
-            assert "has no authors" in (editor.text_content("#problems-authors") or "")
-            editor.fill("#field-authors", "Élodie Pérez")
-            editor.uncheck("#field-draft")  # ready: a draft is never sent
-            # The live preview (htmx, after a pause in typing) clears the problem, shows the email.
-            expect(editor.locator("#problems-authors li")).to_have_count(0, timeout=30_000)
-            editor.wait_for_selector("#preview iframe", timeout=30_000)
-            shots.take(editor, "editor")
-            editor.click("button:text-is('Save')")
-            editor.wait_for_selector("text=Saved to")
-            editor.wait_for_selector("#preview iframe", timeout=30_000)  # made once the page is in
-            saved = next(folder.commentaries.glob("*how-to-write-a-commentary-for-this-series.md"))
-            assert 'authors = ["Élodie Pérez"]' in saved.read_text(encoding="utf-8")
-            assert run("check").exit_code == 0
+        editor.click("#preview-link")
+        editor.set_viewport_size({"width": 375, "height": 800})
+        for frame in ("#frame-375", "#frame-600", "#frame-dark", "#frame-desktop"):
+            editor.frame_locator(frame).locator("text=Sections, pull quotes").first.wait_for()
+        box = editor.locator("#frame-375").bounding_box()
+        assert box is not None and box["width"] <= 375
+        shots.take(editor, "preview")
+        for frame in ("frame-dark", "frame-desktop"):  # below the fold: shot on their own
+            editor.locator(f"#{frame}").screenshot(path=str(shots.folder / f"{frame}.png"))
+        editor.focus("#test-send")
+        editor.keyboard.press("Enter")
+        editor.wait_for_selector("h1:text-is('Test sent')", timeout=60_000)
 
-            editor.click("#preview-link")
-            editor.set_viewport_size({"width": 375, "height": 800})
-            for frame in ("#frame-375", "#frame-600", "#frame-dark", "#frame-desktop"):
-                editor.frame_locator(frame).locator("text=Sections, pull quotes").first.wait_for()
-            box = editor.locator("#frame-375").bounding_box()
-            assert box is not None and box["width"] <= 375
-            shots.take(editor, "preview")
-            for frame in ("frame-dark", "frame-desktop"):  # below the fold: shot on their own
-                editor.locator(f"#{frame}").screenshot(path=str(shots.folder / f"{frame}.png"))
-            editor.focus("#test-send")
-            editor.keyboard.press("Enter")
-            editor.wait_for_selector("h1:text-is('Test sent')", timeout=60_000)
+        received = server.only_message_to("ed@example.org")
+        message = email.message_from_bytes(received.data, policy=email.policy.default)
+        assert message["Subject"] == "[Test] How to Write a Commentary for This Series"
 
-            received = server.only_message_to("ed@example.org")
-            message = email.message_from_bytes(received.data, policy=email.policy.default)
-            assert message["Subject"] == "[Test] How to Write a Commentary for This Series"
+        publisher = staff_page(
+            browser,
+            base,
+            links["pat@example.org"],
+            "pat@example.org",
+            "the publisher's long password",
+        )
+        approve_and_schedule(publisher, base, slug_of(saved), shots, server)
 
-            publisher = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-            publisher_password = "the publisher's long password"
-            set_password(
-                publisher, local(links["pat@example.org"].strip(), base), publisher_password
-            )
-            sign_in_with_the_keyboard(publisher, base, "pat@example.org", publisher_password)
-            approve_and_schedule(publisher, base, slug_of(saved), shots, server)
-
-            admin.goto(f"{base}{CONSOLE}/audit")
-            shots.take(admin, "audit")
-            admin.goto(f"{base}{CONSOLE}/account")
-            shots.take(admin, "account")
-        finally:
-            browser.close()
+        admin.goto(f"{base}{CONSOLE}/audit")
+        shots.take(admin, "audit")
+        admin.goto(f"{base}{CONSOLE}/account")
+        shots.take(admin, "account")
 
     actions = [(e.actor, e.action) for e in reversed(folder.newsletter().store.audit.latest())]
     for step in (

@@ -9,11 +9,9 @@ import datetime as dt
 import email
 import email.policy
 import io
-import os
 import re
 import signal
 import subprocess
-import time
 
 import pytest
 from flask.testing import FlaskClient
@@ -24,21 +22,25 @@ from mailer.core.lifecycle import Frequency, Reason, Status
 from mailer.delivery.smtp import SmtpBackend
 from mailer.scheduler.due import Scheduler
 from mailer.store.approvals import MAX_TEST_ADDRESSES
-from mailer.store.campaigns import CampaignStatus, DeliveryState
+from mailer.store.campaigns import CampaignStatus
 from mailer.store.schema import deliveries
 from mailer.store.staff import Role
-from tests.conftest import SECRET, Folder, Run
+from tests.conftest import Folder, Run
 from tests.console_client import CONSOLE, ConsoleApp, csrf_of, make_console
+from tests.processes import (
+    assert_nobody_lost_nor_sent_again,
+    killed_part_way,
+    mailer_command,
+    mailer_environment,
+    wait_until_logged_as_sent,
+)
 from tests.smtp_server import (
     StartServer,
     certificates_fixture,  # noqa: F401  (the fixture `certificates`)
     free_port,
     smtp_server_fixture,  # noqa: F401  (the fixture `smtp_server`)
 )
-from tests.test_crash import wait_until_logged_as_sent
-from tests.test_scheduler_serve import MAILER
-from tests.test_sending import PASSWORD as SMTP_PASSWORD
-from tests.test_sending import add_people, many, send_log, use_server
+from tests.test_sending import add_people, many, use_server
 
 STALEMATE = "stalemate-to-escalation"
 SEND = f"/commentaries/{STALEMATE}/send"
@@ -469,39 +471,23 @@ def test_a_send_from_the_console_survives_mailer_serve_killed_and_started_again(
     made.person("pat@example.org", Role.PUBLISHER)
     assert confirm(made.signed_in("pat@example.org")).status_code == 302  # type: ignore[attr-defined]
     made.newsletter.store.close()
-    environment = {**os.environ, "MAILER_SECRET": SECRET, "SMTP_PASSWORD": SMTP_PASSWORD}
-    environment.pop("MAILER_CONFIG", None)
 
     def serve() -> subprocess.Popen[bytes]:
-        command = [str(MAILER), "--config", str(folder.config_path), "serve"]
+        command = mailer_command(folder, "serve", "--port", str(free_port()))
         return subprocess.Popen(
-            [*command, "--port", str(free_port())],
-            env=environment,
+            command,
+            env=mailer_environment(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
 
-    first = serve()
-    try:
-        wait_until_logged_as_sent(folder, first, batch)
-    finally:
-        first.send_signal(signal.SIGKILL)
-        first.wait()
-    logged = send_log(folder)
-    sent_before = {a for a, entry in logged.items() if entry.state == DeliveryState.SENT}
-    assert sent_before and len(server.arrivals()) < count, "the kill did not land part-way"
+    sent_before = killed_part_way(folder, serve(), server, count, batch)
     second = serve()
-    try:
-        deadline = time.monotonic() + 300  # generous: a loaded machine is slow, not wrong
-        while any(e.state != DeliveryState.SENT for e in send_log(folder).values()):
-            assert second.poll() is None, second.communicate()
-            assert time.monotonic() < deadline, "the campaign was not continued"
-            time.sleep(0.1)
+    try:  # the campaign is continued: every delivery logged as sent
+        wait_until_logged_as_sent(folder, second, count)
     finally:
         second.send_signal(signal.SIGTERM)
         second.communicate(timeout=60)
-    arrivals = server.arrivals()
-    assert set(arrivals) == {address for address, _, _ in many(count)}, "somebody was lost"
-    twice = {address for address, times in arrivals.items() if times > 1}
-    assert not twice & sent_before, "somebody logged as sent received it again"
+    everyone = {address for address, _, _ in many(count)}
+    assert_nobody_lost_nor_sent_again(server.arrivals(), everyone, sent_before)

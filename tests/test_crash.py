@@ -9,44 +9,26 @@ their lease runs out, so the lease is set short here.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
-
-from sqlalchemy import func, select
-
 from mailer.delivery.smtp import SmtpBackend
 from mailer.store.campaigns import DeliveryState
-from mailer.store.schema import deliveries
-from tests.conftest import SECRET, Folder, Run
+from tests.conftest import Folder, Run
+from tests.processes import (
+    assert_nobody_lost_nor_sent_again,
+    kill,
+    run_mailer,
+    start_mailer,
+    wait_until_logged_as_sent,
+)
 from tests.smtp_server import (
     StartServer,
     certificates_fixture,  # noqa: F401  (the fixture `certificates`)
     smtp_server_fixture,  # noqa: F401  (the fixture `smtp_server`)
 )
-from tests.test_sending import PASSWORD, SLUG, add_people, many, newsletter_of, send_log, use_server
+from tests.test_sending import SLUG, add_people, many, send_log, use_server
 
-MAILER = Path(sys.executable).parent / "mailer"
 CONCURRENCY = 2
 LEASE_SECONDS = 8
 """Long enough for a batch to finish well within it, short enough for the resumed run to wait."""
-
-
-def wait_until_logged_as_sent(folder: Folder, process: subprocess.Popen[bytes], count: int) -> None:
-    """Until `count` deliveries are logged as sent by the running `mailer send`."""
-    query = select(func.count()).where(deliveries.c.state == DeliveryState.SENT.value)
-    deadline = time.monotonic() + 300  # generous: a loaded machine is slow, not wrong
-    with newsletter_of(folder) as newsletter:
-        while True:
-            with newsletter.store.engine.connect() as connection:
-                if connection.execute(query).scalar_one() >= count:
-                    return
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, "the first send made no progress"
-            time.sleep(0.01)
 
 
 def test_a_killed_send_resumes_without_losing_anybody_or_repeating_what_was_logged(
@@ -59,24 +41,11 @@ def test_a_killed_send_resumes_without_losing_anybody_or_repeating_what_was_logg
     add_people(db_folder, run, many(count))
     use_server(db_folder, server, concurrency=CONCURRENCY, max_attempts=5)
     db_folder.configure("lease = 300", f"lease = {LEASE_SECONDS}")
-    command = [str(MAILER), "--config", str(db_folder.config_path), "send", SLUG, "--yes"]
-    environment = {**os.environ, "MAILER_SECRET": SECRET, "SMTP_PASSWORD": PASSWORD}
-    environment.pop("MAILER_CONFIG", None)
-
-    first = subprocess.Popen(
-        command,
-        env=environment,
-        cwd=db_folder.path,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    first = start_mailer(db_folder, "send", SLUG, "--yes")
     try:
         wait_until_logged_as_sent(db_folder, first, batch)  # a batch recorded, the rest not yet
     finally:
-        first.send_signal(signal.SIGKILL)
-        first.wait()
-    assert first.returncode == -signal.SIGKILL
+        kill(first)
 
     before = server.arrivals()
     logged = send_log(db_folder)
@@ -88,24 +57,14 @@ def test_a_killed_send_resumes_without_losing_anybody_or_repeating_what_was_logg
     assert sent_before <= set(before), "logged as sent but never arrived"
     assert len(held) <= in_flight_at_most
 
-    second = subprocess.run(
-        command,
-        env=environment,
-        cwd=db_folder.path,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    second = run_mailer(db_folder, "send", SLUG, "--yes")
 
     assert second.returncode == 0, second.stdout + second.stderr
     assert "Traceback" not in second.stderr
     assert "Resuming campaign 1" in second.stdout
     arrivals = server.arrivals()
     everyone = {address for address, _, _ in many(count)}
-    assert set(arrivals) == everyone, f"{len(everyone - set(arrivals))} recipients lost"
-    twice = {address for address, times in arrivals.items() if times > 1}
-    assert not twice & sent_before, "somebody logged as sent received it again"
+    twice = assert_nobody_lost_nor_sent_again(arrivals, everyone, sent_before)
     assert twice <= held, "a duplicate that was not in flight at the kill"
     assert len(twice) <= CONCURRENCY, f"{len(twice)} went twice: more than one per connection"
     assert max(arrivals.values()) == (2 if twice else 1)

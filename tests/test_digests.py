@@ -9,10 +9,13 @@ import email
 import email.policy
 import json
 import zoneinfo
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from mailer.app.newsletter import Newsletter
 from mailer.core.lifecycle import Frequency
 from mailer.scheduler.digests import latest_slot
+from mailer.scheduler.due import Scheduler
 from mailer.store.campaigns import CampaignKind, CampaignStatus
 from tests.conftest import Folder, Run
 from tests.test_campaigns import outbox, subscribe
@@ -59,6 +62,17 @@ def digests(newsletter: Newsletter) -> list[str]:
     return [c.issue for c in newsletter.store.campaigns.all() if c.kind == CampaignKind.DIGEST]
 
 
+@contextmanager
+def reader0_weekly(folder: Folder, run: Run, clock: FakeClock) -> Iterator[Scheduler]:
+    """The example's readers subscribed, reader0 on the weekly digest since MONDAY, and the
+    scheduler after its first look (at `clock`'s time): the digests start next Monday."""
+    subscribe(folder, run)
+    with scheduler_of(folder, clock) as scheduler:
+        choose(scheduler.newsletter, "reader0@example.net", Frequency.WEEKLY, MONDAY)
+        scheduler.tick()
+        yield scheduler
+
+
 def test_a_week_with_new_commentaries_sends_one_digest_and_a_week_without_sends_none(
     folder: Folder, run: Run
 ) -> None:
@@ -92,12 +106,9 @@ def test_a_week_with_new_commentaries_sends_one_digest_and_a_week_without_sends_
 
 def test_a_subscriber_switching_frequency_between_two_digests(db_folder: Folder, run: Run) -> None:
     folder = db_folder  # on SQLite and PostgreSQL
-    subscribe(folder, run)
     clock = FakeClock(MONDAY)
-    with scheduler_of(folder, clock) as scheduler:
+    with reader0_weekly(folder, run, clock) as scheduler:
         newsletter = scheduler.newsletter
-        choose(newsletter, "reader0@example.net", Frequency.WEEKLY, MONDAY)
-        scheduler.tick()
         write_piece(folder, "tuesday-piece", "Tuesday Piece", TUESDAY)
         write_piece(folder, "thursday-piece", "Thursday Piece", THURSDAY)
         # reader1 had Tuesday's piece as an immediate issue, then chose weekly on Wednesday
@@ -197,12 +208,9 @@ def test_a_list_made_after_the_first_look_has_its_digest_the_next_week(
 def test_a_digest_made_before_a_crash_is_not_made_again_and_the_next_week_starts_after_it(
     folder: Folder, run: Run
 ) -> None:
-    subscribe(folder, run)
     clock = FakeClock(MONDAY)
-    with scheduler_of(folder, clock) as scheduler:
+    with reader0_weekly(folder, run, clock) as scheduler:
         newsletter = scheduler.newsletter
-        choose(newsletter, "reader0@example.net", Frequency.WEEKLY, MONDAY)
-        scheduler.tick()
         write_piece(folder, "tuesday-piece", "Tuesday Piece", TUESDAY)
         # the scheduler made the digest, then died before noting it
         made = newsletter.store.campaigns.start_digest(

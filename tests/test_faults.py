@@ -64,6 +64,7 @@ from mailer.providers.postmark.backend import PostmarkBackend
 from mailer.providers.sendgrid.backend import SendgridBackend
 from mailer.store.campaigns import CampaignStatus, DeliveryState
 from tests.conftest import Folder, Run
+from tests.processes import finish, kill, run_mailer, start_mailer
 from tests.smtp_server import (
     HOST,
     SmtpServer,
@@ -95,7 +96,7 @@ from tests.test_sending import (
     use_server,
     use_smtp,
 )
-from tests.test_workers import finish, in_all, kill, run_mailer, start_mailer, this_run_sent
+from tests.test_workers import in_all, this_run_sent
 
 CONCURRENCY = 2
 KILL_RECIPIENTS = 300
@@ -1054,6 +1055,13 @@ def uncertain_start(
     return service, [address for address, _, _ in people]
 
 
+def once_settled(folder: Folder, name: str) -> Newsletter:
+    """The folder's newsletter by a clock a minute past the time the service's record takes to
+    settle: what the service does not know of by then, it never had."""
+    later = dt.datetime.now(dt.UTC) + SETTLE[name] + dt.timedelta(minutes=1)
+    return Newsletter.load(folder.config_path, dict(os.environ), clock=lambda: later)
+
+
 def taking_half(answer: Answer) -> Answer:
     """Answer as `answer` does, the service having taken only the first half of the batch."""
 
@@ -1121,8 +1129,7 @@ def test_recipients_the_service_never_had_stay_uncertain_until_its_record_settle
     assert uncertain_ones(folder) == never
     assert service.arrivals() == {address: 1 for address in people if address not in never}
 
-    later = dt.datetime.now(dt.UTC) + SETTLE[name] + dt.timedelta(minutes=1)
-    newsletter = Newsletter.load(folder.config_path, dict(os.environ), clock=lambda: later)
+    newsletter = once_settled(folder, name)
     campaign = newsletter.store.campaigns.get(1)
     assert campaign is not None
     asked = reconcile(newsletter, campaign)
@@ -1149,8 +1156,7 @@ def test_a_run_whose_clock_says_the_record_settled_sends_again_what_the_service_
     it, once; the campaign ends done with nobody uncertain."""
     service, people = uncertain_start(folder, run, threaded_http_server, monkeypatch, name)
     service.script.append(taking_half(late(3, service.provider)))
-    later = dt.datetime.now(dt.UTC) + SETTLE[name] + dt.timedelta(minutes=1)
-    newsletter = Newsletter.load(folder.config_path, dict(os.environ), clock=lambda: later)
+    newsletter = once_settled(folder, name)
     campaign = newsletter.store.campaigns.start(SLUG, "commentaries", "a subject")
     journal, _ = journal_of(newsletter)
 

@@ -19,22 +19,14 @@ from mailer.sending.journal import Journal
 from mailer.store.campaigns import Campaigns, DeliveryRecord, DeliveryState
 from mailer.store.schema import utcnow
 from tests.conftest import Folder, Run
+from tests.processes import kill, run_mailer, start_mailer
 from tests.smtp_server import (
     StartServer,
     certificates_fixture,  # noqa: F401  (the fixture `certificates`)
     smtp_server_fixture,  # noqa: F401  (the fixture `smtp_server`)
 )
 from tests.test_sending import SLUG, add_people, many, newsletter_of, send_log, use_server
-from tests.test_workers import (
-    POSTGRESQL_ONLY,
-    held_by,
-    in_all,
-    kill,
-    logged_as_sent,
-    run_mailer,
-    start_mailer,
-    wait_for,
-)
+from tests.test_workers import POSTGRESQL_ONLY, held_by, in_all, logged_as_sent, wait_for
 
 AHEAD = dt.timedelta(seconds=120)
 

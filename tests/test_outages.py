@@ -23,6 +23,7 @@ import pytest
 
 from mailer.store.campaigns import CampaignStatus, DeliveryState
 from tests.conftest import Folder, Run, skip_or_fail
+from tests.processes import finish, run_mailer, start_mailer
 from tests.smtp_server import (
     SmtpServer,
     StartServer,
@@ -31,7 +32,7 @@ from tests.smtp_server import (
     smtp_server_fixture,  # noqa: F401  (the fixture `smtp_server`)
 )
 from tests.test_sending import SLUG, add_people, campaign_status, many, use_server
-from tests.test_workers import finish, in_all, logged_as_sent, run_mailer, start_mailer, wait_for
+from tests.test_workers import in_all, logged_as_sent, wait_for
 
 POSTGRESQL = Path("/usr/lib/postgresql/15/bin")
 RECIPIENTS = 300

@@ -9,20 +9,23 @@ restart."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import requests
 
 from mailer.delivery.smtp import SmtpBackend
-from mailer.store.campaigns import CampaignStatus, DeliveryState
-from tests.conftest import SECRET, Folder, Run
+from mailer.store.campaigns import CampaignStatus
+from tests.conftest import Folder, Run
+from tests.processes import (
+    MAILER,
+    assert_nobody_lost_nor_sent_again,
+    killed_part_way,
+    mailer_environment,
+)
 from tests.smtp_server import (
     Received,
     SmtpServer,
@@ -31,10 +34,7 @@ from tests.smtp_server import (
     free_port,
     smtp_server_fixture,  # noqa: F401  (the fixture `smtp_server`)
 )
-from tests.test_crash import wait_until_logged_as_sent
-from tests.test_sending import FOUR, PASSWORD, SLUG, add_people, many, send_log, use_server
-
-MAILER = Path(sys.executable).parent / "mailer"
+from tests.test_sending import FOUR, SLUG, add_people, many, use_server
 
 
 def test_a_send_scheduled_five_seconds_ahead_is_delivered_by_mailer_serve(
@@ -55,8 +55,7 @@ def test_a_send_scheduled_five_seconds_ahead_is_delivered_by_mailer_serve(
         f'+++\ntitle = "On Time"\nauthors = ["A"]\ndate = {at.date().isoformat()}\n'
         f"publish_at = {at.isoformat()}\n+++\n\nText.\n",
     )
-    environment = {**os.environ, "MAILER_SECRET": SECRET, "SMTP_PASSWORD": PASSWORD}
-    environment.pop("MAILER_CONFIG", None)
+    environment = mailer_environment()
     port = free_port()
     serving = subprocess.Popen(
         [str(MAILER), "--config", str(folder.config_path), "serve", "--port", str(port)],
@@ -117,8 +116,7 @@ def test_a_scheduler_killed_during_the_campaign_it_started_is_continued_by_the_n
     folder.configure("interval = 30", "interval = 1")
     at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
     assert run("send", SLUG, "--at", at.isoformat(), "--yes").exit_code == 0
-    environment = {**os.environ, "MAILER_SECRET": SECRET, "SMTP_PASSWORD": PASSWORD}
-    environment.pop("MAILER_CONFIG", None)
+    environment = mailer_environment()
     command = [str(MAILER), "--config", str(folder.config_path), "scheduler"]
     first = subprocess.Popen(
         command,
@@ -127,14 +125,7 @@ def test_a_scheduler_killed_during_the_campaign_it_started_is_continued_by_the_n
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    try:
-        wait_until_logged_as_sent(folder, first, batch)
-    finally:
-        first.send_signal(signal.SIGKILL)
-        first.wait()
-    logged = send_log(folder)
-    sent_before = {a for a, entry in logged.items() if entry.state == DeliveryState.SENT}
-    assert sent_before and len(server.arrivals()) < count, "the kill did not land part-way"
+    sent_before = killed_part_way(folder, first, server, count, batch)
 
     second = subprocess.run(
         [*command, "--once"],
@@ -146,10 +137,8 @@ def test_a_scheduler_killed_during_the_campaign_it_started_is_continued_by_the_n
     )
     assert second.returncode == 0, second.stdout + second.stderr
     assert "Continuing campaign 1" in second.stderr
-    arrivals = server.arrivals()
-    assert set(arrivals) == {address for address, _, _ in many(count)}, "somebody was lost"
-    twice = {address for address, times in arrivals.items() if times > 1}
-    assert not twice & sent_before, "somebody logged as sent received it again"
+    everyone = {address for address, _, _ in many(count)}
+    twice = assert_nobody_lost_nor_sent_again(server.arrivals(), everyone, sent_before)
     assert len(twice) <= 2 * batch
     assert _done(folder)
 
@@ -172,8 +161,7 @@ def test_confirming_on_mailer_serve_brings_the_welcome_email_and_the_latest_issu
     sent = run("send", SLUG, "--yes")  # the latest issue the list received
     assert sent.exit_code == 0, sent.output
     (issue,) = {str(m.message()["Subject"]) for m in server.messages()}
-    environment = {**os.environ, "MAILER_SECRET": SECRET, "SMTP_PASSWORD": PASSWORD}
-    environment.pop("MAILER_CONFIG", None)
+    environment = mailer_environment()
     port = free_port()
     site = f"http://127.0.0.1:{port}"
     serving = subprocess.Popen(

@@ -87,6 +87,7 @@ def test_a_full_disk_while_building_leaves_the_old_feeds_whole(folder: Folder, r
 
 def test_a_database_from_before_a_migration_names_db_upgrade(folder: Folder) -> None:
     database = folder.path / "subscribers" / "mailer.db"
+    database.unlink()  # the folder's new database, replaced by one from before a migration
     connection = sqlite3.connect(database)
     connection.executescript(
         "CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY);"

@@ -13,7 +13,6 @@ against what arrived, copy by copy.
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import socket
@@ -28,17 +27,16 @@ from mailer.delivery.smtp import SmtpBackend
 from mailer.sending.dispatch import FIRST_BATCH
 from mailer.store.campaigns import CampaignStatus, DeliveryState
 from mailer.store.schema import deliveries, subscribers
-from tests.conftest import SECRET, Folder, Run
+from tests.conftest import Folder, Run
+from tests.processes import finish, kill, run_mailer, start_mailer
 from tests.smtp_server import (
     SmtpServer,
     StartServer,
     certificates_fixture,  # noqa: F401  (the fixture `certificates`)
     smtp_server_fixture,  # noqa: F401  (the fixture `smtp_server`)
 )
-from tests.test_crash import MAILER
 from tests.test_sending import (
     FOUR,
-    PASSWORD,
     SLUG,
     add_people,
     campaign_status,
@@ -57,63 +55,6 @@ IN_FLIGHT_AT_MOST = CONCURRENCY * SmtpBackend.batch_size
 batch size (the engine starts at FIRST_BATCH and doubles up to it)."""
 MESSAGE_ID = re.compile(rb"^Message-ID: (<[^>\r\n]+>)", re.MULTILINE | re.IGNORECASE)
 POSTGRESQL_ONLY = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-
-
-# Running the real command ------------------------------------------------------------------------
-
-
-def mailer_command(folder: Folder, *args: str) -> list[str]:
-    return [str(MAILER), "--config", str(folder.config_path), *args]
-
-
-def mailer_environment() -> dict[str, str]:
-    environment = {**os.environ, "MAILER_SECRET": SECRET, "SMTP_PASSWORD": PASSWORD}
-    environment.pop("MAILER_CONFIG", None)
-    return environment
-
-
-def start_mailer(folder: Folder, *args: str) -> subprocess.Popen[str]:
-    """`mailer ARGS...` as a process of its own, its output captured."""
-    return subprocess.Popen(
-        mailer_command(folder, *args),
-        env=mailer_environment(),
-        cwd=folder.path,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def run_mailer(
-    folder: Folder, *args: str, timeout: float = 600
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        mailer_command(folder, *args),
-        env=mailer_environment(),
-        cwd=folder.path,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def kill(process: subprocess.Popen[str]) -> None:
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert process.returncode == -signal.SIGKILL
-
-
-def finish(process: subprocess.Popen[str], timeout: float = 600) -> tuple[int, str, str]:
-    try:
-        out, err = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        out, err = process.communicate()
-        raise AssertionError(f"still running after {timeout} s: {out}{err}") from None
-    return process.returncode, out, err
 
 
 def in_all(output: str) -> dict[DeliveryState, int]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -125,9 +126,15 @@ def _alembic(connection: Any) -> AlembicConfig:
     return config
 
 
+@functools.cache
+def _migrations() -> ScriptDirectory:
+    """The migrations, read once a process (they do not change while mailer runs): every open
+    asks for the head revision, and reading every migration's file took longer than the open."""
+    return ScriptDirectory.from_config(_alembic(None))
+
+
 def head_revision() -> str:
-    script = ScriptDirectory.from_config(_alembic(None))
-    head = script.get_current_head()
+    head = _migrations().get_current_head()
     if head is None:
         raise RuntimeError(f"no migrations in {MIGRATIONS}")
     return head
@@ -169,8 +176,7 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
 
 
 def _known(revision: str) -> bool:
-    script = ScriptDirectory.from_config(_alembic(None))
-    return any(r.revision == revision for r in script.walk_revisions())
+    return any(r.revision == revision for r in _migrations().walk_revisions())
 
 
 def _unknown_revision(revision: str) -> str:
