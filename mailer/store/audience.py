@@ -179,12 +179,14 @@ def _weeks(
 
 # The memberships of counted_at_once's groups ([[list_id, [subscriber id, …]], …] as one JSON
 # parameter, after their common created_at), counted in by their subscribers' status now.
+# CROSS JOIN keeps the order (SQLite's planner otherwise may scan every subscriber per id).
 _COUNT_IN_SQLITE = f"""
     INSERT INTO audience_joins (list_id, week, status, members)
     SELECT json_extract(joined.value, '$[0]'), {AUDIENCE_WEEK_SQLITE.format("?")}, s.status,
         count(*)
-    FROM json_each(?) AS joined, json_each(joined.value, '$[1]') AS member
-    JOIN subscribers s ON s.id = member.value
+    FROM json_each(?) AS joined CROSS JOIN json_each(joined.value, '$[1]') AS member
+    CROSS JOIN subscribers s
+    WHERE s.id = member.value
     GROUP BY 1, 2, 3
     ON CONFLICT (list_id, week, status) DO UPDATE SET members = members + excluded.members"""
 
