@@ -177,15 +177,14 @@ def _weeks(
     return found
 
 
-# The memberships of counted_at_once's groups ([[list_id, [subscriber id, …]], …] as one JSON
-# parameter, after their common created_at), counted in by their subscribers' status now.
-# CROSS JOIN keeps the order (SQLite's planner otherwise may scan every subscriber per id).
+# The memberships of one list inserted by counted_at_once's caller (the list's id, their common
+# created_at, the subscribers' ids as a JSON array), counted in by their subscribers' status
+# now. One statement a list: json_extract over a group holding the ids would parse them all
+# again for every id. CROSS JOIN keeps the order (else the planner may scan every subscriber).
 _COUNT_IN_SQLITE = f"""
     INSERT INTO audience_joins (list_id, week, status, members)
-    SELECT json_extract(joined.value, '$[0]'), {AUDIENCE_WEEK_SQLITE.format("?")}, s.status,
-        count(*)
-    FROM json_each(?) AS joined CROSS JOIN json_each(joined.value, '$[1]') AS member
-    CROSS JOIN subscribers s
+    SELECT ?, {AUDIENCE_WEEK_SQLITE.format("?")}, s.status, count(*)
+    FROM json_each(?) AS member CROSS JOIN subscribers s
     WHERE s.id = member.value
     GROUP BY 1, 2, 3
     ON CONFLICT (list_id, week, status) DO UPDATE SET members = members + excluded.members"""
@@ -196,8 +195,9 @@ def counted_at_once(
     connection: Connection, created_at: Any
 ) -> Iterator[Callable[[int, Sequence[int]], None]]:
     """Memberships inserted within, all at `created_at` (as the driver takes it), are counted
-    into audience_joins once at the end rather than row by row by the trigger (SQLite: half an
-    import's time). Call the function given with each insert done: `joined(list_id, ids)`.
+    into audience_joins at the end, a statement a list, rather than row by row by the trigger
+    (SQLite: half an import's time). Call the function given after each insert: `joined(list_id,
+    ids)`.
 
     On SQLite a row in audience_bulk turns the trigger off for this transaction only (the one
     writer: no other connection inserts meanwhile); the counts come in the same transaction,
@@ -213,6 +213,5 @@ def counted_at_once(
         yield lambda list_id, ids: groups.append((list_id, ids))
     finally:
         connection.exec_driver_sql("DELETE FROM audience_bulk")
-        if groups:
-            joined = json.dumps([[list_id, list(ids)] for list_id, ids in groups])
-            connection.exec_driver_sql(_COUNT_IN_SQLITE, (created_at, joined))
+        for list_id, ids in groups:
+            connection.exec_driver_sql(_COUNT_IN_SQLITE, (list_id, created_at, json.dumps(ids)))
