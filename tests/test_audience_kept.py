@@ -9,16 +9,26 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from pathlib import Path
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from mailer.core.addresses import Candidate
 from mailer.core.audience import ListAudience, Week, week_of
 from mailer.core.lifecycle import Reason, Status
 from mailer.store.database import Store
-from mailer.store.schema import audience_joins, history, lists, memberships, subscribers
+from mailer.store.importing.writer import import_csv
+from mailer.store.schema import (
+    audience_bulk,
+    audience_joins,
+    history,
+    lists,
+    memberships,
+    subscribers,
+)
 
 WEEK = dt.timedelta(days=7)
+IMPORTED = {"status": Status.ACTIVE, "reason": Reason.IMPORT}
 
 
 def recount(store: Store, name: str, since: dt.date, now: dt.datetime) -> ListAudience:
@@ -195,4 +205,51 @@ def test_deleting_a_list_takes_its_counts_with_it(store: Store) -> None:
     with store.engine.begin() as connection:
         connection.execute(text("DELETE FROM lists WHERE name = 'other'"))
     assert [(s.name, s.active, s.total) for s in store.lists.summaries()] == [("news", 5, 5)]
+    assert kept(store) == counted(store)
+
+
+def test_an_import_counts_its_new_members_by_list_and_status(store: Store, tmp_path: Path) -> None:
+    """On SQLite an import's memberships skip the per-row trigger and are counted in at once
+    (audience.counted_at_once): new people on two lists with several statuses and frequencies,
+    and an existing person joining another list, each counted once, under their status."""
+    store.lists.create("news")
+    store.lists.create("other")
+    store.subscribers.merge(people(range(0, 1), frozenset({"news"})), **IMPORTED)
+    csv = tmp_path / "people.csv"
+    csv.write_text(
+        "email,lists,status,frequency\n"
+        "p0@example.org,news;other,,\n"  # existing: joins other
+        "p1@example.org,news;other,,\n"
+        "p2@example.org,news;other,unsubscribed,\n"
+        "p3@example.org,other,bounced,weekly\n"
+        "p4@example.org,news,bounced,\n"
+        "p5@example.org,news,,weekly\n",
+        encoding="utf-8",
+    )
+    report = import_csv(csv, store.subscribers, lists=[], default_list="news")
+    assert (report.merged.added, report.merged.updated, report.rejected) == (5, 1, [])
+    with store.engine.connect() as connection:
+        ids = dict(connection.execute(select(lists.c.name, lists.c.id)).all())
+        assert connection.scalar(select(func.count()).select_from(audience_bulk)) == 0
+    this_week = week_of(dt.datetime.now(dt.UTC).date())
+    assert kept(store) == {
+        (ids["news"], this_week, "active"): 3,  # p0 (before), p1, p5
+        (ids["news"], this_week, "unsubscribed"): 1,
+        (ids["news"], this_week, "bounced"): 1,
+        (ids["other"], this_week, "active"): 2,  # p0, p1
+        (ids["other"], this_week, "unsubscribed"): 1,
+        (ids["other"], this_week, "bounced"): 1,
+    }
+    assert_right(store, dt.datetime.now(dt.UTC))
+
+    # The trigger is back on for what comes after: plain SQL is counted again.
+    with store.engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO memberships (subscriber_id, list_id, created_at, frequency) "
+                "VALUES (:who, :list, :at, 'immediate')"
+            ),
+            {"who": subscriber_id(store, 4), "list": ids["other"], "at": dt.datetime.now(dt.UTC)},
+        )
+    assert kept(store)[(ids["other"], this_week, "bounced")] == 2
     assert kept(store) == counted(store)

@@ -202,6 +202,20 @@ audience_joins = Table(
     sqlite_with_rowid=False,
 )
 
+AUDIENCE_WEEK_SQLITE = "date({}, 'weekday 0', '-6 days')"
+"""The week (its Monday) of a time stored as text on SQLite, as audience_joins counts it: one
+text for migration 0016's triggers and audience.counted_at_once, so the two cannot disagree."""
+
+audience_bulk = Table(
+    # A row here while an import inserts memberships on SQLite (inside its transaction, never
+    # committed): the per-row trigger counting memberships in skips them, and the import counts
+    # them in with one upsert (audience.counted_at_once). SQLite's triggers cannot read a temp
+    # table, hence a table of the main schema; PostgreSQL counts a statement at once anyway.
+    "audience_bulk",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+)
+
 history = Table(
     # Every change of a subscriber's status after they came in, with why and where from. With
     # the subscriber's `source`, the changes that gave consent (a confirmation, a form used

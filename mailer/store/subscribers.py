@@ -28,6 +28,7 @@ from sqlalchemy import (
 
 from mailer.core.addresses import Candidate, SuppressionHash, as_stored, key
 from mailer.core.lifecycle import CONSENT, LEFT, Frequency, Reason, Status, can_become
+from mailer.store.audience import counted_at_once
 from mailer.store.bulk import bulk_insert, insert_for_ids, inserted_ids, one_of
 from mailer.store.lists import Lists, list_key
 from mailer.store.schema import (
@@ -572,19 +573,24 @@ class _NewMembers:
         self.ids.setdefault((list_id, frequency), []).extend(subscriber_ids)
 
     def write(self, connection: Connection) -> None:
-        for (list_id, frequency), subscriber_ids in self.ids.items():
-            chosen, since = (
-                (Frequency.IMMEDIATE.value, None)
-                if frequency is None
-                else (frequency.value, self.stamp)
-            )
-            insert_for_ids(
-                connection,
-                memberships,
-                ("subscriber_id", "list_id", "created_at", "frequency", "frequency_since"),
-                subscriber_ids,
-                (list_id, self.stamp, chosen, since),
-            )
+        """Insert them, counted into the audience at once (audience.counted_at_once)."""
+        if not self.ids:
+            return
+        with counted_at_once(connection, self.stamp) as joined:
+            for (list_id, frequency), subscriber_ids in self.ids.items():
+                chosen, since = (
+                    (Frequency.IMMEDIATE.value, None)
+                    if frequency is None
+                    else (frequency.value, self.stamp)
+                )
+                insert_for_ids(
+                    connection,
+                    memberships,
+                    ("subscriber_id", "list_id", "created_at", "frequency", "frequency_since"),
+                    subscriber_ids,
+                    (list_id, self.stamp, chosen, since),
+                )
+                joined(list_id, subscriber_ids)
 
 
 def set_frequency(
