@@ -39,6 +39,8 @@ def test_the_dashboard_and_a_campaign_page_show_counts_and_failures(
     editor = console.signed_in("ed@example.org")
     dashboard = editor.get(f"{CONSOLE}/").text
     assert "<td>commentaries</td><td>3</td><td>3</td>" in dashboard
+    add_people(folder, run, [("late@example.net", "Late", "commentaries")])  # counted at once
+    assert "<td>commentaries</td><td>4</td><td>4</td>" in editor.get(f"{CONSOLE}/").text
     assert f'href="{CONSOLE}/campaigns/{campaign.id}"' in dashboard
     page = editor.get(f"{CONSOLE}/campaigns/{campaign.id}").text
     assert 'id="count-recipients">3<' in page and "reader0000@example.net" in page

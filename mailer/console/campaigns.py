@@ -34,13 +34,11 @@ def dashboard() -> ResponseReturnValue:
     service = console()
     every = service.newsletter.store.campaigns.all()
     scheduled = [c for c in every if c.status == CampaignStatus.SCHEDULED]
-    counted = service.counts.lists()
     return page(
         "dashboard.html",
         campaigns=[(c, service.counts.campaign(c)) for c in every[:LAST_CAMPAIGNS]],
         scheduled=sorted(scheduled, key=lambda c: (c.scheduled_at or c.created_at, c.id)),
-        lists=counted.value,
-        counted_at=counted.at,
+        lists=service.counts.lists().value,
         local_time=service.newsletter.local_time,
     )
 
