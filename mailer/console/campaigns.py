@@ -38,7 +38,7 @@ def dashboard() -> ResponseReturnValue:
         "dashboard.html",
         campaigns=[(c, service.counts.campaign(c)) for c in every[:LAST_CAMPAIGNS]],
         scheduled=sorted(scheduled, key=lambda c: (c.scheduled_at or c.created_at, c.id)),
-        lists=service.counts.lists().value,
+        lists=service.newsletter.store.lists.summaries(),
         local_time=service.newsletter.local_time,
     )
 

@@ -3,7 +3,7 @@
 The recipients an issue would have on a list are counted again in the background once the last
 count is older than FRESH_FOR (the page shows the kept count meanwhile, saying when it was
 made). A finished campaign's deliveries no longer change, so their count is kept until its
-status does. Subscribers per list are not kept: the store reads them from the counts the
+status does. Subscribers per list are not kept here: the store reads them from the counts the
 database keeps (audience_joins), a few rows whatever the lists' size, so the dashboard's table
 always agrees with the charts beside it.
 """
@@ -19,7 +19,6 @@ from typing import Generic, TypeVar
 from mailer.console.accounts import Clock
 from mailer.store.campaigns import Campaign, CampaignStatus, DeliveryState
 from mailer.store.database import Store
-from mailer.store.lists import ListSummary
 
 FRESH_FOR = dt.timedelta(seconds=60)
 FINISHED = (CampaignStatus.DONE, CampaignStatus.CANCELLED, CampaignStatus.MISSED)
@@ -70,10 +69,6 @@ class Counts:
     _campaigns: dict[tuple[int, CampaignStatus, dt.datetime | None], dict[DeliveryState, int]] = (
         field(default_factory=dict)
     )
-
-    def lists(self) -> Counted[list[ListSummary]]:
-        """Subscribers per list, counted now."""
-        return Counted(self.store.lists.summaries(), self.clock())
 
     def recipients(
         self, list_name: str, issue: str, languages: Callable[[], Sequence[str] | None]
