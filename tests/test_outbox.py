@@ -56,6 +56,19 @@ def fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return called
 
 
+def writebacks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The handles whose writing to disk is begun ahead of their flush from now (still begun)."""
+    begun: list[int] = []
+    real = output._start_writeback
+
+    def counted(handle: int) -> object:
+        begun.append(handle)
+        return real(handle)
+
+    monkeypatch.setattr(output, "_start_writeback", counted)
+    return begun
+
+
 def sent_whole(outbox: Path, people: list[Outgoing]) -> None:
     """Every message is in the outbox under its name, whole, and nothing else is."""
     assert sorted(p.name for p in outbox.iterdir()) == sorted(file_name(o) for o in people)
@@ -81,10 +94,14 @@ def test_a_batch_is_flushed_by_one_syncfs_then_the_folder_fsync(
         return syncfs(handle)
 
     monkeypatch.setattr(output, "_syncfs", counted_syncfs)
+    begun = writebacks(monkeypatch)
     with OutboxBackend(tmp_path / "outbox") as backend:
         fsynced = fsyncs(monkeypatch)
         results = backend.send(template, people)
         assert synced == [backend.handle] and fsynced == [backend.handle]
+
+    # The syncfs writes the batch in one pass: a file's writing begun alone would split it up.
+    assert begun == []
 
     assert [r.outcome for r in results] == [Outcome.SENT] * BATCH
     sent_whole(tmp_path / "outbox", people)
@@ -96,11 +113,14 @@ def test_where_syncfs_cannot_be_trusted_each_file_is_fsynced_then_the_folder(
     """What a Linux before 5.8 (its syncfs says nothing of write errors) and other systems get."""
     template, people = batch_of(folder, BATCH)
     monkeypatch.setattr(output, "_syncfs", None)
+    begun = writebacks(monkeypatch)
     settled: list[str] = []
     with OutboxBackend(tmp_path / "outbox") as backend:
         fsynced = fsyncs(monkeypatch)
         results = backend.send(template, people, lambda o, r: settled.append(o.message_id))
         assert len(fsynced) == BATCH + 1 and fsynced[-1] == backend.handle
+
+    assert len(begun) == BATCH  # each file's writing under way before the fsyncs wait on them
 
     assert [r.outcome for r in results] == [Outcome.SENT] * BATCH
     assert settled == [o.message_id for o in people]

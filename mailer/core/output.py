@@ -73,10 +73,18 @@ def _stage(path: Path, data: bytes, private: bool = False) -> Path:
     return Path(temporary)
 
 
-def stage_unflushed(path: Path, data: bytes, private: bool = False) -> Path:
-    """`data` written under a hidden temporary name beside `path` and its writing to disk
-    begun, not waited for: `flush_together` finishes a set of them at once, which costs about
-    what one file's fsync does instead of one each."""
+def stage_unflushed(
+    path: Path, data: bytes, private: bool = False, filesystem: int | None = None
+) -> Path:
+    """`data` written under a hidden temporary name beside `path`, not waited for:
+    `flush_together`, given the same `filesystem`, finishes a set of them at once.
+
+    Where one syncfs will flush the set, the files' writing is left to it: it writes them all
+    in one pass, neighbouring files' pages merged into large writes. Starting each file's
+    writing as it is written made the disk take five times as many smaller ones (42 KB on
+    average against 215 KB for 49 KB messages), and the outbox sent 4,181-4,843 messages/s
+    against 6,163-6,625 without. Where each file will have its own fsync, its writing is begun
+    at once, so that the fsyncs wait for writes already under way."""
     unique = f"{os.getpid():x}-{_UNIQUE}{next(_staged):x}"  # the process id: a fork's differs
     temporary = path.with_name(f".{path.name}.{unique}.tmp")
     mode = 0o600 if private else 0o644
@@ -92,7 +100,8 @@ def stage_unflushed(path: Path, data: bytes, private: bool = False) -> Path:
         view = memoryview(data)
         while view:
             view = view[os.write(handle, view) :]
-        _start_writeback(handle)
+        if not _one_syncfs(filesystem):
+            _start_writeback(handle)
     except OSError as error:
         os.unlink(temporary)
         raise _unwritten(path, error) from None
@@ -110,7 +119,8 @@ def flush_together(paths: Sequence[Path], filesystem: int | None = None) -> None
     filesystem does it, which costs about what one file's fsync does; elsewhere one fsync each.
     The handle must predate the writing: syncfs reports the write errors that happened since its
     handle was opened, and none from before."""
-    if filesystem is not None and paths and _syncfs is not None:
+    if paths and _one_syncfs(filesystem):
+        assert _syncfs is not None and filesystem is not None
         if _syncfs(filesystem) != 0:
             error = ctypes.get_errno()
             raise _unwritten(paths[0], OSError(error, os.strerror(error))) from None
@@ -123,6 +133,11 @@ def flush_together(paths: Sequence[Path], filesystem: int | None = None) -> None
             raise _unwritten(path, error) from None
         finally:
             os.close(handle)
+
+
+def _one_syncfs(filesystem: int | None) -> bool:
+    """Whether flush_together, given `filesystem`, flushes its files with one syncfs."""
+    return filesystem is not None and _syncfs is not None
 
 
 def flush_folder(folder: Path) -> None:

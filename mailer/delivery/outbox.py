@@ -4,9 +4,9 @@ Useful to look at a whole campaign before it goes anywhere, to hand the files to
 system, and as the default, so that a new newsletter can run its first send safely.
 
 A batch is written whole under hidden temporary names, its files are flushed to disk together
-(one syncfs of the outbox's filesystem on Linux, an fsync each elsewhere), and only then is each
-renamed into place and its fate told (journaled), one after the other; the folder is flushed
-once before the batch is recorded. A send killed in the middle leaves at most the one message
+(one syncfs of the outbox's filesystem on Linux, which writes them in one pass, an fsync each
+elsewhere), and only then is each renamed into place and its fate told (journaled), one after
+the other; the folder is flushed once before the batch is recorded. A send killed in the middle leaves at most the one message
 between its rename and its journal line to go again, as over SMTP.
 
 Why not write each file under its final name at once, saving the rename: a send killed while
@@ -69,7 +69,8 @@ class OutboxBackend(Backend):
                 data = self.sign(template.personalise(outgoing.recipient, outgoing.message_id))
                 target = self.folder / file_name(outgoing)
                 # Private: a message holds its reader's address and two-year unsubscribe link.
-                staged.append((outgoing, stage_unflushed(target, data, private=True), target))
+                temporary = stage_unflushed(target, data, private=True, filesystem=self.handle)
+                staged.append((outgoing, temporary, target))
             flush_together([temporary for _, temporary, _ in staged], self.handle)
         except BaseException:
             for _, temporary, _ in staged:
