@@ -140,13 +140,13 @@ def _one_syncfs(filesystem: int | None) -> bool:
     return filesystem is not None and _syncfs is not None
 
 
-def flush_folder(folder: Path) -> None:
-    """Make the names renamed into `folder` outlive a power cut: its own fsync."""
-    handle = open_folder(folder)
+def flush_folder(folder: Path, handle: int) -> None:
+    """Make the names renamed into `folder` (open as `handle`, from open_folder) outlive a
+    power cut: its own fsync."""
     try:
         os.fsync(handle)
-    finally:
-        os.close(handle)
+    except OSError as error:
+        raise OutputError(f"cannot write {folder}: {error.strerror or error}") from None
 
 
 def open_folder(folder: Path) -> int:

@@ -6,8 +6,9 @@ system, and as the default, so that a new newsletter can run its first send safe
 A batch is written whole under hidden temporary names, its files are flushed to disk together
 (one syncfs of the outbox's filesystem on Linux, which writes them in one pass, an fsync each
 elsewhere), and only then is each renamed into place and its fate told (journaled), one after
-the other; the folder is flushed once before the batch is recorded. A send killed in the middle leaves at most the one message
-between its rename and its journal line to go again, as over SMTP.
+the other; the folder is flushed once before the batch is recorded. A send killed in the
+middle leaves at most the one message between its rename and its journal line to go again, as
+over SMTP.
 
 Why not write each file under its final name at once, saving the rename: a send killed while
 writing would leave half a message where a reader of the folder takes it for whole, and one
@@ -25,7 +26,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from mailer.core.errors import OutputError
-from mailer.core.output import flush_together, open_folder, stage_unflushed
+from mailer.core.output import flush_folder, flush_together, open_folder, stage_unflushed
 from mailer.delivery.base import Backend, Outcome, Outgoing, Result, Settled, unheard, unsigned
 from mailer.render.message import MessageTemplate
 
@@ -86,10 +87,7 @@ class OutboxBackend(Backend):
             result = Result(Outcome.SENT, message_id=outgoing.message_id)
             settled(outgoing, result)
             results.append(result)
-        try:
-            os.fsync(self.handle)  # the names renamed into it outlive a power cut
-        except OSError as error:
-            raise OutputError(f"cannot write {self.folder}: {error.strerror or error}") from None
+        flush_folder(self.folder, self.handle)
         return results
 
     def close(self) -> None:
