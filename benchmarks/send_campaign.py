@@ -9,7 +9,8 @@
    disk's sequential durable rate (one big file, one fdatasync: what `dd conv=fdatasync`
    says), and a bare loop writing the same bytes made durable as the outbox does (a batch of
    files flushed together, renamed, then the folder), before mailer and after it: what the disk
-   allows that scheme. Its files stay until the end (see disk_ceiling), some 10 GB at 100,000.
+   allows that scheme. Its files and mailer's stay until the end (see disk_ceiling): some
+   15 GB of free space at 100,000.
 3. HTTP: a campaign through a batch HTTP backend (mailgun, 1,000 recipients a request) to a
    local HTTP sink that answers as Mailgun does.
 4. Memory: the peak memory (PSS of the `mailer send` process) of an HTTP campaign of
