@@ -9,9 +9,11 @@ leaves is tests/test_faults.py's kill loop.
 
 from __future__ import annotations
 
+import ctypes
 import email
 import email.policy
 import errno
+import mmap
 import os
 import sys
 from pathlib import Path
@@ -67,6 +69,30 @@ def writebacks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     monkeypatch.setattr(output, "_start_writeback", counted)
     return begun
+
+
+def cached_pages(path: Path) -> int:
+    """How many of the file's pages are in the page cache (mincore(2) over a mapping of it)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int]
+    libc.mmap.argtypes += [ctypes.c_int, ctypes.c_long]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    size = path.stat().st_size
+    pages = -(-size // mmap.PAGESIZE)
+    handle = os.open(path, os.O_RDONLY)
+    try:
+        address = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, handle, 0)
+        assert address not in (None, ctypes.c_void_p(-1).value), os.strerror(ctypes.get_errno())
+        try:
+            found = (ctypes.c_ubyte * pages)()
+            assert libc.mincore(address, size, found) == 0, os.strerror(ctypes.get_errno())
+        finally:
+            libc.munmap(address, size)
+    finally:
+        os.close(handle)
+    return sum(page & 1 for page in found)
 
 
 def sent_whole(outbox: Path, people: list[Outgoing]) -> None:
@@ -159,6 +185,27 @@ def test_a_failed_syncfs_says_which_file_could_not_be_written(tmp_path: Path) ->
 
     with pytest.raises(OutputError, match=rf"cannot write {staged}: {os.strerror(errno.EBADF)}"):
         output.flush_together([staged], closed)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="mincore and posix_fadvise are Linux's here")
+@pytest.mark.parametrize("syncfs", [True, False], ids=["one syncfs", "an fsync each"])
+def test_a_batch_leaves_the_page_cache_once_on_disk_where_a_build_stays(
+    folder: Folder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, syncfs: bool
+) -> None:
+    """Nobody here reads a sent message again: its pages would only push the database's and
+    the archive's out of memory. A build's files stay, for the web service to read."""
+    if not syncfs:
+        monkeypatch.setattr(output, "_syncfs", None)
+    template, people = batch_of(folder, BATCH)
+    with OutboxBackend(tmp_path / "outbox") as backend:
+        backend.send(template, people)
+
+    outbox = tmp_path / "outbox"
+    assert [cached_pages(outbox / file_name(o)) for o in people] == [0] * BATCH
+    sent_whole(outbox, people)
+
+    output.write_folder(tmp_path / "site", [("page.html", b"<p>archive</p>" * 2000)])
+    assert cached_pages(tmp_path / "site" / "page.html") > 0
 
 
 def test_a_backend_sent_to_without_open_opens_its_folder_itself(

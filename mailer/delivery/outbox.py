@@ -14,6 +14,13 @@ Why not write each file under its final name at once, saving the rename: a send 
 writing would leave half a message where a reader of the folder takes it for whole, and one
 killed before its journal lines would leave a whole batch of messages nobody knows were made, to
 go again under new Message-IDs: a batch of duplicates per worker instead of one message.
+
+Once on disk, a batch's files leave the page cache (flush_together, not `cached`): nobody here
+reads a sent message again, and a million-recipient campaign's 49 GB would otherwise push the
+database's and the archive's pages out of memory. The next batch is then written into the pages
+just let go. Measured with 50,000 files of 49 KB on a virtual machine whose memory its host backs
+on first touch: writing them took 3.2-3.6 s into pages let go moments before against 5.7-8.9 s
+into memory not used before, and letting them go cost 1 s.
 """
 
 from __future__ import annotations
@@ -64,19 +71,20 @@ class OutboxBackend(Backend):
         if self.handle is None:
             self.open()
         assert self.handle is not None
-        staged: list[tuple[Outgoing, Path, Path]] = []
+        staged: list[tuple[Outgoing, str, str]] = []
+        folder = os.path.join(self.folder, "")
         try:
             for outgoing in batch:
                 data = self.sign(template.personalise(outgoing.recipient, outgoing.message_id))
-                target = self.folder / file_name(outgoing)
+                target = folder + file_name(outgoing)
                 # Private: a message holds its reader's address and two-year unsubscribe link.
                 temporary = stage_unflushed(target, data, private=True, filesystem=self.handle)
                 staged.append((outgoing, temporary, target))
-            flush_together([temporary for _, temporary, _ in staged], self.handle)
+            flush_together([temporary for _, temporary, _ in staged], self.handle, cached=False)
         except BaseException:
             for _, temporary, _ in staged:
                 with contextlib.suppress(FileNotFoundError):
-                    temporary.unlink()
+                    os.unlink(temporary)
             raise
         results = []
         for outgoing, temporary, target in staged:

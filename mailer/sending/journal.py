@@ -26,6 +26,8 @@ from pathlib import Path
 from mailer.store.campaigns import DeliveryRecord, DeliveryState
 
 SUFFIX = ".journal"
+_LINE = json.JSONEncoder(separators=(",", ":")).encode
+"""One encoder for every line: json.dumps with separators makes a new one each call."""
 
 IntoSendLog = Callable[[int, str, list[DeliveryRecord]], object]
 """Writes what became of deliveries of a campaign claimed by a worker (Campaigns.record)."""
@@ -55,7 +57,7 @@ class Entries:
             outcome.bounced,
             outcome.batch,
         ]
-        os.write(self.fd, json.dumps(line, separators=(",", ":")).encode() + b"\n")
+        os.write(self.fd, _LINE(line).encode() + b"\n")
         self.written = True
 
     def clear(self) -> None:
