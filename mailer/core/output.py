@@ -129,13 +129,14 @@ def flush_together(
 
     Not `cached`: once on disk, the files' pages leave the page cache (where the system can be
     told so), for files that nobody here reads again (see mailer.delivery.outbox)."""
+    forget = None if cached else _forget_pages
     synced = bool(paths) and _one_syncfs(filesystem)
     if synced:
         assert _syncfs is not None and filesystem is not None
         if _syncfs(filesystem) != 0:
             error = ctypes.get_errno()
             raise _unwritten(paths[0], OSError(error, os.strerror(error))) from None
-        if cached or _forget_pages is None:
+        if forget is None:
             return
     for path in paths:
         handle = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -145,8 +146,8 @@ def flush_together(
         except OSError as error:
             raise _unwritten(path, error) from None
         else:
-            if not cached and _forget_pages is not None:
-                _forget_pages(handle)
+            if forget is not None:
+                forget(handle)
         finally:
             os.close(handle)
 
