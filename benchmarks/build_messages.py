@@ -22,6 +22,7 @@ from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
 from mailer.app.newsletter import Newsletter
+from mailer.render.email import issue_parts
 from mailer.render.inlining import inline_css
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -55,23 +56,14 @@ def fast(letter: Newsletter, slug: str, count: int) -> float:
 
 def naive(letter: Newsletter, slug: str, count: int) -> float:
     issue = letter.issue([slug])
-    theme, settings = letter.theme, letter.config.newsletter
-    css = theme.source("email.css")
+    theme, settings, furniture = letter.theme, letter.config.newsletter, letter.furniture
     started = time.perf_counter()
     for number in range(count):
         recipient = letter.recipient(
             number, LINK_SECRET, f"reader{number}@example.org", f"Reader {number}"
         )
-        context = {
-            "newsletter": settings,
-            "issue": issue,
-            "lead": issue.lead,
-            "view_url": issue.lead.archive_url,
-            "recipient": recipient,
-            "css": css,
-        }
-        html = inline_css(theme.render("email.html", **context))
-        text = theme.render("email.txt", **context)
+        html, text = issue_parts(issue, theme, settings, furniture, "", recipient)
+        html = inline_css(html)
         message = EmailMessage(policy=SMTP)
         message["From"] = settings.sender
         message["To"] = f"{recipient.name} <{recipient.email}>"

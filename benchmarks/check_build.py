@@ -22,14 +22,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from example import example_folder
+
 REPOSITORY = Path(__file__).resolve().parent.parent
 SECRET = "benchmark-secret-0123456789"
 
 
 def make_folder(root: Path, count: int) -> None:
-    shutil.copyfile(REPOSITORY / "config.example.toml", root / "config.toml")
-    shutil.copyfile(REPOSITORY / "logo.png", root / "logo.png")
-    (root / "subscribers").mkdir()
+    example_folder(root, commentaries=False)
     folder = root / "commentaries"
     folder.mkdir()
     examples = [

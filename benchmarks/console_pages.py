@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import requests
+from example import example_folder
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
@@ -42,10 +43,7 @@ MAILER = [sys.executable, "-m", "mailer"]
 
 
 def newsletter(root: Path, commentaries: int, subscribers: int, interval: int = 0) -> Path:
-    shutil.copytree(REPOSITORY / "commentaries", root / "commentaries")
-    shutil.copyfile(REPOSITORY / "config.example.toml", root / "config.toml")
-    shutil.copyfile(REPOSITORY / "logo.png", root / "logo.png")
-    (root / "subscribers").mkdir()
+    example_folder(root)
     examples = sorted((REPOSITORY / "commentaries").glob("*.md"))
     for number in range(commentaries - len(examples)):
         source = examples[number % len(examples)]

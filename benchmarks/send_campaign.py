@@ -40,6 +40,8 @@ import threading
 import time
 from pathlib import Path
 
+from example import example_folder
+
 from mailer.app.newsletter import Newsletter
 from mailer.core import output
 from mailer.delivery.outbox import OutboxBackend
@@ -87,13 +89,10 @@ def wait_for_port(port: int) -> None:
     raise SystemExit(f"nothing listens on port {port}")
 
 
-def folder_with(recipients: int, root: Path) -> Path:
-    """A newsletter folder whose list holds `recipients` active subscribers."""
-    folder = root / f"newsletter-{recipients}"
-    folder.mkdir()
-    shutil.copytree(REPOSITORY / "commentaries", folder / "commentaries")
-    shutil.copyfile(REPOSITORY / "config.example.toml", folder / "config.toml")
-    shutil.copyfile(REPOSITORY / "logo.png", folder / "logo.png")
+def folder_with(recipients: int, root: Path, part: str) -> Path:
+    """A newsletter folder for the benchmark's `part` whose list holds `recipients` active
+    subscribers (each part its own: the outbox's stays to the end, see disk_ceiling)."""
+    folder = example_folder(root / f"{part}-{recipients}")
     people = folder / "people.csv"
     with people.open("w") as stream:
         stream.write("email,name,lists\n")
@@ -313,7 +312,7 @@ def smtp_part(root: Path, slug: str, count: int, connections: int) -> None:
     )
     try:
         wait_for_port(port)
-        folder = folder_with(count, root)
+        folder = folder_with(count, root, "smtp")
         configure(folder, "smtp", "")
         path = folder / "config.toml"
         path.write_text(
@@ -354,7 +353,7 @@ def concurrency(folder: Path) -> int:
 
 
 def outbox_part(root: Path, slug: str, count: int) -> None:
-    folder = folder_with(count, root)
+    folder = folder_with(count, root, "outbox")
     size = len(built_messages(folder, slug, 1)[0][1])
     batch = OutboxBackend.batch_size
     alone = personalising(folder, slug, count)
@@ -403,7 +402,7 @@ def http_part(root: Path, slug: str, args: argparse.Namespace) -> None:
         endpoint = f'endpoint = "http://127.0.0.1:{port}/v3"'
         peaks = {}
         for recipients in sorted({args.http, args.small, args.large}):
-            folder = folder_with(recipients, root)
+            folder = folder_with(recipients, root, "http")
             path = folder / "config.toml"
             configure(folder, "mailgun", "")
             path.write_text(

@@ -18,13 +18,13 @@ import json
 import logging
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from example import example_folder
 from sqlalchemy import func, select
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -42,9 +42,7 @@ SECRET = "benchmark-secret-0123456789"
 
 
 def newsletter_in(root: Path) -> Newsletter:
-    shutil.copytree(REPOSITORY / "commentaries", root / "commentaries")
-    shutil.copyfile(REPOSITORY / "config.example.toml", root / "config.toml")
-    (root / "subscribers").mkdir()
+    example_folder(root)
     newsletter = Newsletter.load(root / "config.toml", {"MAILER_SECRET": SECRET})
     newsletter.build()
     return newsletter
@@ -71,7 +69,7 @@ def main() -> int:
             reason=Reason.IMPORT,
         )
         paths = [
-            urlsplit(newsletter.links.url(Purpose.UNSUBSCRIBE, s.id)).path
+            urlsplit(newsletter.links.url(Purpose.UNSUBSCRIBE, s.id, s.link_secret)).path
             for s in subscribers.each()
         ]
         with serving(create_app(newsletter), threads=options.threads) as base:

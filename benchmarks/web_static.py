@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import requests
+from example import example_folder
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 SECRET = "benchmark-secret-0123456789"
@@ -80,9 +81,7 @@ def main() -> int:
         raise SystemExit("wrk is needed: apt-get install wrk")
     with tempfile.TemporaryDirectory() as temporary:
         root = Path(temporary)
-        shutil.copytree(REPOSITORY / "commentaries", root / "commentaries")
-        shutil.copyfile(REPOSITORY / "config.example.toml", root / "config.toml")
-        (root / "subscribers").mkdir()
+        example_folder(root)
         environment = {**os.environ, "MAILER_SECRET": SECRET}
         mailer = [sys.executable, "-m", "mailer", "--config", str(root / "config.toml")]
         subprocess.run([*mailer, "build"], env=environment, check=True, capture_output=True)

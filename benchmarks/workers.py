@@ -22,7 +22,6 @@ import argparse
 import os
 import platform
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,7 @@ import time
 import uuid
 from pathlib import Path
 
+from example import example_folder
 from send_campaign import MAILER, SECRET, SMTP_SINK, free_port, longest_slug, wait_for_port
 from sqlalchemy import Connection, create_engine, func, select, text
 
@@ -37,7 +37,6 @@ from mailer.app.newsletter import Newsletter
 from mailer.store.campaigns import DeliveryState
 from mailer.store.schema import deliveries
 
-REPOSITORY = Path(__file__).resolve().parent.parent
 WORKERS = (1, 2, 4)
 SENT = re.compile(r"this run sent ([\d,]+),")
 
@@ -57,20 +56,16 @@ def machine() -> str:
 
 
 def newsletter_folder(root: Path, database_url: str, port: int, concurrency: int) -> Path:
-    folder = root / "newsletter"
-    folder.mkdir()
-    shutil.copytree(REPOSITORY / "commentaries", folder / "commentaries")
-    settings = (
-        (REPOSITORY / "config.example.toml")
-        .read_text(encoding="utf-8")
-        .replace('url = "sqlite:///subscribers/mailer.db"', f'url = "{database_url}"')
-        .replace('backend = "outbox"', 'backend = "smtp"')
-        .replace("concurrency = 4", f"concurrency = {concurrency}")
-        .replace('host = "localhost"\nport = 587', f'host = "127.0.0.1"\nport = {port}')
-        .replace('security = "starttls"', 'security = "none"')
+    return example_folder(
+        root / "newsletter",
+        lambda settings: (
+            settings.replace('url = "sqlite:///subscribers/mailer.db"', f'url = "{database_url}"')
+            .replace('backend = "outbox"', 'backend = "smtp"')
+            .replace("concurrency = 4", f"concurrency = {concurrency}")
+            .replace('host = "localhost"\nport = 587', f'host = "127.0.0.1"\nport = {port}')
+            .replace('security = "starttls"', 'security = "none"')
+        ),
     )
-    (folder / "config.toml").write_text(settings, encoding="utf-8")
-    return folder
 
 
 def environment() -> dict[str, str]:
@@ -93,7 +88,7 @@ def import_people(folder: Path, recipients: int) -> None:
         stream.write("email,name,lists\n")
         for number in range(recipients):
             stream.write(f"reader{number}@example{number % 100}.org,Reader {number},{lists}\n")
-    mailer(folder, "subscribers", "import", str(people))
+    mailer(folder, "subscribers", "import", str(people), "--create-lists")
 
 
 def left(connection: Connection, campaign_id: int) -> int:

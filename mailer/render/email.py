@@ -106,16 +106,23 @@ def issue_size_warning(
 
 
 def issue_parts(
-    issue: Issue, theme: Theme, newsletter: NewsletterSettings, furniture: Furniture, marker: str
+    issue: Issue,
+    theme: Theme,
+    newsletter: NewsletterSettings,
+    furniture: Furniture,
+    marker: str,
+    recipient: object = None,
 ) -> tuple[str, str]:
-    """The issue's HTML before its CSS is inlined, and its plain text."""
+    """The issue's HTML before its CSS is inlined, and its plain text: each personal field the
+    marker's placeholder, or `recipient`'s own value (one reader's whole message, rendered as a
+    naive sender would per reader: the baseline of benchmarks/build_messages.py)."""
     context = {
         "newsletter": newsletter,
         "issue": issue,
         "lead": issue.lead,
         "furniture": furniture,
         "view_url": issue.lead.archive_url,
-        "recipient": _Placeholders(marker),
+        "recipient": recipient or _Placeholders(marker),
         "css": theme.source("email.css"),
         "dark_css": theme.source("email-dark.css"),
     }
