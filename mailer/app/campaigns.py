@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import os
 import socket
+import threading
 from collections.abc import Callable, Sequence
 
 from mailer.app.newsletter import Newsletter
@@ -119,8 +120,10 @@ def run_campaign(
     make_backend: Callable[[], Backend],
     journal: Journal,
     progress: Callable[[Tally], None] = lambda _: None,
+    stopping: threading.Event | None = None,
 ) -> RunReport:
-    """Send what remains of a running or paused campaign; the caller holds the sending lock."""
+    """Send what remains of a running or paused campaign; the caller holds the sending lock.
+    Once `stopping` is set, the run ends after the batches in hand (see core/stopping.py)."""
     store = newsletter.store
     if store.single_worker:  # a crashed run's batches are ours to take: we hold the lock
         store.campaigns.release(campaign.id)
@@ -136,5 +139,6 @@ def run_campaign(
         worker_name(),
         journal,
         reconciliation=reconciliation(newsletter),
+        stopping=stopping,
     )
     return engine.run(campaign, progress)

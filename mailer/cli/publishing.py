@@ -187,6 +187,8 @@ def _send_unsent(newsletter: Newsletter, collection: Collection, list_name: str,
                 newsletter, template, campaign, pace(newsletter), make_backend, journal
             )
             whole = print_report(report) and whole
+            if report.stopped:  # asked to stop: the campaigns after this one wait too
+                break
     return whole
 
 

@@ -32,6 +32,7 @@ from mailer.content.commentary import Issue
 from mailer.core.addresses import AddressBook, InvalidAddress
 from mailer.core.clock import parse_time
 from mailer.core.errors import RequestError
+from mailer.core.stopping import asked_to_stop
 from mailer.delivery.base import Backend, BackendError, Outcome, Outgoing
 from mailer.render.message import MessageTemplate
 from mailer.sending.dispatch import Pace, RunReport, Tally
@@ -307,16 +308,27 @@ def run_with_progress(
     make_backend: Callable[[], Backend],
     journal: Journal,
 ) -> RunReport:
+    """The campaign's run with a progress bar; asked to stop (SIGTERM, Ctrl-C), it ends after
+    the batches in hand, saying so (see core/stopping.py)."""
     total = newsletter.store.campaigns.unfinished(campaign.id)
-    with progress_bar(total, "Sending") as bar:
+    with progress_bar(total, "Sending") as bar, asked_to_stop() as stopping:
         shown = 0
+        told = False
 
         def progress(tally: Tally) -> None:
-            nonlocal shown
+            nonlocal shown, told
             bar.update(tally.done - shown)
             shown = tally.done
+            if stopping.is_set() and not told:  # here, not in the signal handler: no output
+                told = True  # is being written here at that moment
+                click.echo(
+                    "\nStopping once the messages in hand are recorded (asked again: at once).",
+                    err=True,
+                )
 
-        return run_campaign(newsletter, template, campaign, pace, make_backend, journal, progress)
+        return run_campaign(
+            newsletter, template, campaign, pace, make_backend, journal, progress, stopping
+        )
 
 
 def _report(report: RunReport) -> None:
@@ -325,7 +337,8 @@ def _report(report: RunReport) -> None:
 
 
 def print_report(report: RunReport) -> bool:
-    """Print what a run did; False when a delivery failed or the campaign paused."""
+    """Print what a run did; False when a delivery failed or the campaign paused or stopped
+    before its end."""
     tally, counts = report.tally, report.counts
     click.echo(
         f"Campaign {report.campaign.id} ({report.campaign.status.value}): this run sent "
@@ -349,12 +362,19 @@ def print_report(report: RunReport) -> bool:
             f"command (or `mailer campaigns resume {report.campaign.id}`) to continue.",
             err=True,
         )
+    elif report.stopped and report.campaign.status == CampaignStatus.RUNNING:
+        click.echo(
+            "Stopped as asked, with every message handed over recorded. The same command (or "
+            f"`mailer campaigns resume {report.campaign.id}`) sends the rest.",
+            err=True,
+        )
     if counts[DeliveryState.FAILED]:
         click.echo(f"`mailer campaigns show {report.campaign.id}` lists the failures.", err=True)
     return (
         not counts[DeliveryState.FAILED]
         and not counts[UNCERTAIN]
         and report.campaign.status != CampaignStatus.PAUSED
+        and not (report.stopped and report.campaign.status == CampaignStatus.RUNNING)
     )
 
 

@@ -4,12 +4,11 @@ scheduler beside them; `mailer scheduler`: the scheduler alone."""
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 
 import click
 
 from mailer.cli.shared import Invocation, pass_invocation
+from mailer.core.stopping import asked_to_stop
 from mailer.web.limits import SERVER_LIMITS
 
 
@@ -76,18 +75,30 @@ def serve(
     # waitress warns at every request that waits for a thread: a line per request under load.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     app = create_app(newsletter, proxies=proxies)
-    if not no_scheduler:
-        from mailer.scheduler.due import Scheduler
-        from mailer.scheduler.loop import in_thread
-
-        in_thread(Scheduler(newsletter))
     shown = f"[{host}]" if ":" in host else host
     prefix = url_prefix(newsletter.config.newsletter.site_url)
-    click.echo(
-        f"Serving {newsletter.config.newsletter.name} at http://{shown}:{port}{prefix}/ "
-        "(Ctrl-C stops)."
-    )
-    waitress.serve(app, host=host, port=port, threads=threads, ident="mailer", **SERVER_LIMITS)
+    with asked_to_stop(interrupt=True) as stopping:
+        scheduling = None
+        if not no_scheduler:
+            from mailer.scheduler.due import Scheduler
+            from mailer.scheduler.loop import in_thread
+
+            scheduling = in_thread(Scheduler(newsletter, stopping))
+        click.echo(
+            f"Serving {newsletter.config.newsletter.name} at http://{shown}:{port}{prefix}/ "
+            "(Ctrl-C stops)."
+        )
+        # Returns once asked to stop, the requests in hand answered (waitress waits 5 s at most).
+        waitress.serve(app, host=host, port=port, threads=threads, ident="mailer", **SERVER_LIMITS)
+        stopping.set()
+        if scheduling is not None and scheduling.is_alive():
+            click.echo(
+                "Stopping once the scheduler has recorded the messages in hand (asked again: at "
+                "once).",
+                err=True,
+            )
+            scheduling.join()
+    click.echo("Stopped.")
 
 
 @click.command()
@@ -114,20 +125,17 @@ def scheduler(invocation: Invocation, once: bool) -> None:
 
     newsletter = invocation.newsletter
     _log_to_stderr()
-    looking = Scheduler(newsletter)
-    if once:
-        done = looking.tick()
-        if not done.acted:
-            click.echo("Another scheduler is acting on this database; nothing was done.")
-        elif not done.notes:
-            click.echo("Nothing is due.")
-        if done.warnings:
-            raise click.exceptions.Exit(1)
-        return
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    click.echo(f"Scheduler of {newsletter.config.newsletter.name} running (Ctrl-C stops).")
-    try:
-        run(looking, stop)
-    except KeyboardInterrupt:
-        stop.set()
+    with asked_to_stop() as stopping:
+        looking = Scheduler(newsletter, stopping)
+        if once:
+            done = looking.tick()
+            if not done.acted:
+                click.echo("Another scheduler is acting on this database; nothing was done.")
+            elif not done.notes:
+                click.echo("Nothing is due.")
+            if done.warnings:
+                raise click.exceptions.Exit(1)
+            return
+        click.echo(f"Scheduler of {newsletter.config.newsletter.name} running (Ctrl-C stops).")
+        run(looking)
+    click.echo("Stopped.")

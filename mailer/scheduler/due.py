@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -94,8 +95,11 @@ class Tick:
 
 
 class Scheduler:
-    def __init__(self, newsletter: Newsletter) -> None:
+    def __init__(self, newsletter: Newsletter, stopping: threading.Event | None = None) -> None:
         self.newsletter = newsletter
+        self.stopping = stopping or threading.Event()
+        """Set when the process is asked to stop (core/stopping.py): a campaign being sent ends
+        after its batches in hand, and nothing more of the look is done."""
 
     @property
     def grace(self) -> dt.timedelta:
@@ -118,6 +122,8 @@ class Scheduler:
                 self._digest,
                 self._bounces,
             ):
+                if self.stopping.is_set():
+                    break
                 try:
                     step(done)
                 except MailerError as error:
@@ -180,10 +186,14 @@ class Scheduler:
         for campaign in store.campaigns.due(self.newsletter.clock()):
             self._attempt(self._start, campaign, done)
 
-    @staticmethod
-    def _attempt(action: Callable[[Campaign, Tick], None], campaign: Campaign, done: Tick) -> None:
+    def _attempt(
+        self, action: Callable[[Campaign, Tick], None], campaign: Campaign, done: Tick
+    ) -> None:
         """One campaign's step; its problem (a commentary gone, a send holding the lock) is
-        reported and tried again at the next look, without holding up the other campaigns."""
+        reported and tried again at the next look, without holding up the other campaigns.
+        Once the process is asked to stop, it waits for the next run."""
+        if self.stopping.is_set():
+            return
         try:
             action(campaign, done)
         except MailerError as error:
@@ -257,13 +267,21 @@ class Scheduler:
                 )
             journal, _folded = journal_of(newsletter)
             report = run_campaign(
-                newsletter, template, campaign, pace(newsletter), make_backend, journal
+                newsletter,
+                template,
+                campaign,
+                pace(newsletter),
+                make_backend,
+                journal,
+                stopping=self.stopping,
             )
         tally = report.tally
+        stopped = report.stopped and report.campaign.status == CampaignStatus.RUNNING
         done.say(
             f"Campaign {campaign.id} is {report.campaign.status.value}: this run sent "
             f"{tally.sent:,}, failed {tally.failed:,}, skipped {tally.skipped:,}"
             + (f" ({report.campaign.status_detail})" if report.campaign.status_detail else "")
+            + ("; stopped as asked, the next scheduler continues it" if stopped else "")
             + ".",
             warning=bool(tally.failed) or report.campaign.status == CampaignStatus.PAUSED,
         )

@@ -11,9 +11,10 @@ from mailer.scheduler.due import Scheduler
 log = logging.getLogger("mailer.scheduler")
 
 
-def run(scheduler: Scheduler, stop: threading.Event) -> None:
-    """Tick, wait, tick… until `stop` is set. A failure of one look (the database down) is
-    logged and the next look tries again: the state is in the database, nothing is lost."""
+def run(scheduler: Scheduler) -> None:
+    """Tick, wait, tick… until the scheduler's `stopping` is set. A failure of one look (the
+    database down) is logged and the next look tries again: the state is in the database,
+    nothing is lost."""
     interval = scheduler.newsletter.config.schedule.interval
     acting: bool | None = None
 
@@ -29,17 +30,17 @@ def run(scheduler: Scheduler, stop: threading.Event) -> None:
             )
         acting = acts
 
-    while not stop.is_set():
+    while not scheduler.stopping.is_set():
         try:
             scheduler.tick(turn)
         except Exception:  # a daemon: report, keep looking
             log.exception("the scheduler's look at due work failed; trying again")
-        stop.wait(interval)
+        scheduler.stopping.wait(interval)
 
 
-def in_thread(scheduler: Scheduler) -> tuple[threading.Thread, threading.Event]:
-    """The loop in a daemon thread; set the event to stop it after its current look."""
-    stop = threading.Event()
-    thread = threading.Thread(target=run, args=(scheduler, stop), name="scheduler", daemon=True)
+def in_thread(scheduler: Scheduler) -> threading.Thread:
+    """The loop in a daemon thread; setting the scheduler's `stopping` ends it after the
+    batches in hand of the campaign it is sending, if any."""
+    thread = threading.Thread(target=run, args=(scheduler,), name="scheduler", daemon=True)
     thread.start()
-    return thread, stop
+    return thread

@@ -9,6 +9,9 @@ A message handed over whole with no answer (UNCERTAIN) may have arrived: it coun
 and stays out of the queue until somebody asks for it again (`mailer send --resend-uncertain`),
 unless the service, asked at the start and the end of the run (reconciling.py), says what it was.
 
+Asked to stop (SIGTERM, Ctrl-C: core/stopping.py), the workers end after the batches in hand, each
+recorded, and the campaign stays running for the next run to continue: nothing is in flight.
+
 Temporary failures go back in the queue with exponential backoff and jitter (at least what
 Retry-After asked), up to max_attempts. A backend that refuses everything, or refuses the
 credentials, pauses the campaign with the reason instead of burning through the list.
@@ -92,6 +95,9 @@ class RunReport:
     counts: dict[DeliveryState, int]
     reconciled: Reconciled = field(default_factory=Reconciled)
     """What asking the service settled of the uncertain deliveries."""
+    stopped: bool = False
+    """The process was asked to stop before the end: what was in hand is recorded, the rest
+    waits for the next run."""
 
     @property
     def rate(self) -> float:
@@ -140,6 +146,7 @@ class Dispatcher:
         journal: Journal,
         clock: Callable[[], dt.datetime] = utcnow,
         reconciliation: Reconciliation | None = None,
+        stopping: threading.Event | None = None,
     ) -> None:
         self.campaigns = campaigns
         self.journal = journal
@@ -157,6 +164,9 @@ class Dispatcher:
         self.limit = RateLimit(pace.rate)
         self.tally = Tally()
         self.stop = threading.Event()
+        """Set to end the workers: a pause, or the process asked to stop."""
+        self.stopping = stopping or threading.Event()
+        """Set when the process is asked to stop (see core/stopping.py)."""
         self.pause_reason = ""
         self.database_gone = False
         """The pause is the database's: it may need room made to be written down."""
@@ -195,7 +205,7 @@ class Dispatcher:
         reconciled = self._reconcile(campaign)
         while True:
             self._send(campaign, progress, still_here)
-            if self.pause_reason:
+            if self.pause_reason or self.stopping.is_set():
                 break
             asked = self._reconcile(campaign)
             reconciled += asked
@@ -213,7 +223,8 @@ class Dispatcher:
             self._db(self.campaigns.set_status, campaign.id, CampaignStatus.DONE)
         final = self._db(self.campaigns.get, campaign.id) or campaign
         counts = self._db(self.campaigns.counts, final.id)
-        return RunReport(final, self.tally, time.monotonic() - started, counts, reconciled)
+        elapsed = time.monotonic() - started
+        return RunReport(final, self.tally, elapsed, counts, reconciled, self.stopping.is_set())
 
     def _reconcile(self, campaign: Campaign) -> Reconciled:
         """Ask the service about the campaign's uncertain deliveries, where it can be asked."""
@@ -243,6 +254,8 @@ class Dispatcher:
         while any(thread.is_alive() for thread in threads):
             for thread in threads:
                 thread.join(timeout=0.2)
+            if self.stopping.is_set():
+                self.stop.set()  # each worker ends once its batch in hand is recorded
             progress(self.tally)
             if time.monotonic() - renewed > min(self.pace.lease.total_seconds() / 3, 5.0):
                 still_here()  # a restarted database forgot who is alive: say so again
@@ -286,7 +299,8 @@ class Dispatcher:
                         )
                     except Paused as pause:
                         self._db(self.campaigns.release, campaign.id, worker)
-                        self._pause(str(pause))
+                        if not self.stopping.is_set():  # asked to stop: the campaign goes on
+                            self._pause(str(pause))
                         return
                     ours = self._db(self.campaigns.record, campaign.id, worker, outcomes)
                     entries.clear()
