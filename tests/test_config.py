@@ -164,6 +164,16 @@ def test_an_unknown_key_far_from_any_lists_the_known_keys(folder: Folder) -> Non
             'from = "IAI Commentaries"',
             "newsletter.from: 'IAI Commentaries' is not an email address",
         ),
+        (
+            "about_translations = { it = ",
+            "about_translations = { xx-bogus = ",
+            "series.about_translations: 'xx-bogus' is not a language code that mailer knows",
+        ),
+        (
+            "about_translations = { it = ",
+            "about_translations = { it = 5, en-GB = ",
+            'series.about_translations must be a table of texts in quotes, like { it = "…" }',
+        ),
     ],
     ids=[
         "port",
@@ -177,6 +187,8 @@ def test_an_unknown_key_far_from_any_lists_the_known_keys(folder: Folder) -> Non
         "timezone",
         "site_url",
         "from",
+        "about_translations language",
+        "about_translations text",
     ],
 )
 def test_a_wrong_value_is_named_with_its_line(

@@ -3,11 +3,14 @@ subscribe link, in the email (both parts) and on the archive pages."""
 
 from __future__ import annotations
 
+import re
+
 import lxml.html
 
 from tests.conftest import Folder, Run
 from tests.test_email import document, email_of, parts, squeeze
 from tests.test_feeds import build
+from tests.test_i18n import ITALIAN
 
 STALEMATE = "stalemate-to-escalation"
 NEWEST = "sahel-after-the-juntas"
@@ -75,6 +78,49 @@ def test_blurb_editor_issn_phone_website_and_logo_in_the_email_and_on_every_page
         assert page.xpath(f"//img[@src='{SITE}{logo}']"), name
         assert page.xpath(f"//a[@href='{SITE}subscribe']"), f"{name} has no way to subscribe"
         assert page.xpath(f"//footer//a[@href='{series.website}']"), name
+
+
+def test_a_commentary_in_another_language_prints_the_blurb_in_its_language(
+    folder: Folder, run: Run
+) -> None:
+    folder.write("commentaries/2025-09-17-dallo-stallo.md", ITALIAN)
+    series = folder.newsletter().config.series
+    italian = series.about_translations["it"]
+    assert italian and italian != series.about
+    files = build(folder, run)
+    for slug, blurb, other in (
+        ("dallo-stallo", italian, series.about),
+        (STALEMATE, series.about, italian),
+    ):
+        _, _, data = email_of(folder, slug)
+        text, html = parts(data)
+        page = files[f"archive/{slug}/index.html"]
+        for where, words in (
+            ("email", squeeze(document(html).text_content())),
+            ("text", squeeze(text)),
+            ("page", squeeze(lxml.html.document_fromstring(page).text_content())),
+        ):
+            assert blurb[:60] in words, f"{slug}: {where}"
+            assert other[:60] not in words, f"{slug}: {where}"
+    index = squeeze(lxml.html.document_fromstring(files["archive/index.html"]).text_content())
+    assert series.about[:60] in index  # the archive is in the newsletter's language
+
+
+def test_a_blurb_given_only_in_other_languages_still_makes_a_colophon(
+    folder: Folder, run: Run
+) -> None:
+    folder.write("commentaries/2025-09-17-dallo-stallo.md", ITALIAN)
+    italian = folder.newsletter().config.series.about_translations["it"]
+    text = folder.config_path.read_text(encoding="utf-8")
+    emptied = re.sub(
+        r'(?m)^(about|editor|editor_address|issn|phone|website) = ".*"$', r'\1 = ""', text
+    )
+    folder.config_path.write_text(emptied, encoding="utf-8")
+    files = build(folder, run)
+    page = lxml.html.document_fromstring(files["archive/dallo-stallo/index.html"])
+    assert [p.text_content() for p in page.cssselect("footer .about")] == [italian]
+    english = lxml.html.document_fromstring(files[f"archive/{STALEMATE}/index.html"])
+    assert not english.cssselect("footer .about")
 
 
 def test_an_archive_page_lists_the_commentaries_before_it(folder: Folder, run: Run) -> None:

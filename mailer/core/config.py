@@ -62,7 +62,14 @@ Check = Callable[[Any], Any]
 def setting(
     default: Any = dataclasses.MISSING, *, key: str = "", check: Check | None = None
 ) -> Any:
-    return field(default=default, metadata={"key": key, "check": check})
+    metadata = {"key": key, "check": check}
+    if isinstance(default, dict):  # a table of texts: each settings object its own copy
+        return field(default_factory=lambda: dict(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def _required(spec: dataclasses.Field[Any]) -> bool:
+    return spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING
 
 
 def http_url(value: str) -> str:
@@ -99,6 +106,13 @@ def _optional_http_url(value: str) -> str:
 
 def _language_codes(value: str) -> str:
     for code in value.split():
+        language_code(code)
+    return value
+
+
+def _by_language(value: dict[str, str]) -> dict[str, str]:
+    """Texts by language code (`{ it = "…" }`), each code one that CLDR knows."""
+    for code in value:
         language_code(code)
     return value
 
@@ -163,7 +177,10 @@ class SeriesSettings(Section):
     """What the series prints in every issue and on every archive page, as its last page does."""
 
     about: str = setting("")
-    """The publisher's blurb."""
+    """The publisher's blurb, in the newsletter's language."""
+    about_translations: dict[str, str] = setting({}, check=_by_language)
+    """The blurb in other languages, by language code: what a commentary in one of them prints
+    instead of `about`."""
     editor: str = setting("")
     editor_address: str = setting("")
     issn: str = setting("")
@@ -173,6 +190,12 @@ class SeriesSettings(Section):
     """A local image (PNG or JPEG), published with the archive like a commentary's images."""
     latest: int = setting(10, check=at_least(0))
     """How many earlier commentaries "Latest in this series" lists; 0 leaves the block out."""
+
+    def about_in(self, language: str) -> str:
+        """The blurb for a commentary in `language`: its translation (or that of its base
+        language, `pt` for `pt-BR`), else `about`."""
+        translations = self.about_translations
+        return translations.get(language) or translations.get(language.split("-")[0]) or self.about
 
 
 @dataclass(frozen=True)
@@ -475,7 +498,7 @@ class _Reader:
                 continue
             if isinstance(kind, type) and issubclass(kind, Section):
                 values[spec.name] = self.section(kind, {}, (*where, key))
-            elif spec.default is dataclasses.MISSING:
+            elif _required(spec):
                 self.problem(where, None, f"{_name(where, key)} is missing; add `{key} = …`")
             elif isinstance(spec.default, Path):
                 values[spec.name] = self.path.parent / spec.default
@@ -494,7 +517,7 @@ class _Reader:
     def section(self, kind: type[Section], raw: dict[str, Any], where: tuple[str, ...]) -> Any:
         """The table as its dataclass; None when a required key is missing (a problem says so)."""
         values = self.table(kind, raw, where, set())
-        required = {f.name for f in dataclasses.fields(kind) if f.default is dataclasses.MISSING}  # type: ignore[arg-type]
+        required = {f.name for f in dataclasses.fields(kind) if _required(f)}  # type: ignore[arg-type]
         return kind(**values) if required <= values.keys() else None
 
     def value(
@@ -507,6 +530,8 @@ class _Reader:
                 )
                 return spec.default
             return self.section(kind, value, (*where, key))
+        if typing.get_origin(kind) is dict:
+            return self.texts(spec, value, where, key)
         optional = isinstance(kind, types.UnionType) and type(None) in typing.get_args(kind)
         base = next(a for a in typing.get_args(kind) if a is not type(None)) if optional else kind
         expected: Any = {Path: str, float: (int, float)}.get(base, base)
@@ -539,6 +564,24 @@ class _Reader:
         except ValueError as error:
             self.problem(where, key, f"{_name(where, key)}: {error}")
             return spec.default
+
+    def texts(
+        self, spec: dataclasses.Field[Any], value: Any, where: tuple[str, ...], key: str
+    ) -> dict[str, str]:
+        """A table of texts by key, as `{ it = "…" }` writes it."""
+        if not isinstance(value, dict) or not all(isinstance(t, str) for t in value.values()):
+            self.problem(
+                where,
+                key,
+                f'{_name(where, key)} must be a table of texts in quotes, like {{ it = "…" }}, '
+                f"not {value!r}",
+            )
+            return {}
+        try:
+            return dict(spec.metadata["check"](value))
+        except ValueError as error:
+            self.problem(where, key, f"{_name(where, key)}: {error}")
+            return {}
 
     def interpolate(self, value: str, where: tuple[str, ...], key: str) -> str | _Missing:
         missing = [name for name in _VARIABLE.findall(value) if name not in self.environment]

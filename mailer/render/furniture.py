@@ -18,4 +18,5 @@ class Furniture:
     def colophon(self) -> bool:
         """Whether there is anything to print in the colophon at all."""
         s = self.series
-        return any((s.about, s.editor, s.editor_address, s.issn, s.phone, s.website))
+        texts = (s.about, *s.about_translations.values())
+        return any((*texts, s.editor, s.editor_address, s.issn, s.phone, s.website))
