@@ -283,7 +283,7 @@ class Dispatcher:
         try:
             backend.open()  # closed in `finally`, however the worker ends
             with self.journal.entries(worker) as entries:
-                while not self.stop.is_set():
+                while not (self.stop.is_set() or self.stopping.is_set()):
                     if self._status(campaign) != CampaignStatus.RUNNING:
                         return
                     claimed = self._db(
