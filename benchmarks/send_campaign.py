@@ -3,7 +3,8 @@
 1. SMTP: a campaign through the `smtp` backend to Postfix's smtp-sink on loopback, against a
    bare smtplib loop sending the same pre-built messages to the same sink over the same number
    of connections, and against Postfix's `smtp-source` (C, connections kept) sending messages
-   of the same size: the ceiling of an SMTP client on this machine.
+   of the same size: the ceiling of an SMTP client on this machine. Then what each of the
+   engine's per-message records costs, timed alone (see guarantees).
 2. Outbox: a campaign through the `outbox` backend (every message an .eml file, on disk before
    its batch is recorded), against personalising the same messages alone in one process, the
    disk's sequential durable rate (one big file, one fdatasync: what `dd conv=fdatasync`
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import datetime as dt
 import os
 import platform
 import re
@@ -45,7 +47,10 @@ from example import example_folder
 from mailer.app.newsletter import Newsletter
 from mailer.core import output
 from mailer.delivery.outbox import OutboxBackend
+from mailer.delivery.smtp import SmtpBackend
 from mailer.render.message import MessageTemplate
+from mailer.sending.journal import Journal
+from mailer.store.campaigns import DeliveryRecord, DeliveryState
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 MAILER = Path(sys.executable).parent / "mailer"
@@ -246,6 +251,47 @@ def disk_ceiling(folder: Path, count: int, size: int, batch: int, threads: int =
     return rate
 
 
+def guarantees(folder: Path, slug: str, batch: int) -> dict[str, float]:
+    """Microseconds a message that each of the send engine's per-message records costs, timed
+    alone in one thread against the folder's own database, for a new campaign to everyone, in
+    batches of `batch` as the smtp backend takes them: the journal's line (written before the
+    next message's body goes, so that a kill sends at most one message per connection again),
+    the send log's claim and record of each batch (what a resumed send goes by), and the look
+    at each batch's recipients just before the hand-over (so that nobody who unsubscribed while
+    the batch waited is mailed)."""
+    letter = Newsletter.load(folder / "config.toml", {"MAILER_SECRET": SECRET})
+    campaigns = letter.store.campaigns
+    campaign = campaigns.start(slug, "commentaries", letter.issue([slug]).subject)
+    lease = dt.timedelta(minutes=5)
+    spent = {"journal": 0.0, "send log": 0.0, "still subscribed": 0.0}
+    with Journal(folder / "benchmark-journal").entries("benchmark") as entries:
+        while True:
+            started = time.perf_counter()
+            claimed = campaigns.claim(campaign.id, "benchmark", batch, lease)
+            if not claimed:
+                break
+            spent["send log"] += time.perf_counter() - started
+            started = time.perf_counter()
+            campaigns.statuses([person.subscriber_id for person in claimed])
+            spent["still subscribed"] += time.perf_counter() - started
+            records = [
+                DeliveryRecord(
+                    person.subscriber_id, DeliveryState.SENT, 1, f"<{person.subscriber_id}@b>"
+                )
+                for person in claimed
+            ]
+            started = time.perf_counter()
+            for record in records:
+                entries.add(campaign.id, record)
+            spent["journal"] += time.perf_counter() - started
+            started = time.perf_counter()
+            campaigns.record(campaign.id, "benchmark", records)
+            entries.clear()
+            spent["send log"] += time.perf_counter() - started
+    letter.store.close()
+    return {name: seconds / campaign.recipients * 1e6 for name, seconds in spent.items()}
+
+
 def smtp_source(port: int, count: int, connections: int, size: int) -> float:
     """Messages per second that Postfix's smtp-source (C) sends of `size` bytes, connections
     kept (-d), over `connections` sessions."""
@@ -327,6 +373,7 @@ def smtp_part(root: Path, slug: str, count: int, connections: int) -> None:
         quick = bare_smtplib(folder, slug, port, count, connections, True)
         ceiling = smtp_source(port, count, connections, size)
         sent, rate, _ = send_measured(folder, slug)
+        costs = guarantees(folder, slug, SmtpBackend.batch_size)
         print(
             f"SMTP to smtp-sink, {connections} connections, {sent:,} messages of "
             f"{size / 1000:.0f} KB:"
@@ -339,6 +386,14 @@ def smtp_part(root: Path, slug: str, count: int, connections: int) -> None:
             f"  mailer / bare: {rate / baseline:.0%}; mailer / bare with TCP_NODELAY: "
             f"{rate / quick:.0%}; mailer / smtp-source: {rate / ceiling:.0%}"
         )
+        # What a message takes of one sending thread at mailer's rate: the share each costs.
+        per_message = connections / rate * 1e6
+        print(
+            f"  what each record costs, one thread, batches of {SmtpBackend.batch_size} "
+            f"(a message takes {per_message:,.0f} µs of a connection at mailer's rate):"
+        )
+        for name, micros in costs.items():
+            print(f"    {name + ':':18} {micros:6.1f} µs a message ({micros / per_message:.1%})")
         shutil.rmtree(folder)
     finally:
         sink.terminate()
