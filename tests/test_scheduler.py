@@ -323,6 +323,18 @@ def test_the_feeds_are_rebuilt_when_an_embargo_lifts(folder: Folder, clock: Fake
     assert any("out of embargo: at-nine" in note.text for note in done.notes)
 
 
+def test_the_first_look_builds_and_counts_what_it_built_in_words(
+    folder: Folder, clock: FakeClock
+) -> None:
+    kept = folder.path / "commentaries" / "2025-09-17-stalemate-to-escalation.md"
+    for path in (folder.path / "commentaries").glob("*.md"):
+        if path != kept:
+            path.unlink()
+    with scheduler_of(folder, clock) as scheduler:
+        done = scheduler.tick()
+    assert [note.text for note in done.notes] == ["Built the feeds and archive (1 commentary)."]
+
+
 def test_a_look_parses_only_the_commentaries_changed_since_the_last(
     folder: Folder, clock: FakeClock
 ) -> None:

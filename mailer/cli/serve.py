@@ -91,13 +91,15 @@ def serve(
         # Returns once asked to stop, the requests in hand answered (waitress waits 5 s at most).
         waitress.serve(app, host=host, port=port, threads=threads, ident="mailer", **SERVER_LIMITS)
         stopping.set()
-        if scheduling is not None and scheduling.is_alive():
-            click.echo(
-                "Stopping once the scheduler has recorded the messages in hand (asked again: at "
-                "once).",
-                err=True,
-            )
-            scheduling.join()
+        if scheduling is not None:
+            scheduling.join(timeout=0.5)  # a scheduler between looks ends at once: say nothing
+            if scheduling.is_alive():
+                click.echo(
+                    "Stopping once the scheduler has recorded the messages in hand (asked again: "
+                    "at once).",
+                    err=True,
+                )
+                scheduling.join()
     click.echo("Stopped.")
 
 

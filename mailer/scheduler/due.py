@@ -146,7 +146,8 @@ class Scheduler:
         built = newsletter.build()
         marks.set_mark(BUILT, now)
         news = f"; out of embargo: {', '.join(c.slug for c in lifted)}" if last else ""
-        done.say(f"Built the feeds and archive ({built.commentaries} commentaries){news}.")
+        built_count = count(built.commentaries, "commentary", "commentaries")
+        done.say(f"Built the feeds and archive ({built_count}){news}.")
 
     # auto_publish ---------------------------------------------------------------------------
 
