@@ -556,6 +556,17 @@ class _Reader:
             return self.path.parent / value
         if base is float:
             value = float(value)
+        return self.checked(spec, value, where, key, spec.default)
+
+    def checked(
+        self,
+        spec: dataclasses.Field[Any],
+        value: Any,
+        where: tuple[str, ...],
+        key: str,
+        fallback: Any,
+    ) -> Any:
+        """`value` as the setting's check keeps it, or `fallback` with a problem saying why."""
         check = spec.metadata.get("check")
         if check is None:
             return value
@@ -563,7 +574,7 @@ class _Reader:
             return check(value)
         except ValueError as error:
             self.problem(where, key, f"{_name(where, key)}: {error}")
-            return spec.default
+            return fallback
 
     def texts(
         self, spec: dataclasses.Field[Any], value: Any, where: tuple[str, ...], key: str
@@ -577,11 +588,7 @@ class _Reader:
                 f"not {value!r}",
             )
             return {}
-        try:
-            return dict(spec.metadata["check"](value))
-        except ValueError as error:
-            self.problem(where, key, f"{_name(where, key)}: {error}")
-            return {}
+        return dict(self.checked(spec, dict(value), where, key, {}))
 
     def interpolate(self, value: str, where: tuple[str, ...], key: str) -> str | _Missing:
         missing = [name for name in _VARIABLE.findall(value) if name not in self.environment]
