@@ -362,7 +362,7 @@ def print_report(report: RunReport) -> bool:
             f"command (or `mailer campaigns resume {report.campaign.id}`) to continue.",
             err=True,
         )
-    elif report.stopped and report.campaign.status == CampaignStatus.RUNNING:
+    elif report.left_for_later:
         click.echo(
             "Stopped as asked, with every message handed over recorded. The same command (or "
             f"`mailer campaigns resume {report.campaign.id}`) sends the rest.",
@@ -374,7 +374,7 @@ def print_report(report: RunReport) -> bool:
         not counts[DeliveryState.FAILED]
         and not counts[UNCERTAIN]
         and report.campaign.status != CampaignStatus.PAUSED
-        and not (report.stopped and report.campaign.status == CampaignStatus.RUNNING)
+        and not report.left_for_later
     )
 
 

@@ -277,12 +277,14 @@ class Scheduler:
                 stopping=self.stopping,
             )
         tally = report.tally
-        stopped = report.stopped and report.campaign.status == CampaignStatus.RUNNING
+        later = (
+            "; stopped as asked, the next scheduler continues it" if report.left_for_later else ""
+        )
         done.say(
             f"Campaign {campaign.id} is {report.campaign.status.value}: this run sent "
             f"{tally.sent:,}, failed {tally.failed:,}, skipped {tally.skipped:,}"
             + (f" ({report.campaign.status_detail})" if report.campaign.status_detail else "")
-            + ("; stopped as asked, the next scheduler continues it" if stopped else "")
+            + later
             + ".",
             warning=bool(tally.failed) or report.campaign.status == CampaignStatus.PAUSED,
         )

@@ -96,8 +96,13 @@ class RunReport:
     reconciled: Reconciled = field(default_factory=Reconciled)
     """What asking the service settled of the uncertain deliveries."""
     stopped: bool = False
-    """The process was asked to stop before the end: what was in hand is recorded, the rest
-    waits for the next run."""
+    """The process was asked to stop during the run (whatever is left: left_for_later), so
+    nothing more is to be started after it."""
+
+    @property
+    def left_for_later(self) -> bool:
+        """Stopped as asked before the campaign's end: the rest waits for the next run."""
+        return self.stopped and self.campaign.status == CampaignStatus.RUNNING
 
     @property
     def rate(self) -> float:
